@@ -1,0 +1,27 @@
+//! pkgstash: a sparse caching pacman mirror.
+//!
+//! # Layout
+//! - [`config`]: raw TOML/env config → validated [`config::Config`].
+//! - [`path`]: request path → [`path::RepoPath`]; the only way to name a cached file.
+//! - [`server`]: the actix `App`, shared state, listeners, graceful shutdown.
+//! - [`mirror`]: the GET/HEAD handler: hit from disk, miss via the in-flight registry.
+//! - [`inflight`]: one download per file; clients tail the growing partial file.
+//! - [`tail`]: the body stream a client reads from a growing (or finished) file.
+//! - [`upstream`]: the mirror pool: ordering, health, failover, Range resume.
+//! - [`fetch`]: the download task: upstream body → partial file → verify → publish.
+//! - [`store`]: the on-disk cache: final paths, partial dir, atomic publish.
+//! - [`repodb`]: parse pacman repo databases.
+//! - [`vercmp`]: pacman's version comparison.
+//! - [`error`]: typed errors of the HTTP layer.
+pub mod config;
+pub mod error;
+pub mod fetch;
+pub mod inflight;
+pub mod mirror;
+pub mod path;
+pub mod repodb;
+pub mod server;
+pub mod store;
+pub mod tail;
+pub mod upstream;
+pub mod vercmp;

@@ -1,0 +1,1 @@
+//! Placeholder: parse pacman repo databases (being written).

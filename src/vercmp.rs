@@ -1,0 +1,1 @@
+//! Placeholder: pacman vercmp (being written).
