@@ -5,6 +5,8 @@
 //! - [`path`]: request path → [`path::RepoPath`]; the only way to name a cached file.
 //! - [`server`]: the actix `App`, shared state, listeners, graceful shutdown.
 //! - [`mirror`]: the GET/HEAD handler: hit from disk, miss via the in-flight registry.
+//! - [`mirrorlist`]: pacman mirrorlist files → mirror base URLs.
+//! - [`metrics`]: Prometheus counters and gauges.
 //! - [`inflight`]: one download per file; clients tail the growing partial file.
 //! - [`tail`]: the body stream a client reads from a growing (or finished) file.
 //! - [`upstream`]: the mirror pool: ordering, health, failover, Range resume.
@@ -17,7 +19,9 @@ pub mod config;
 pub mod error;
 pub mod fetch;
 pub mod inflight;
+pub mod metrics;
 pub mod mirror;
+pub mod mirrorlist;
 pub mod path;
 pub mod repodb;
 pub mod server;

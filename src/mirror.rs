@@ -1,1 +1,248 @@
-//! TODO
+//! The mirror handler: `GET|HEAD /<upstream>/<path>`.
+//!
+//! Steps, in order:
+//! 1. **validate**: refuse absolute-form targets, parse the path into a [`RepoPath`], check the
+//!    upstream exists;
+//! 2. **cache**: a cached immutable file, or a cached mutable file revalidated within
+//!    `db_max_age`, is served from disk (actix-files: Range, conditional requests, sendfile);
+//! 3. **join**: a download of this file in flight is joined;
+//! 4. **start**: otherwise a download is registered and started (a conditional one for a
+//!    cached mutable file);
+//! 5. **answer** once upstream has answered: tail the growing file, or serve the (re)validated
+//!    file, or 404, or — for a mutable file whose mirrors all fail — the stale copy.
+
+use std::fs::Metadata;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_files::NamedFile;
+use actix_web::body::{BodyStream, SizedStream};
+use actix_web::http::{header, Method, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use crate::error::ApiError;
+use crate::fetch::FetchRequest;
+use crate::inflight::{BodyMeta, Download, Joined, Phase};
+use crate::metrics::Outcome;
+use crate::path::{FileKind, RepoPath};
+use crate::server::AppState;
+use crate::tail::Tail;
+
+/// The handler for every path that is not `/_pkgstash/…`.
+pub async fn handle(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let result = serve(&req, &state).await;
+    if let Err(e) = &result {
+        state.metrics.request(match e {
+            ApiError::NotFound => Outcome::NotFound,
+            _ => Outcome::Error,
+        });
+    }
+    result
+}
+
+async fn serve(req: &HttpRequest, state: &AppState) -> Result<HttpResponse, ApiError> {
+    // 1. validate
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return Err(ApiError::MethodNotAllowed);
+    }
+    // SECURITY: an absolute-form target ("GET http://elsewhere/…") is refused: pkgstash is a
+    // mirror, not a proxy, and only ever requests its configured mirrors.
+    if req.uri().scheme().is_some() || req.uri().authority().is_some() {
+        return Err(ApiError::BadRequest("absolute-form request target".into()));
+    }
+    let path = RepoPath::parse(req.uri().path())?;
+    if state.pools.get(path.upstream()).is_none() {
+        return Err(ApiError::NotFound);
+    }
+    let final_path = state.store.final_path(&path);
+    let db_max_age = state.cfg.db_max_age;
+
+    // 2. cache
+    let cached = std::fs::metadata(&final_path).ok();
+    if cached.as_ref().is_some_and(Metadata::is_dir) {
+        return Err(ApiError::NotFound);
+    }
+    let cached = cached.filter(Metadata::is_file);
+    let fresh = |store: &crate::store::Store| match path.kind() {
+        FileKind::Immutable => true,
+        FileKind::Mutable => store.is_fresh(&path, db_max_age),
+    };
+    if cached.is_some() && fresh(&state.store) {
+        state.metrics.request(Outcome::Hit);
+        return serve_file(req, state, &final_path).await;
+    }
+    if cached.is_none() && state.store.recently_not_found(&path, db_max_age) {
+        return Err(ApiError::NotFound);
+    }
+
+    // 3. join, or 4. start
+    let if_modified_since = match (path.kind(), &cached) {
+        (FileKind::Mutable, Some(m)) => m.modified().ok(),
+        _ => None,
+    };
+    let joined = state.registry.join_or_start(&path, || {
+        // Under the registry lock: a download that just finished has published by now.
+        !(final_path.is_file() && fresh(&state.store))
+    });
+    let (download, outcome) = match joined {
+        None => {
+            state.metrics.request(Outcome::Hit);
+            return serve_file(req, state, &final_path).await;
+        }
+        Some(Joined::Existing(d)) => (d, Outcome::Joined),
+        Some(Joined::Started(d, guard)) => {
+            log::debug!("miss: {path}");
+            state.fetcher.start(FetchRequest {
+                download: d.clone(),
+                guard,
+                if_modified_since,
+                expected: state.expected_for(&path),
+            });
+            (d, Outcome::Miss)
+        }
+    };
+
+    // 5. answer
+    let mut rx = download.subscribe();
+    let limit = answer_limit(state, &path);
+    let progress = match tokio::time::timeout(limit, rx.wait_for(|p| p.answered())).await {
+        Ok(Ok(p)) => p.clone(),
+        Ok(Err(_)) => return Err(ApiError::Upstream("download task went away".into())),
+        Err(_) => return Err(ApiError::UpstreamTimeout),
+    };
+    match progress.phase {
+        Phase::Streaming(meta) => {
+            state.metrics.request(outcome);
+            tail_response(req, state, &download, &meta, rx)
+        }
+        Phase::Done(_) => {
+            state.metrics.request(outcome);
+            serve_file(req, state, &final_path).await
+        }
+        Phase::NotModified => {
+            state.metrics.request(Outcome::Revalidated);
+            serve_file(req, state, &final_path).await
+        }
+        Phase::NotFound => Err(ApiError::NotFound),
+        Phase::Failed(reason) => {
+            if path.kind() == FileKind::Mutable && final_path.is_file() {
+                log::warn!("serving stale {path}: every mirror failed ({reason})");
+                state.metrics.request(Outcome::Stale);
+                serve_file(req, state, &final_path).await
+            } else {
+                Err(ApiError::Upstream(reason.to_string()))
+            }
+        }
+        Phase::Connecting => Err(ApiError::Internal("download not answered".into())),
+    }
+}
+
+/// How long a client waits for upstream's first answer: every mirror's head timeout, plus slack.
+fn answer_limit(state: &AppState, path: &RepoPath) -> Duration {
+    let mirrors = state
+        .pools
+        .get(path.upstream())
+        .map(|p| p.mirrors.len())
+        .unwrap_or(1) as u32;
+    state.cfg.upstream_timeout * (mirrors + 1) + Duration::from_secs(5)
+}
+
+/// Serve a cached file (hit): actix-files handles Range, If-Modified-Since, ETag and HEAD.
+async fn serve_file(
+    req: &HttpRequest,
+    state: &AppState,
+    file: &Path,
+) -> Result<HttpResponse, ApiError> {
+    let named = match NamedFile::open_async(file).await {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ApiError::NotFound),
+        Err(e) => return Err(ApiError::Internal(format!("cannot open cached file: {e}"))),
+    };
+    let len = named.metadata().len();
+    let resp = named
+        .use_etag(true)
+        .use_last_modified(true)
+        .disable_content_disposition()
+        .set_content_type(mime_octet())
+        .into_response(req);
+    if resp.status() == StatusCode::OK && req.method() == Method::GET {
+        state.metrics.bytes_from_cache.inc_by(len);
+    }
+    Ok(resp)
+}
+
+fn mime_octet() -> mime::Mime {
+    mime::APPLICATION_OCTET_STREAM
+}
+
+/// Answer from a download in flight: 200 (or 206 for a single satisfiable range when the
+/// length is known) streaming the growing file.
+fn tail_response(
+    req: &HttpRequest,
+    state: &AppState,
+    download: &Arc<Download>,
+    meta: &BodyMeta,
+    rx: tokio::sync::watch::Receiver<crate::inflight::Progress>,
+) -> Result<HttpResponse, ApiError> {
+    let file = download
+        .file()
+        .ok_or_else(|| ApiError::Internal("download has no partial file".into()))?;
+    let mut resp = HttpResponse::Ok();
+    resp.insert_header((header::CONTENT_TYPE, "application/octet-stream"));
+    if let Some(lm) = meta.last_modified {
+        resp.insert_header((header::LAST_MODIFIED, httpdate::fmt_http_date(lm)));
+    }
+    let (start, end) = match (meta.total, req.headers().get(header::RANGE)) {
+        (Some(total), Some(range)) => {
+            resp.insert_header((header::ACCEPT_RANGES, "bytes"));
+            let ranges = range
+                .to_str()
+                .ok()
+                .map(|r| actix_files::HttpRange::parse(r, total));
+            match ranges {
+                Some(Ok(r)) if r.len() == 1 => {
+                    let (s, l) = (r[0].start, r[0].length);
+                    resp.status(StatusCode::PARTIAL_CONTENT);
+                    resp.insert_header((
+                        header::CONTENT_RANGE,
+                        format!("bytes {}-{}/{}", s, s + l - 1, total),
+                    ));
+                    (s, Some(s + l))
+                }
+                Some(Err(_)) => {
+                    return Ok(HttpResponse::RangeNotSatisfiable()
+                        .insert_header((header::CONTENT_RANGE, format!("bytes */{total}")))
+                        .finish())
+                }
+                _ => (0, Some(total)),
+            }
+        }
+        (Some(total), None) => {
+            resp.insert_header((header::ACCEPT_RANGES, "bytes"));
+            (0, Some(total))
+        }
+        (None, _) => (0, None),
+    };
+    if req.method() == Method::HEAD {
+        return Ok(match end {
+            Some(e) => resp.no_chunking(e - start).finish(),
+            None => resp.finish(),
+        });
+    }
+    let stall = state.cfg.upstream_timeout * 4 + Duration::from_secs(30);
+    let tail = Tail::new(file, rx, start, end, stall, Some(download.attach()));
+    let metrics = state.metrics.clone();
+    let stream = futures::StreamExt::inspect(tail.into_stream(), move |chunk| {
+        if let Ok(b) = chunk {
+            metrics.bytes_from_upstream.inc_by(b.len() as u64);
+        }
+    });
+    Ok(match end {
+        Some(e) => resp.body(SizedStream::new(e - start, stream)),
+        None => resp.body(BodyStream::new(stream)),
+    })
+}

@@ -1,1 +1,114 @@
-//! TODO
+//! The actix server: shared state ([`AppState`]), routes, listeners, graceful shutdown.
+//!
+//! [`run`] takes already-bound listeners, so callers (and tests) choose ports, and logs one
+//! `listening on http://ADDR` line per listener — the line test harnesses wait for.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::{web, App, HttpServer};
+
+use crate::config::Config;
+use crate::fetch::{Expected, FetchContext, Fetcher};
+use crate::inflight::Registry;
+use crate::metrics::Metrics;
+use crate::path::RepoPath;
+use crate::store::Store;
+use crate::upstream::Pools;
+
+/// How long a graceful shutdown waits for responses in progress.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// State shared by every worker.
+pub struct AppState {
+    pub cfg: Arc<Config>,
+    pub store: Arc<Store>,
+    pub registry: Arc<Registry>,
+    pub pools: Arc<Pools>,
+    pub fetcher: Fetcher,
+    pub metrics: Arc<Metrics>,
+    pub started: Instant,
+}
+
+impl AppState {
+    /// Build the state. Must run inside an actix `System` (it starts the fetch arbiter).
+    pub fn new(cfg: Config, store: Store) -> AppState {
+        let cfg = Arc::new(cfg);
+        let store = Arc::new(store);
+        let pools = Arc::new(Pools::from_config(&cfg));
+        let metrics = Arc::new(Metrics::new());
+        let fetcher = Fetcher::new(Arc::new(FetchContext {
+            store: store.clone(),
+            pools: pools.clone(),
+            metrics: metrics.clone(),
+            timeout: cfg.upstream_timeout,
+            min_rate: cfg.min_rate,
+        }));
+        AppState {
+            cfg,
+            store,
+            registry: Arc::new(Registry::default()),
+            pools,
+            fetcher,
+            metrics,
+            started: Instant::now(),
+        }
+    }
+
+    /// What the cached repo db says `path` must be (size + sha256), when it lists it.
+    pub fn expected_for(&self, _path: &RepoPath) -> Option<Expected> {
+        None
+    }
+}
+
+/// Bind every `listen` address of the config.
+pub fn bind(cfg: &Config) -> std::io::Result<Vec<TcpListener>> {
+    cfg.listen
+        .iter()
+        .map(|addr| {
+            TcpListener::bind(addr.as_str())
+                .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
+        })
+        .collect()
+}
+
+/// Register the routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/_pkgstash/metrics", web::get().to(metrics))
+        .default_service(web::to(crate::mirror::handle));
+}
+
+async fn metrics(state: web::Data<AppState>) -> actix_web::HttpResponse {
+    state
+        .metrics
+        .inflight
+        .set(state.registry.snapshot().len() as i64);
+    actix_web::HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.metrics.render())
+}
+
+/// Serve until SIGTERM/SIGINT (graceful: responses in progress get [`SHUTDOWN_GRACE`]).
+pub async fn run(state: AppState, listeners: Vec<TcpListener>) -> std::io::Result<()> {
+    let data = web::Data::new(state);
+    let app_data = data.clone();
+    let mut server =
+        HttpServer::new(move || App::new().app_data(app_data.clone()).configure(configure))
+            .tcp_nodelay(true)
+            .shutdown_timeout(SHUTDOWN_GRACE.as_secs());
+    for l in listeners {
+        server = server.listen(l)?;
+    }
+    let addrs = server.addrs();
+    let server = server.run();
+    for a in addrs {
+        log::info!("listening on http://{a}");
+    }
+    server.await?;
+    log::info!(
+        "stopped; {} download(s) were still in flight",
+        data.registry.snapshot().len()
+    );
+    Ok(())
+}

@@ -1,1 +1,216 @@
-//! TODO
+//! The on-disk cache: `<cache_dir>/<upstream>/<rel>` mirrors the URL space, in-progress
+//! downloads live in `<cache_dir>/.partial/` (same filesystem, so publishing is one `rename`).
+//!
+//! Invariants: a file at a final path is always complete and verified (it only ever gets there
+//! by [`Store::publish`]: fsync file → rename → fsync dir); `.partial/` holds nothing across a
+//! restart ([`Store::open`] empties it); a final path is only ever built from a [`RepoPath`].
+//!
+//! Also owns the in-memory freshness facts: when a mutable file was last revalidated, and
+//! which paths upstream recently answered 404 for (a short negative cache).
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use parking_lot::Mutex;
+
+use crate::path::RepoPath;
+
+/// Name of the directory holding in-progress downloads.
+pub const PARTIAL_DIR: &str = ".partial";
+
+/// The cache directory.
+#[derive(Debug)]
+pub struct Store {
+    root: PathBuf,
+    partial_dir: PathBuf,
+    /// key → when it was last fetched or revalidated upstream.
+    validated: Mutex<HashMap<String, Instant>>,
+    /// key → when every mirror answered 404.
+    not_found: Mutex<HashMap<String, Instant>>,
+}
+
+/// Why the cache directory cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("cache_dir {path}: {what}: {source}")]
+pub struct StoreError {
+    pub path: PathBuf,
+    pub what: &'static str,
+    #[source]
+    pub source: io::Error,
+}
+
+impl Store {
+    /// Create the cache layout, check it is writable, and delete orphaned partial downloads
+    /// left by a crash.
+    pub fn open(root: &Path) -> Result<Store, StoreError> {
+        let err = |what, source| StoreError {
+            path: root.to_path_buf(),
+            what,
+            source,
+        };
+        fs::create_dir_all(root).map_err(|e| err("cannot create", e))?;
+        let partial_dir = root.join(PARTIAL_DIR);
+        fs::create_dir_all(&partial_dir).map_err(|e| err("cannot create .partial", e))?;
+        let mut orphans = 0usize;
+        for entry in fs::read_dir(&partial_dir).map_err(|e| err("cannot list .partial", e))? {
+            let entry = entry.map_err(|e| err("cannot list .partial", e))?;
+            let p = entry.path();
+            let removed = if p.is_dir() {
+                fs::remove_dir_all(&p)
+            } else {
+                fs::remove_file(&p)
+            };
+            match removed {
+                Ok(()) => orphans += 1,
+                Err(e) => log::warn!("cannot remove orphaned partial {}: {e}", p.display()),
+            }
+        }
+        if orphans > 0 {
+            log::info!(
+                "removed {orphans} orphaned partial download(s) from {}",
+                partial_dir.display()
+            );
+        }
+        // Probe writability now, so a bad cache_dir fails at start, not on the first miss.
+        tempfile::Builder::new()
+            .prefix("probe-")
+            .tempfile_in(&partial_dir)
+            .map_err(|e| err("not writable", e))?;
+        Ok(Store {
+            root: root.to_path_buf(),
+            partial_dir,
+            validated: Mutex::new(HashMap::new()),
+            not_found: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The final path of a cached file.
+    pub fn final_path(&self, p: &RepoPath) -> PathBuf {
+        let mut out = self.root.join(p.upstream());
+        for seg in p.rel().split('/') {
+            out.push(seg);
+        }
+        out
+    }
+
+    /// A new, uniquely named partial file (deleted when dropped unless published).
+    pub fn new_partial(&self) -> io::Result<tempfile::NamedTempFile> {
+        tempfile::Builder::new()
+            .prefix("dl-")
+            .tempfile_in(&self.partial_dir)
+    }
+
+    /// Publish a complete, verified partial file at `p`'s final path: fsync, set mtime
+    /// (upstream's `Last-Modified`), rename, fsync the directory.
+    pub fn publish(
+        &self,
+        partial: tempfile::NamedTempFile,
+        p: &RepoPath,
+        mtime: Option<SystemTime>,
+    ) -> io::Result<PathBuf> {
+        let dest = self.final_path(p);
+        let file = partial.as_file();
+        if let Some(t) = mtime {
+            file.set_modified(t)?;
+        }
+        file.sync_all()?;
+        let parent = dest
+            .parent()
+            .ok_or_else(|| io::Error::other("final path has no parent"))?;
+        fs::create_dir_all(parent)?;
+        partial.persist(&dest).map_err(|e| e.error)?;
+        File::open(parent)?.sync_all()?;
+        Ok(dest)
+    }
+
+    /// Remember that `p` was fetched or revalidated upstream just now.
+    pub fn mark_validated(&self, p: &RepoPath) {
+        self.validated.lock().insert(p.key(), Instant::now());
+        self.not_found.lock().remove(&p.key());
+    }
+
+    /// Was `p` validated within `max_age`?
+    pub fn is_fresh(&self, p: &RepoPath, max_age: Duration) -> bool {
+        self.validated
+            .lock()
+            .get(&p.key())
+            .is_some_and(|t| t.elapsed() < max_age)
+    }
+
+    /// Remember that every mirror answered 404 for `p`.
+    pub fn mark_not_found(&self, p: &RepoPath) {
+        let mut map = self.not_found.lock();
+        if map.len() > 100_000 {
+            map.clear();
+        }
+        map.insert(p.key(), Instant::now());
+    }
+
+    /// Did every mirror answer 404 for `p` within `ttl`?
+    pub fn recently_not_found(&self, p: &RepoPath, ttl: Duration) -> bool {
+        self.not_found
+            .lock()
+            .get(&p.key())
+            .is_some_and(|t| t.elapsed() < ttl)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn open_removes_orphans_and_publish_is_atomic() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("cache");
+        fs::create_dir_all(root.join(PARTIAL_DIR)).expect("mkdir");
+        fs::write(root.join(PARTIAL_DIR).join("dl-old"), b"half").expect("write");
+        let store = Store::open(&root).expect("open");
+        assert_eq!(fs::read_dir(root.join(PARTIAL_DIR)).expect("ls").count(), 0);
+
+        let p = RepoPath::parse("/arch/core/os/x86_64/a-1-1-any.pkg.tar.zst").expect("path");
+        let mut part = store.new_partial().expect("partial");
+        part.write_all(b"payload").expect("write");
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let dest = store.publish(part, &p, Some(t)).expect("publish");
+        assert_eq!(dest, root.join("arch/core/os/x86_64/a-1-1-any.pkg.tar.zst"));
+        assert_eq!(fs::read(&dest).expect("read"), b"payload");
+        assert_eq!(
+            fs::metadata(&dest)
+                .expect("meta")
+                .modified()
+                .expect("mtime"),
+            t
+        );
+        assert_eq!(fs::read_dir(root.join(PARTIAL_DIR)).expect("ls").count(), 0);
+    }
+
+    #[test]
+    fn unwritable_cache_dir_is_an_error() {
+        let e = Store::open(Path::new("/proc/pkgstash-cannot-exist")).expect_err("must fail");
+        assert!(e.to_string().contains("cache_dir"), "{e}");
+    }
+
+    #[test]
+    fn freshness_and_negative_cache() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let p = RepoPath::parse("/arch/core/os/x86_64/core.db").expect("path");
+        assert!(!store.is_fresh(&p, Duration::from_secs(30)));
+        store.mark_validated(&p);
+        assert!(store.is_fresh(&p, Duration::from_secs(30)));
+        assert!(!store.is_fresh(&p, Duration::ZERO));
+        store.mark_not_found(&p);
+        assert!(store.recently_not_found(&p, Duration::from_secs(30)));
+        store.mark_validated(&p);
+        assert!(!store.recently_not_found(&p, Duration::from_secs(30)));
+    }
+}

@@ -1,1 +1,245 @@
-//! TODO
+//! The body a client reads from a download in flight: bytes `[start, end)` of the partial file,
+//! read with positional reads as soon as the fetch task reports them written.
+//!
+//! The stream waits on the download's watch channel for progress (no polling of the file
+//! size), ends cleanly only when the download is `Done` and every requested byte was sent, and
+//! yields an error — which makes actix abort the connection, so a client never mistakes a
+//! short body for a complete one — when the download fails or stalls past `stall_limit`.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::Stream;
+use tokio::sync::watch;
+
+use crate::inflight::{ClientGuard, Phase, Progress};
+
+/// Largest chunk handed to actix in one piece.
+const MAX_CHUNK: u64 = 256 * 1024;
+
+/// What one tailing client reads.
+pub struct Tail {
+    file: Arc<File>,
+    rx: watch::Receiver<Progress>,
+    pos: u64,
+    /// Exclusive end; `None` = until the download is done.
+    end: Option<u64>,
+    stall_limit: Duration,
+    finished: bool,
+    _client: Option<ClientGuard>,
+}
+
+impl Tail {
+    pub fn new(
+        file: Arc<File>,
+        rx: watch::Receiver<Progress>,
+        start: u64,
+        end: Option<u64>,
+        stall_limit: Duration,
+        client: Option<ClientGuard>,
+    ) -> Tail {
+        Tail {
+            file,
+            rx,
+            pos: start,
+            end,
+            stall_limit,
+            finished: false,
+            _client: client,
+        }
+    }
+
+    /// The next chunk: `Ok(Some)` bytes, `Ok(None)` clean end, `Err` abort.
+    pub async fn next_chunk(&mut self) -> io::Result<Option<Bytes>> {
+        if self.finished {
+            return Ok(None);
+        }
+        loop {
+            let progress = self.rx.borrow_and_update().clone();
+            if self.end.is_some_and(|end| self.pos >= end) {
+                self.finished = true;
+                return Ok(None);
+            }
+            let readable = match self.end {
+                Some(end) => progress.written.min(end),
+                None => progress.written,
+            };
+            if self.pos < readable {
+                let want = (readable - self.pos).min(MAX_CHUNK) as usize;
+                let mut buf = vec![0u8; want];
+                let n = self.file.read_at(&mut buf, self.pos)?;
+                if n == 0 {
+                    self.finished = true;
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "partial file shorter than reported",
+                    ));
+                }
+                buf.truncate(n);
+                self.pos += n as u64;
+                return Ok(Some(Bytes::from(buf)));
+            }
+            match &progress.phase {
+                Phase::Done(_) => {
+                    self.finished = true;
+                    if self.end.is_some_and(|end| self.pos < end) {
+                        return Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "file ended before the requested range",
+                        ));
+                    }
+                    return Ok(None);
+                }
+                Phase::Failed(reason) => {
+                    self.finished = true;
+                    return Err(io::Error::other(format!(
+                        "upstream download failed: {reason}"
+                    )));
+                }
+                Phase::NotFound | Phase::NotModified => {
+                    self.finished = true;
+                    return Err(io::Error::other("download ended without a body"));
+                }
+                Phase::Connecting | Phase::Streaming(_) => {}
+            }
+            match tokio::time::timeout(self.stall_limit, self.rx.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => {
+                    self.finished = true;
+                    return Err(io::Error::other("download task went away"));
+                }
+                Err(_) => {
+                    self.finished = true;
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "download stalled"));
+                }
+            }
+        }
+    }
+
+    /// As a `Stream` for an actix response body.
+    pub fn into_stream(self) -> impl Stream<Item = io::Result<Bytes>> {
+        futures::stream::unfold(self, |mut tail| async move {
+            match tail.next_chunk().await {
+                Ok(Some(b)) => Some((Ok(b), tail)),
+                Ok(None) => None,
+                Err(e) => Some((Err(e), tail)),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inflight::BodyMeta;
+    use std::io::Write;
+
+    fn setup() -> (watch::Sender<Progress>, Arc<File>, tempfile::NamedTempFile) {
+        let tmp = tempfile::NamedTempFile::new().expect("tmp");
+        let file = Arc::new(tmp.reopen().expect("reopen"));
+        let (tx, _) = watch::channel(Progress {
+            phase: Phase::Connecting,
+            written: 0,
+        });
+        (tx, file, tmp)
+    }
+
+    fn meta() -> Arc<BodyMeta> {
+        Arc::new(BodyMeta {
+            total: Some(10),
+            last_modified: None,
+        })
+    }
+
+    #[tokio::test]
+    async fn follows_writer_and_ends_on_done() {
+        let (tx, file, mut tmp) = setup();
+        let mut tail = Tail::new(file, tx.subscribe(), 0, None, Duration::from_secs(5), None);
+        let writer = async {
+            tmp.write_all(b"hello").expect("w");
+            tx.send_replace(Progress {
+                phase: Phase::Streaming(meta()),
+                written: 5,
+            });
+            tokio::task::yield_now().await;
+            tmp.write_all(b"world").expect("w");
+            tx.send_modify(|p| p.written = 10);
+            tokio::task::yield_now().await;
+            tx.send_modify(|p| p.phase = Phase::Done(meta()));
+        };
+        let reader = async {
+            let mut got = Vec::new();
+            while let Some(b) = tail.next_chunk().await.expect("no error") {
+                got.extend_from_slice(&b);
+            }
+            got
+        };
+        let ((), got) = tokio::join!(writer, reader);
+        assert_eq!(got, b"helloworld");
+    }
+
+    #[tokio::test]
+    async fn range_start_waits_for_bytes_and_stops_at_end() {
+        let (tx, file, mut tmp) = setup();
+        tmp.write_all(b"0123456789").expect("w");
+        tx.send_replace(Progress {
+            phase: Phase::Streaming(meta()),
+            written: 3,
+        });
+        let mut tail = Tail::new(
+            file,
+            tx.subscribe(),
+            4,
+            Some(7),
+            Duration::from_secs(5),
+            None,
+        );
+        let writer = async {
+            tokio::task::yield_now().await;
+            tx.send_modify(|p| p.written = 10);
+        };
+        let reader = async {
+            let mut got = Vec::new();
+            while let Some(b) = tail.next_chunk().await.expect("no error") {
+                got.extend_from_slice(&b);
+            }
+            got
+        };
+        let ((), got) = tokio::join!(writer, reader);
+        assert_eq!(got, b"456");
+    }
+
+    #[tokio::test]
+    async fn failure_is_an_error_not_a_clean_end() {
+        let (tx, file, mut tmp) = setup();
+        tmp.write_all(b"abc").expect("w");
+        tx.send_replace(Progress {
+            phase: Phase::Streaming(meta()),
+            written: 3,
+        });
+        let mut tail = Tail::new(file, tx.subscribe(), 0, None, Duration::from_secs(5), None);
+        assert_eq!(
+            tail.next_chunk().await.expect("bytes").as_deref(),
+            Some(&b"abc"[..])
+        );
+        tx.send_modify(|p| p.phase = Phase::Failed(Arc::from("mirror died")));
+        assert!(tail.next_chunk().await.is_err());
+        assert!(tail.next_chunk().await.expect("then nothing").is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stall_limit_aborts() {
+        let (tx, file, _tmp) = setup();
+        tx.send_replace(Progress {
+            phase: Phase::Streaming(meta()),
+            written: 0,
+        });
+        let mut tail = Tail::new(file, tx.subscribe(), 0, None, Duration::from_secs(30), None);
+        let e = tail.next_chunk().await.expect_err("stalled");
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+    }
+}

@@ -1,0 +1,203 @@
+//! Prometheus metrics, registered once in a private [`prometheus::Registry`].
+//!
+//! Hot-path counters are pre-resolved label children (`IntCounter`), so counting a hit is one
+//! atomic add — no label lookup, no lock. Gauges that describe state (in-flight downloads,
+//! cache size) are set when `/_pkgstash/metrics` is scraped.
+
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+/// How a mirror request was answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Served from the cache.
+    Hit,
+    /// Started a new upstream download.
+    Miss,
+    /// Joined a download already in flight.
+    Joined,
+    /// A cached mutable file was confirmed current upstream.
+    Revalidated,
+    /// Upstream unreachable: a stale cached copy was served.
+    Stale,
+    /// 404 (upstream or ours).
+    NotFound,
+    /// Upstream failure or refused request.
+    Error,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Hit => "hit",
+            Outcome::Miss => "miss",
+            Outcome::Joined => "joined",
+            Outcome::Revalidated => "revalidated",
+            Outcome::Stale => "stale",
+            Outcome::NotFound => "not_found",
+            Outcome::Error => "error",
+        }
+    }
+}
+
+const OUTCOMES: [Outcome; 7] = [
+    Outcome::Hit,
+    Outcome::Miss,
+    Outcome::Joined,
+    Outcome::Revalidated,
+    Outcome::Stale,
+    Outcome::NotFound,
+    Outcome::Error,
+];
+
+/// Every metric pkgstash exports.
+#[derive(Debug)]
+pub struct Metrics {
+    pub registry: Registry,
+    requests: Vec<IntCounter>,
+    /// Body bytes sent to clients from finished cache files.
+    pub bytes_from_cache: IntCounter,
+    /// Body bytes sent to clients from downloads in flight.
+    pub bytes_from_upstream: IntCounter,
+    /// Body bytes received from mirrors, by upstream.
+    pub upstream_bytes: IntCounterVec,
+    /// Failed mirror attempts, by upstream.
+    pub mirror_failures: IntCounterVec,
+    pub download_seconds: Histogram,
+    pub inflight: IntGauge,
+    pub cache_bytes: IntGauge,
+    pub cache_files: IntGauge,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new_custom(Some("pkgstash".into()), None).unwrap_or_default();
+        let requests_vec = IntCounterVec::new(
+            Opts::new("requests_total", "Mirror requests by result"),
+            &["result"],
+        )
+        .expect("static metric definition");
+        let requests = OUTCOMES
+            .iter()
+            .map(|o| requests_vec.with_label_values(&[o.as_str()]))
+            .collect();
+        let served = IntCounterVec::new(
+            Opts::new(
+                "served_bytes_total",
+                "Body bytes sent to clients, by source",
+            ),
+            &["source"],
+        )
+        .expect("static metric definition");
+        let m = Metrics {
+            bytes_from_cache: served.with_label_values(&["cache"]),
+            bytes_from_upstream: served.with_label_values(&["upstream"]),
+            upstream_bytes: IntCounterVec::new(
+                Opts::new("upstream_bytes_total", "Body bytes received from mirrors"),
+                &["upstream"],
+            )
+            .expect("static metric definition"),
+            mirror_failures: IntCounterVec::new(
+                Opts::new("mirror_failures_total", "Failed mirror attempts"),
+                &["upstream"],
+            )
+            .expect("static metric definition"),
+            download_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "download_duration_seconds",
+                    "Duration of completed downloads",
+                )
+                .buckets(vec![0.05, 0.25, 1.0, 5.0, 15.0, 60.0, 300.0, 1800.0]),
+            )
+            .expect("static metric definition"),
+            inflight: IntGauge::new("inflight_downloads", "Downloads in flight")
+                .expect("static metric definition"),
+            cache_bytes: IntGauge::new("cache_bytes", "Bytes in the cache")
+                .expect("static metric definition"),
+            cache_files: IntGauge::new("cache_files", "Files in the cache")
+                .expect("static metric definition"),
+            requests,
+            registry,
+        };
+        for c in [
+            Box::new(requests_vec) as Box<dyn prometheus::core::Collector>,
+            Box::new(served),
+            Box::new(m.upstream_bytes.clone()),
+            Box::new(m.mirror_failures.clone()),
+            Box::new(m.download_seconds.clone()),
+            Box::new(m.inflight.clone()),
+            Box::new(m.cache_bytes.clone()),
+            Box::new(m.cache_files.clone()),
+        ] {
+            if let Err(e) = m.registry.register(c) {
+                log::error!("cannot register metric: {e}");
+            }
+        }
+        m
+    }
+
+    /// Count one request.
+    pub fn request(&self, outcome: Outcome) {
+        if let Some(c) = OUTCOMES
+            .iter()
+            .position(|o| *o == outcome)
+            .and_then(|i| self.requests.get(i))
+        {
+            c.inc();
+        }
+    }
+
+    /// Requests counted for `outcome` so far.
+    pub fn requests_of(&self, outcome: Outcome) -> u64 {
+        OUTCOMES
+            .iter()
+            .position(|o| *o == outcome)
+            .and_then(|i| self.requests.get(i))
+            .map(|c| c.get())
+            .unwrap_or(0)
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        use prometheus::Encoder;
+        let mut buf = Vec::new();
+        let enc = prometheus::TextEncoder::new();
+        if let Err(e) = enc.encode(&self.registry.gather(), &mut buf) {
+            log::error!("cannot encode metrics: {e}");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_render() {
+        let m = Metrics::new();
+        m.request(Outcome::Hit);
+        m.request(Outcome::Hit);
+        m.request(Outcome::Joined);
+        m.upstream_bytes.with_label_values(&["arch"]).inc_by(10);
+        let text = m.render();
+        assert!(
+            text.contains("pkgstash_requests_total{result=\"hit\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("pkgstash_requests_total{result=\"joined\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("pkgstash_upstream_bytes_total{upstream=\"arch\"} 10"),
+            "{text}"
+        );
+        assert_eq!(m.requests_of(Outcome::Hit), 2);
+    }
+}
