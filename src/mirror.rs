@@ -29,6 +29,9 @@ use crate::path::{FileKind, RepoPath};
 use crate::server::AppState;
 use crate::tail::Tail;
 
+/// Cached files up to this size are read synchronously on the worker.
+const SYNC_READ_LIMIT: u64 = 1 << 20;
+
 /// The handler for every path that is not `/_pkgstash/…`.
 pub async fn handle(
     req: HttpRequest,
@@ -167,6 +170,8 @@ async fn serve_file(
         .use_etag(true)
         .use_last_modified(true)
         .disable_content_disposition()
+        // Small files are read on the worker (page cache) instead of a blocking-pool hop.
+        .read_mode_threshold(SYNC_READ_LIMIT)
         .set_content_type(mime_octet())
         .into_response(req);
     if resp.status() == StatusCode::OK && req.method() == Method::GET {
