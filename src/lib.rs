@@ -13,8 +13,11 @@
 //! - [`fetch`]: the download task: upstream body → partial file → verify → publish.
 //! - [`store`]: the on-disk cache: final paths, partial dir, atomic publish.
 //! - [`repodb`]: parse pacman repo databases.
+//! - [`refresh`]: scheduled db refresh and prefetch of updated cached packages.
+//! - [`cleanup`]: retention policy and cache usage.
 //! - [`vercmp`]: pacman's version comparison.
 //! - [`error`]: typed errors of the HTTP layer.
+pub mod cleanup;
 pub mod config;
 pub mod error;
 pub mod fetch;
@@ -23,6 +26,7 @@ pub mod metrics;
 pub mod mirror;
 pub mod mirrorlist;
 pub mod path;
+pub mod refresh;
 pub mod repodb;
 pub mod server;
 pub mod store;

@@ -29,6 +29,8 @@ pub struct AppState {
     pub fetcher: Fetcher,
     pub metrics: Arc<Metrics>,
     pub started: Instant,
+    /// Report of the last refresh, if any ran.
+    pub last_refresh: parking_lot::Mutex<Option<crate::refresh::RefreshReport>>,
 }
 
 impl AppState {
@@ -53,6 +55,7 @@ impl AppState {
             fetcher,
             metrics,
             started: Instant::now(),
+            last_refresh: parking_lot::Mutex::new(None),
         }
     }
 
