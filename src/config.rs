@@ -573,7 +573,7 @@ mod tests {
             err_text("[upstreams.x]\nmirrors = [\"ftp://a\"]\n").contains("upstreams.x.mirrors[0]")
         );
         assert!(err_text("[upstreams.x]\nmirrors = []\n").contains("upstreams.x"));
-        assert!(err_text("[upstreams.Bad]\nmirrors = [\"http://a\"]\n").contains("upstreams.Bad"));
+        assert!(err_text("[upstreams.\"-x\"]\nmirrors = [\"http://a\"]\n").contains("upstreams.-x"));
         assert!(err_text("[upstreams.local]\nmirrors = [\"http://a\"]\n").contains("reserved"));
         assert!(err_text("listen = \"127.0.0.1:1\"\n").contains("upstreams"));
         assert!(err_text("[upstreams.x]\nmirrorz = [\"http://a\"]\n").contains("mirrorz"));

@@ -26,6 +26,8 @@ use awc::http::{header, StatusCode};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
+use crate::cache_index::CacheIndex;
+use crate::catalog::Catalog;
 use crate::inflight::{BodyMeta, Download, EntryGuard, Phase};
 use crate::metrics::Metrics;
 use crate::path::{FileKind, RepoPath};
@@ -46,6 +48,8 @@ pub struct Expected {
 #[derive(Debug)]
 pub struct FetchContext {
     pub store: Arc<Store>,
+    pub index: Arc<CacheIndex>,
+    pub catalog: Arc<Catalog>,
     pub pools: Arc<Pools>,
     pub metrics: Arc<Metrics>,
     /// Connect / first byte / stall limit per mirror.
@@ -60,6 +64,7 @@ pub struct FetchRequest {
     pub guard: EntryGuard,
     /// For revalidating a cached mutable file: its mtime.
     pub if_modified_since: Option<SystemTime>,
+    /// What the file must be; when `None`, the cached repo db of its directory is asked.
     pub expected: Option<Expected>,
 }
 
@@ -121,6 +126,10 @@ impl Fetcher {
                     drop(guard);
                     return;
                 };
+                let expected = match expected {
+                    Some(e) => Some(e),
+                    None => lookup_expected(&ctx, &download.path).await,
+                };
                 let client = CLIENT.with(|c| c.get_or_init(|| build_client(ctx.timeout)).clone());
                 let job = Job {
                     ctx: &ctx,
@@ -142,6 +151,20 @@ impl Fetcher {
             log::error!("fetch arbiter is not running; cannot download");
         }
     }
+}
+
+/// Ask the catalog (off the event loop: it may parse a db) what a package must be.
+async fn lookup_expected(ctx: &Arc<FetchContext>, path: &RepoPath) -> Option<Expected> {
+    if path.kind() != FileKind::Immutable {
+        return None;
+    }
+    let catalog = ctx.catalog.clone();
+    let dir = ctx.store.final_path(path).parent()?.to_path_buf();
+    let name = path.file_name().to_string();
+    tokio::task::spawn_blocking(move || catalog.expected(&dir, &name))
+        .await
+        .ok()
+        .flatten()
 }
 
 /// How one attempt on one mirror ended.
@@ -475,6 +498,9 @@ impl Job<'_> {
         match store.publish(partial, path, meta.last_modified) {
             Ok(_) => {
                 store.mark_validated(path);
+                self.ctx
+                    .index
+                    .insert(&path.key(), self.written, meta.last_modified);
                 self.pool.record_success(i, path);
                 let secs = started.elapsed().as_secs_f64();
                 self.ctx.metrics.download_seconds.observe(secs);

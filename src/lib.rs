@@ -12,11 +12,16 @@
 //! - [`upstream`]: the mirror pool: ordering, health, failover, Range resume.
 //! - [`fetch`]: the download task: upstream body → partial file → verify → publish.
 //! - [`store`]: the on-disk cache: final paths, partial dir, atomic publish.
+//! - [`cache_index`]: in-memory index of cached files (size, mtime, last served).
+//! - [`catalog`]: parsed cached repo dbs: expected size/sha256, current versions.
 //! - [`repodb`]: parse pacman repo databases.
 //! - [`refresh`]: scheduled db refresh and prefetch of updated cached packages.
 //! - [`cleanup`]: retention policy and cache usage.
 //! - [`vercmp`]: pacman's version comparison.
+//! - [`verify`]: check cached packages against cached dbs; quarantine mismatches.
 //! - [`error`]: typed errors of the HTTP layer.
+pub mod cache_index;
+pub mod catalog;
 pub mod cleanup;
 pub mod config;
 pub mod error;
@@ -33,3 +38,4 @@ pub mod store;
 pub mod tail;
 pub mod upstream;
 pub mod vercmp;
+pub mod verify;

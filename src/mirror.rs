@@ -76,6 +76,7 @@ async fn serve(req: &HttpRequest, state: &AppState) -> Result<HttpResponse, ApiE
     };
     if cached.is_some() && fresh(&state.store) {
         state.metrics.request(Outcome::Hit);
+        state.index.touch(&path.key());
         return serve_file(req, state, &final_path).await;
     }
     if cached.is_none() && state.store.recently_not_found(&path, db_max_age) {
@@ -103,7 +104,7 @@ async fn serve(req: &HttpRequest, state: &AppState) -> Result<HttpResponse, ApiE
                 download: d.clone(),
                 guard,
                 if_modified_since,
-                expected: state.expected_for(&path),
+                expected: None,
             });
             (d, Outcome::Miss)
         }

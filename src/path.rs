@@ -297,7 +297,7 @@ mod tests {
             ("/archlinux/%ff", BadRequest("path is not UTF-8")),
             ("/archlinux/é", BadRequest("character not allowed in path")),
             ("/archlinux/core/os/", NotFound("directory")),
-            ("/archlinux/", NotFound("no file below the upstream")),
+            ("/archlinux/", NotFound("directory")),
             ("/archlinux", NotFound("no file below the upstream")),
             ("/", NotFound("no upstream in path")),
             ("/Arch/core.db", NotFound("unknown upstream")),

@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 
 use actix_web::{web, App, HttpServer};
 
+use crate::cache_index::CacheIndex;
+use crate::catalog::Catalog;
 use crate::config::Config;
-use crate::fetch::{Expected, FetchContext, Fetcher};
+use crate::fetch::{FetchContext, Fetcher};
 use crate::inflight::Registry;
 use crate::metrics::Metrics;
-use crate::path::RepoPath;
 use crate::store::Store;
 use crate::upstream::Pools;
 
@@ -24,6 +25,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub struct AppState {
     pub cfg: Arc<Config>,
     pub store: Arc<Store>,
+    pub index: Arc<CacheIndex>,
+    pub catalog: Arc<Catalog>,
     pub registry: Arc<Registry>,
     pub pools: Arc<Pools>,
     pub fetcher: Fetcher,
@@ -31,6 +34,8 @@ pub struct AppState {
     pub started: Instant,
     /// Report of the last refresh, if any ran.
     pub last_refresh: parking_lot::Mutex<Option<crate::refresh::RefreshReport>>,
+    /// Held while a refresh runs: one at a time.
+    pub refresh_lock: tokio::sync::Mutex<()>,
 }
 
 impl AppState {
@@ -40,8 +45,18 @@ impl AppState {
         let store = Arc::new(store);
         let pools = Arc::new(Pools::from_config(&cfg));
         let metrics = Arc::new(Metrics::new());
+        let started = Instant::now();
+        let index = Arc::new(CacheIndex::scan(store.root()));
+        log::info!(
+            "cache index: {} files in {} ms",
+            index.len(),
+            started.elapsed().as_millis()
+        );
+        let catalog = Arc::new(Catalog::default());
         let fetcher = Fetcher::new(Arc::new(FetchContext {
             store: store.clone(),
+            index: index.clone(),
+            catalog: catalog.clone(),
             pools: pools.clone(),
             metrics: metrics.clone(),
             timeout: cfg.upstream_timeout,
@@ -50,18 +65,16 @@ impl AppState {
         AppState {
             cfg,
             store,
+            index,
+            catalog,
             registry: Arc::new(Registry::default()),
             pools,
             fetcher,
             metrics,
             started: Instant::now(),
             last_refresh: parking_lot::Mutex::new(None),
+            refresh_lock: tokio::sync::Mutex::new(()),
         }
-    }
-
-    /// What the cached repo db says `path` must be (size + sha256), when it lists it.
-    pub fn expected_for(&self, _path: &RepoPath) -> Option<Expected> {
-        None
     }
 }
 
@@ -105,6 +118,10 @@ pub async fn run(state: AppState, listeners: Vec<TcpListener>) -> std::io::Resul
     }
     let addrs = server.addrs();
     let server = server.run();
+    if let Some(interval) = data.cfg.refresh.interval {
+        actix_web::rt::spawn(crate::refresh::run_schedule(data.clone(), interval));
+    }
+    actix_web::rt::spawn(persist_index_periodically(data.clone()));
     for a in addrs {
         log::info!("listening on http://{a}");
     }
@@ -114,4 +131,17 @@ pub async fn run(state: AppState, listeners: Vec<TcpListener>) -> std::io::Resul
         data.registry.snapshot().len()
     );
     Ok(())
+}
+
+/// Save last-served times every few minutes (only when they changed).
+async fn persist_index_periodically(state: web::Data<AppState>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(300)).await;
+        let index = state.index.clone();
+        match web::block(move || index.persist()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => log::warn!("cannot persist last-served times: {e}"),
+            Err(e) => log::warn!("cannot persist last-served times: {e}"),
+        }
+    }
 }

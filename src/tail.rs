@@ -5,6 +5,8 @@
 //! size), ends cleanly only when the download is `Done` and every requested byte was sent, and
 //! yields an error — which makes actix abort the connection, so a client never mistakes a
 //! short body for a complete one — when the download fails or stalls past `stall_limit`.
+//! The final byte of a known-length body is only sent once the download is `Done` (verified
+//! and published), so a file that fails verification is always a short body to every client.
 
 use std::fs::File;
 use std::io;
@@ -60,11 +62,27 @@ impl Tail {
         }
         loop {
             let progress = self.rx.borrow_and_update().clone();
+            let (done, total) = match &progress.phase {
+                Phase::Done(m) => (true, m.total),
+                Phase::Streaming(m) => (false, m.total),
+                Phase::Connecting => (false, None),
+                Phase::Failed(reason) => {
+                    return self.abort(io::Error::other(format!(
+                        "upstream download failed: {reason}"
+                    )))
+                }
+                Phase::NotFound | Phase::NotModified => {
+                    return self.abort(io::Error::other("download ended without a body"))
+                }
+            };
             if self.end.is_some_and(|end| self.pos >= end) {
                 self.finished = true;
                 return Ok(None);
             }
             let readable = match self.end {
+                // The file's last byte is held back until it is verified and published: a
+                // client that got every byte would take a failed verification for success.
+                Some(end) if !done && total == Some(end) && progress.written >= end => end - 1,
                 Some(end) => progress.written.min(end),
                 None => progress.written,
             };
@@ -73,8 +91,7 @@ impl Tail {
                 let mut buf = vec![0u8; want];
                 let n = self.file.read_at(&mut buf, self.pos)?;
                 if n == 0 {
-                    self.finished = true;
-                    return Err(io::Error::new(
+                    return self.abort(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
                         "partial file shorter than reported",
                     ));
@@ -83,41 +100,29 @@ impl Tail {
                 self.pos += n as u64;
                 return Ok(Some(Bytes::from(buf)));
             }
-            match &progress.phase {
-                Phase::Done(_) => {
-                    self.finished = true;
-                    if self.end.is_some_and(|end| self.pos < end) {
-                        return Err(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            "file ended before the requested range",
-                        ));
-                    }
-                    return Ok(None);
+            if done {
+                if self.end.is_some_and(|end| self.pos < end) {
+                    return self.abort(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "file ended before the requested range",
+                    ));
                 }
-                Phase::Failed(reason) => {
-                    self.finished = true;
-                    return Err(io::Error::other(format!(
-                        "upstream download failed: {reason}"
-                    )));
-                }
-                Phase::NotFound | Phase::NotModified => {
-                    self.finished = true;
-                    return Err(io::Error::other("download ended without a body"));
-                }
-                Phase::Connecting | Phase::Streaming(_) => {}
+                self.finished = true;
+                return Ok(None);
             }
             match tokio::time::timeout(self.stall_limit, self.rx.changed()).await {
                 Ok(Ok(())) => {}
-                Ok(Err(_)) => {
-                    self.finished = true;
-                    return Err(io::Error::other("download task went away"));
-                }
+                Ok(Err(_)) => return self.abort(io::Error::other("download task went away")),
                 Err(_) => {
-                    self.finished = true;
-                    return Err(io::Error::new(io::ErrorKind::TimedOut, "download stalled"));
+                    return self.abort(io::Error::new(io::ErrorKind::TimedOut, "download stalled"))
                 }
             }
         }
+    }
+
+    fn abort(&mut self, e: io::Error) -> io::Result<Option<Bytes>> {
+        self.finished = true;
+        Err(e)
     }
 
     /// As a `Stream` for an actix response body.
@@ -229,6 +234,33 @@ mod tests {
         tx.send_modify(|p| p.phase = Phase::Failed(Arc::from("mirror died")));
         assert!(tail.next_chunk().await.is_err());
         assert!(tail.next_chunk().await.expect("then nothing").is_none());
+    }
+
+    #[tokio::test]
+    async fn last_byte_waits_for_verification() {
+        let (tx, file, mut tmp) = setup();
+        tmp.write_all(b"0123456789").expect("w");
+        tx.send_replace(Progress {
+            phase: Phase::Streaming(meta()),
+            written: 10,
+        });
+        let mut tail = Tail::new(
+            file,
+            tx.subscribe(),
+            0,
+            Some(10),
+            Duration::from_secs(5),
+            None,
+        );
+        assert_eq!(
+            tail.next_chunk().await.expect("bytes").as_deref(),
+            Some(&b"012345678"[..])
+        );
+        tx.send_modify(|p| p.phase = Phase::Failed(Arc::from("sha256 mismatch")));
+        assert!(
+            tail.next_chunk().await.is_err(),
+            "the last byte is never sent for a bad file"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -165,7 +165,7 @@ impl MirrorPool {
         self.mirrors
             .iter()
             .enumerate()
-            .any(|(j, m)| j != i && !m.health.lock().cooldown_until.is_some_and(|t| t > now))
+            .any(|(j, m)| j != i && m.health.lock().cooldown_until.is_none_or(|t| t <= now))
     }
 
     /// Health of every mirror.

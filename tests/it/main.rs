@@ -5,3 +5,5 @@ mod proxy;
 mod upstream;
 mod cli;
 mod failover;
+mod fixture;
+mod refresh;

@@ -1,0 +1,283 @@
+//! The cache index: every published file (key `upstream/rel`) with its size, mtime and when it
+//! was last served. Built by one directory walk at start, then kept current by the code that
+//! publishes and removes files, so status, cleanup and refresh never walk the disk.
+//!
+//! Last-served times live in memory (a hit costs one short lock and no write) and are
+//! persisted in batches to `<cache_dir>/.state/last-served.tsv` by [`CacheIndex::persist`], so a
+//! restart keeps the LRU order that `max_size` cleanup relies on.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+use serde::Serialize;
+
+/// Directory (below the cache root) for pkgstash's own state files.
+pub const STATE_DIR: &str = ".state";
+const LAST_SERVED_FILE: &str = "last-served.tsv";
+
+/// What the index knows about one cached file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileInfo {
+    pub size: u64,
+    /// Modification time (upstream's Last-Modified), Unix seconds.
+    pub mtime: u64,
+    /// Last time a client was served this file (or it was published), Unix seconds.
+    pub last_served: u64,
+}
+
+/// Files and bytes in the cache of one upstream.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct Usage {
+    pub files: u64,
+    pub bytes: u64,
+}
+
+/// All cached files.
+#[derive(Debug)]
+pub struct CacheIndex {
+    root: PathBuf,
+    files: Mutex<HashMap<String, FileInfo>>,
+    dirty: AtomicBool,
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn now_secs() -> u64 {
+    unix_secs(SystemTime::now())
+}
+
+impl CacheIndex {
+    /// Walk `root` (skipping dot-directories such as `.partial`) and load persisted
+    /// last-served times.
+    pub fn scan(root: &Path) -> CacheIndex {
+        let mut files = HashMap::new();
+        let mut stack: Vec<(PathBuf, String)> = vec![(root.to_path_buf(), String::new())];
+        while let Some((dir, prefix)) = stack.pop() {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) => {
+                    log::warn!("cannot list {}: {e}", dir.display());
+                    continue;
+                }
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let Some(name) = name.to_str() else { continue };
+                if name.starts_with('.') {
+                    continue;
+                }
+                let key = if prefix.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{prefix}/{name}")
+                };
+                match entry.file_type() {
+                    Ok(t) if t.is_dir() => stack.push((entry.path(), key)),
+                    Ok(t) if t.is_file() && !prefix.is_empty() => {
+                        if let Ok(m) = entry.metadata() {
+                            let mtime = m.modified().map(unix_secs).unwrap_or(0);
+                            files.insert(
+                                key,
+                                FileInfo {
+                                    size: m.len(),
+                                    mtime,
+                                    last_served: mtime,
+                                },
+                            );
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let index = CacheIndex {
+            root: root.to_path_buf(),
+            files: Mutex::new(files),
+            dirty: AtomicBool::new(false),
+        };
+        index.load_last_served();
+        index
+    }
+
+    fn state_file(&self) -> PathBuf {
+        self.root.join(STATE_DIR).join(LAST_SERVED_FILE)
+    }
+
+    fn load_last_served(&self) {
+        let Ok(text) = std::fs::read_to_string(self.state_file()) else {
+            return;
+        };
+        let mut files = self.files.lock();
+        for line in text.lines() {
+            let Some((secs, key)) = line.split_once('\t') else {
+                continue;
+            };
+            let Ok(secs) = secs.parse::<u64>() else {
+                continue;
+            };
+            if let Some(f) = files.get_mut(key) {
+                f.last_served = f.last_served.max(secs);
+            }
+        }
+    }
+
+    /// Write last-served times if they changed since the last call (atomic replace).
+    pub fn persist(&self) -> std::io::Result<()> {
+        if !self.dirty.swap(false, Ordering::Relaxed) {
+            return Ok(());
+        }
+        let mut out = String::new();
+        for (key, f) in self.files.lock().iter() {
+            out.push_str(&format!("{}\t{key}\n", f.last_served));
+        }
+        let dir = self.root.join(STATE_DIR);
+        std::fs::create_dir_all(&dir)?;
+        let mut tmp = tempfile::NamedTempFile::new_in(&dir)?;
+        tmp.write_all(out.as_bytes())?;
+        tmp.persist(self.state_file()).map_err(|e| e.error)?;
+        Ok(())
+    }
+
+    /// A file was published (or replaced).
+    pub fn insert(&self, key: &str, size: u64, mtime: Option<SystemTime>) {
+        let now = now_secs();
+        self.files.lock().insert(
+            key.to_string(),
+            FileInfo {
+                size,
+                mtime: mtime.map(unix_secs).unwrap_or(now),
+                last_served: now,
+            },
+        );
+        self.dirty.store(true, Ordering::Relaxed);
+    }
+
+    /// A file was removed.
+    pub fn remove(&self, key: &str) -> Option<FileInfo> {
+        self.dirty.store(true, Ordering::Relaxed);
+        self.files.lock().remove(key)
+    }
+
+    /// A client was served `key` from the cache.
+    pub fn touch(&self, key: &str) {
+        let now = now_secs();
+        if let Some(f) = self.files.lock().get_mut(key) {
+            if f.last_served != now {
+                f.last_served = now;
+                self.dirty.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<FileInfo> {
+        self.files.lock().get(key).copied()
+    }
+
+    /// Every file (a copy: callers may take their time).
+    pub fn snapshot(&self) -> Vec<(String, FileInfo)> {
+        self.files
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
+    }
+
+    /// Files of one directory (`upstream/dir`, no trailing slash): (file name, info).
+    pub fn list_dir(&self, dir_key: &str) -> Vec<(String, FileInfo)> {
+        let prefix = format!("{dir_key}/");
+        self.files
+            .lock()
+            .iter()
+            .filter_map(|(k, v)| {
+                let name = k.strip_prefix(&prefix)?;
+                (!name.contains('/')).then(|| (name.to_string(), *v))
+            })
+            .collect()
+    }
+
+    /// Files and bytes per upstream (first key segment).
+    pub fn usage(&self) -> BTreeMap<String, Usage> {
+        let mut out: BTreeMap<String, Usage> = BTreeMap::new();
+        for (k, f) in self.files.lock().iter() {
+            let up = k.split('/').next().unwrap_or_default();
+            let u = out.entry(up.to_string()).or_default();
+            u.files += 1;
+            u.bytes += f.size;
+        }
+        out
+    }
+
+    pub fn len(&self) -> usize {
+        self.files.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scan_skips_dot_dirs_and_tracks_changes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("arch/core/os/x86_64")).expect("mkdir");
+        std::fs::create_dir_all(root.join(".partial")).expect("mkdir");
+        std::fs::write(root.join("arch/core/os/x86_64/core.db"), b"db").expect("write");
+        std::fs::write(
+            root.join("arch/core/os/x86_64/a-1-1-any.pkg.tar.zst"),
+            b"pkg!",
+        )
+        .expect("write");
+        std::fs::write(root.join(".partial/dl-x"), b"partial").expect("write");
+        std::fs::write(root.join("stray-file"), b"x").expect("write");
+        let idx = CacheIndex::scan(root);
+        assert_eq!(idx.len(), 2);
+        assert_eq!(idx.usage()["arch"], Usage { files: 2, bytes: 6 });
+        let mut names: Vec<String> = idx
+            .list_dir("arch/core/os/x86_64")
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        names.sort();
+        assert_eq!(names, vec!["a-1-1-any.pkg.tar.zst", "core.db"]);
+        idx.insert("arch/core/os/x86_64/b-1-1-any.pkg.tar.zst", 10, None);
+        assert_eq!(idx.usage()["arch"].bytes, 16);
+        assert!(idx.remove("arch/core/os/x86_64/core.db").is_some());
+        assert_eq!(idx.usage()["arch"].files, 2);
+    }
+
+    #[test]
+    fn last_served_survives_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("arch/x")).expect("mkdir");
+        std::fs::write(root.join("arch/x/f"), b"f").expect("write");
+        let idx = CacheIndex::scan(root);
+        let before = idx.get("arch/x/f").expect("indexed").last_served;
+        idx.files
+            .lock()
+            .get_mut("arch/x/f")
+            .expect("entry")
+            .last_served = before + 1000;
+        idx.dirty.store(true, Ordering::Relaxed);
+        idx.persist().expect("persist");
+        let idx = CacheIndex::scan(root);
+        assert_eq!(
+            idx.get("arch/x/f").expect("indexed").last_served,
+            before + 1000
+        );
+    }
+}
