@@ -14,7 +14,10 @@ const CACHED: &str = "arch/core/os/x86_64/bar-1.0-1-x86_64.pkg.tar.zst";
 
 fn config(mirrors: &[String], extra: &str) -> String {
     let list: Vec<String> = mirrors.iter().map(|m| format!("\"{m}\"")).collect();
-    format!("upstream_timeout = \"2s\"\n{extra}\n[upstreams.arch]\nmirrors = [{}]\n", list.join(", "))
+    format!(
+        "upstream_timeout = \"2s\"\n{extra}\n[upstreams.arch]\nmirrors = [{}]\n",
+        list.join(", ")
+    )
 }
 
 fn get(url: &str) -> (u16, Result<Vec<u8>, String>) {
@@ -26,7 +29,10 @@ fn get(url: &str) -> (u16, Result<Vec<u8>, String>) {
         .send()
         .expect("request");
     let status = resp.status().as_u16();
-    (status, resp.bytes().map(|b| b.to_vec()).map_err(|e| e.to_string()))
+    (
+        status,
+        resp.bytes().map(|b| b.to_vec()).map_err(|e| e.to_string()),
+    )
 }
 
 /// A port nothing listens on.
@@ -53,7 +59,10 @@ fn refused_first_mirror_fails_over_and_cools_down() {
     let good = FakeMirror::start();
     let data = payload(200_000, 11);
     good.put(PKG, data.clone());
-    good.put("/core/os/x86_64/other-1-1-any.pkg.tar.zst", b"other".to_vec());
+    good.put(
+        "/core/os/x86_64/other-1-1-any.pkg.tar.zst",
+        b"other".to_vec(),
+    );
     let p = Pkgstash::start(&config(&[closed_port_url(), good.url()], ""));
     let (s, body) = get(&p.url(PKG_URL));
     assert_eq!(s, 200);
@@ -110,11 +119,18 @@ fn mirror_dropping_mid_body_is_resumed_on_the_next_with_range() {
     let p = Pkgstash::start(&config(&[first.url(), second.url()], ""));
     let (s, body) = get(&p.url(PKG_URL));
     assert_eq!(s, 200);
-    assert_eq!(sha256_hex(&body.expect("client sees no error")), sha256_hex(&data));
+    assert_eq!(
+        sha256_hex(&body.expect("client sees no error")),
+        sha256_hex(&data)
+    );
     let seen = second.seen();
     assert_eq!(seen.len(), 1, "{seen:?}");
     assert_eq!(seen[0].range.as_deref(), Some("bytes=700000-"));
-    assert_eq!(second.body_bytes(), data.len() as u64 - 700_000, "no byte fetched twice");
+    assert_eq!(
+        second.body_bytes(),
+        data.len() as u64 - 700_000,
+        "no byte fetched twice"
+    );
     assert_eq!(wait_cached(&p), data);
 }
 
@@ -164,7 +180,10 @@ fn mirror_ignoring_range_with_other_bytes_fails_cleanly() {
     assert_eq!(s, 200);
     assert!(body.is_err(), "client must see an aborted body");
     std::thread::sleep(Duration::from_millis(300));
-    assert!(!p.cache_dir.join(CACHED).exists(), "never cache a mixed file");
+    assert!(
+        !p.cache_dir.join(CACHED).exists(),
+        "never cache a mixed file"
+    );
 }
 
 #[test]
@@ -188,13 +207,23 @@ fn slow_mirror_is_switched_for_a_healthy_one() {
     slow.put(PKG, data.clone());
     fast.put(PKG, data.clone());
     slow.set(Behaviour::Trickle(100 << 10)); // 100 KiB/s: would take 30 s
-    let p = Pkgstash::start(&config(&[slow.url(), fast.url()], "min_rate = \"500KiB/s\""));
+    let p = Pkgstash::start(&config(
+        &[slow.url(), fast.url()],
+        "min_rate = \"500KiB/s\"",
+    ));
     let started = Instant::now();
     let (s, body) = get(&p.url(PKG_URL));
     assert_eq!(s, 200);
     assert_eq!(sha256_hex(&body.expect("body")), sha256_hex(&data));
-    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
     let range = fast.seen()[0].range.clone().expect("resumed with Range");
-    assert!(range.starts_with("bytes=") && range != "bytes=0-", "{range}");
+    assert!(
+        range.starts_with("bytes=") && range != "bytes=0-",
+        "{range}"
+    );
     assert!(p.log().contains("too slow"), "{}", p.log());
 }

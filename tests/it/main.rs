@@ -1,9 +1,9 @@
 //! Integration tests: one binary, one module per area. They start the real
 //! `pkgstash` binary and real upstream servers on 127.0.0.1.
-mod support;
-mod proxy;
-mod upstream;
 mod cli;
 mod failover;
 mod fixture;
+mod proxy;
 mod refresh;
+mod support;
+mod upstream;

@@ -65,8 +65,11 @@ fn miss_then_hit_is_byte_identical_and_fetched_once() {
     assert_eq!(s, 200);
     assert_eq!(sha256_hex(&body), sha256_hex(&data));
     assert_eq!(up.count(PKG), 1, "second request must be a hit");
-    let cached = std::fs::read(p.cache_dir.join("arch/core/os/x86_64/foo-1:2.0-1-x86_64.pkg.tar.zst"))
-        .expect("cached file");
+    let cached = std::fs::read(
+        p.cache_dir
+            .join("arch/core/os/x86_64/foo-1:2.0-1-x86_64.pkg.tar.zst"),
+    )
+    .expect("cached file");
     assert_eq!(cached, data);
     assert_eq!(partials(&p), 0);
 }
@@ -101,7 +104,12 @@ fn twenty_concurrent_clients_share_one_download() {
         assert_eq!(sha256_hex(&body), sha256_hex(&data));
         assert!(ttfb < Duration::from_secs(5), "first byte took {ttfb:?}");
     }
-    assert_eq!(up.count(PKG), 1, "exactly one upstream GET: {:?}", up.seen());
+    assert_eq!(
+        up.count(PKG),
+        1,
+        "exactly one upstream GET: {:?}",
+        up.seen()
+    );
 }
 
 #[test]
@@ -117,12 +125,17 @@ fn client_disconnecting_does_not_stop_the_download() {
         resp.read_exact(&mut some).expect("some bytes");
         // dropped here: the client goes away mid-body
     }
-    let cached = p.cache_dir.join("arch/core/os/x86_64/foo-1:2.0-1-x86_64.pkg.tar.zst");
+    let cached = p
+        .cache_dir
+        .join("arch/core/os/x86_64/foo-1:2.0-1-x86_64.pkg.tar.zst");
     let deadline = Instant::now() + Duration::from_secs(20);
     while !cached.exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(std::fs::read(&cached).expect("download finished and was cached"), data);
+    assert_eq!(
+        std::fs::read(&cached).expect("download finished and was cached"),
+        data
+    );
     let (_, body) = get(&p.url(PKG_URL));
     assert_eq!(body, data);
     assert_eq!(up.count(PKG), 1);
@@ -138,9 +151,15 @@ fn upstream_dropping_mid_body_aborts_client_and_caches_nothing() {
     assert_eq!(resp.status().as_u16(), 200);
     assert_eq!(resp.content_length(), Some(1 << 20));
     let body = resp.bytes();
-    assert!(body.is_err(), "a short body must be an error, never a clean end");
+    assert!(
+        body.is_err(),
+        "a short body must be an error, never a clean end"
+    );
     std::thread::sleep(Duration::from_millis(200));
-    assert!(!p.cache_dir.join("arch/core/os/x86_64/foo-1:2.0-1-x86_64.pkg.tar.zst").exists());
+    assert!(!p
+        .cache_dir
+        .join("arch/core/os/x86_64/foo-1:2.0-1-x86_64.pkg.tar.zst")
+        .exists());
     assert_eq!(partials(&p), 0, "partial deleted");
 }
 
@@ -152,17 +171,33 @@ fn range_requests_on_a_hit() {
     let p = Pkgstash::start(&config(&[&up], ""));
     assert_eq!(get(&p.url(PKG_URL)).0, 200);
     let c = client();
-    let r = c.get(p.url(PKG_URL)).header(header::RANGE, "bytes=100-199").send().expect("req");
+    let r = c
+        .get(p.url(PKG_URL))
+        .header(header::RANGE, "bytes=100-199")
+        .send()
+        .expect("req");
     assert_eq!(r.status().as_u16(), 206);
     assert_eq!(r.headers()[header::CONTENT_RANGE], "bytes 100-199/100000");
     assert_eq!(r.bytes().expect("body").as_ref(), &data[100..200]);
-    let r = c.get(p.url(PKG_URL)).header(header::RANGE, "bytes=99000-").send().expect("req");
+    let r = c
+        .get(p.url(PKG_URL))
+        .header(header::RANGE, "bytes=99000-")
+        .send()
+        .expect("req");
     assert_eq!(r.status().as_u16(), 206);
     assert_eq!(r.bytes().expect("body").as_ref(), &data[99000..]);
-    let r = c.get(p.url(PKG_URL)).header(header::RANGE, "bytes=-10").send().expect("req");
+    let r = c
+        .get(p.url(PKG_URL))
+        .header(header::RANGE, "bytes=-10")
+        .send()
+        .expect("req");
     assert_eq!(r.status().as_u16(), 206);
     assert_eq!(r.bytes().expect("body").as_ref(), &data[100_000 - 10..]);
-    let r = c.get(p.url(PKG_URL)).header(header::RANGE, "bytes=200000-").send().expect("req");
+    let r = c
+        .get(p.url(PKG_URL))
+        .header(header::RANGE, "bytes=200000-")
+        .send()
+        .expect("req");
     assert_eq!(r.status().as_u16(), 416);
 }
 
@@ -176,7 +211,13 @@ fn range_on_a_download_in_flight() {
     let url = p.url(PKG_URL);
     let first = std::thread::spawn({
         let url = url.clone();
-        move || client().get(&url).send().and_then(|r| r.bytes()).map(|b| b.to_vec())
+        move || {
+            client()
+                .get(&url)
+                .send()
+                .and_then(|r| r.bytes())
+                .map(|b| b.to_vec())
+        }
     });
     std::thread::sleep(Duration::from_millis(200));
     let r = client()
@@ -190,7 +231,11 @@ fn range_on_a_download_in_flight() {
         format!("bytes 500000-{}/{}", data.len() - 1, data.len())
     );
     assert_eq!(r.bytes().expect("body").as_ref(), &data[500_000..]);
-    let r = client().get(&url).header(header::RANGE, "bytes=100-109").send().expect("req");
+    let r = client()
+        .get(&url)
+        .header(header::RANGE, "bytes=100-109")
+        .send()
+        .expect("req");
     assert_eq!(r.status().as_u16(), 206);
     assert_eq!(r.bytes().expect("body").as_ref(), &data[100..110]);
     assert_eq!(first.join().expect("thread").expect("first body"), data);
@@ -204,16 +249,30 @@ fn conditional_requests_on_a_hit_give_304() {
     up.put_at(PKG, payload(1000, 7), modified);
     let p = Pkgstash::start(&config(&[&up], ""));
     let r = client().get(p.url(PKG_URL)).send().expect("req");
-    assert_eq!(r.headers()[header::LAST_MODIFIED], httpdate::fmt_http_date(modified));
+    assert_eq!(
+        r.headers()[header::LAST_MODIFIED],
+        httpdate::fmt_http_date(modified)
+    );
     assert_eq!(r.bytes().expect("body").len(), 1000);
     wait_cached(&p, "arch/core/os/x86_64/foo-1:2.0-1-x86_64.pkg.tar.zst");
     let r = client().get(p.url(PKG_URL)).send().expect("req");
     let lm = r.headers()[header::LAST_MODIFIED].clone();
     let etag = r.headers()[header::ETAG].clone();
-    assert_eq!(lm.to_str().expect("ascii"), httpdate::fmt_http_date(modified));
-    let r = client().get(p.url(PKG_URL)).header(header::IF_MODIFIED_SINCE, lm).send().expect("req");
+    assert_eq!(
+        lm.to_str().expect("ascii"),
+        httpdate::fmt_http_date(modified)
+    );
+    let r = client()
+        .get(p.url(PKG_URL))
+        .header(header::IF_MODIFIED_SINCE, lm)
+        .send()
+        .expect("req");
     assert_eq!(r.status().as_u16(), 304);
-    let r = client().get(p.url(PKG_URL)).header(header::IF_NONE_MATCH, etag).send().expect("req");
+    let r = client()
+        .get(p.url(PKG_URL))
+        .header(header::IF_NONE_MATCH, etag)
+        .send()
+        .expect("req");
     assert_eq!(r.status().as_u16(), 304);
     let r = client().head(p.url(PKG_URL)).send().expect("req");
     assert_eq!(r.status().as_u16(), 200);
@@ -250,7 +309,10 @@ fn db_is_revalidated_and_stale_served_when_upstream_fails() {
     up.put_at(DB, b"db version 2".to_vec(), t2);
     std::thread::sleep(Duration::from_millis(1100));
     let r = client().get(&db_url).send().expect("req");
-    assert_eq!(r.headers()[header::LAST_MODIFIED], httpdate::fmt_http_date(t2));
+    assert_eq!(
+        r.headers()[header::LAST_MODIFIED],
+        httpdate::fmt_http_date(t2)
+    );
     assert_eq!(r.bytes().expect("body").as_ref(), b"db version 2");
     assert_eq!(get(&db_url).1, b"db version 2");
     // Upstream broken: the stale copy is served, never the error page.
@@ -299,23 +361,39 @@ fn hostile_and_unknown_paths_are_refused() {
         // Send the raw path: no client-side normalisation.
         let (s, body) = raw_get(p.addr, path);
         assert_eq!(s, want, "{path}");
-        assert!(!body.contains("secret") && !body.contains("not this"), "{path}: {body}");
+        assert!(
+            !body.contains("secret") && !body.contains("not this"),
+            "{path}: {body}"
+        );
     }
-    let (s, _) = raw_request(p.addr, "GET http://127.0.0.1:1/arch/x HTTP/1.1\r\nHost: evil\r\n\r\n");
+    let (s, _) = raw_request(
+        p.addr,
+        "GET http://127.0.0.1:1/arch/x HTTP/1.1\r\nHost: evil\r\n\r\n",
+    );
     assert_eq!(s, 400, "absolute-form target");
-    assert!(up.seen().iter().all(|s| !s.path.contains("passwd") && !s.path.contains("secret")));
-    let r = client().post(p.url("/arch/core/os/x86_64/core.db")).send().expect("req");
+    assert!(up
+        .seen()
+        .iter()
+        .all(|s| !s.path.contains("passwd") && !s.path.contains("secret")));
+    let r = client()
+        .post(p.url("/arch/core/os/x86_64/core.db"))
+        .send()
+        .expect("req");
     assert_eq!(r.status().as_u16(), 405);
 }
 
 fn raw_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    raw_request(addr, &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+    raw_request(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+    )
 }
 
 fn raw_request(addr: std::net::SocketAddr, req: &str) -> (u16, String) {
     use std::io::Write;
     let mut s = std::net::TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
     s.write_all(req.as_bytes()).expect("write");
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);

@@ -121,7 +121,12 @@ impl FakeMirror {
 
     /// Requests for `path`.
     pub fn count(&self, path: &str) -> usize {
-        self.shared.seen.lock().iter().filter(|s| s.path == path).count()
+        self.shared
+            .seen
+            .lock()
+            .iter()
+            .filter(|s| s.path == path)
+            .count()
     }
 
     /// Body bytes sent so far.
@@ -139,7 +144,10 @@ impl Drop for FakeMirror {
 
 /// Random-looking but deterministic bytes.
 pub fn payload(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407) | 1;
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407)
+        | 1;
     (0..len)
         .map(|_| {
             x ^= x << 13;
@@ -193,7 +201,11 @@ fn serve_conn(conn: TcpStream, s: &Shared) -> std::io::Result<()> {
     if let Behaviour::DelayHead(d) = behaviour {
         std::thread::sleep(d);
     }
-    let simple = |conn: &mut TcpStream, status: u16, ctype: &str, body: &[u8]| -> std::io::Result<()> {
+    let simple = |conn: &mut TcpStream,
+                  status: u16,
+                  ctype: &str,
+                  body: &[u8]|
+     -> std::io::Result<()> {
         write!(
             conn,
             "HTTP/1.1 {status} X\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -223,11 +235,21 @@ fn serve_conn(conn: TcpStream, s: &Shared) -> std::io::Result<()> {
         data.iter_mut().for_each(|b| *b = !*b);
     }
     let lm = httpdate::fmt_http_date(modified);
-    if let Some(since) = ims.as_deref().and_then(|v| httpdate::parse_http_date(v).ok()) {
-        let secs = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    if let Some(since) = ims
+        .as_deref()
+        .and_then(|v| httpdate::parse_http_date(v).ok())
+    {
+        let secs = |t: SystemTime| {
+            t.duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0)
+        };
         if secs(modified) <= secs(since) {
             record(304);
-            write!(conn, "HTTP/1.1 304 Not Modified\r\nLast-Modified: {lm}\r\nConnection: close\r\n\r\n")?;
+            write!(
+                conn,
+                "HTTP/1.1 304 Not Modified\r\nLast-Modified: {lm}\r\nConnection: close\r\n\r\n"
+            )?;
             return Ok(());
         }
     }
@@ -254,7 +276,10 @@ fn serve_conn(conn: TcpStream, s: &Shared) -> std::io::Result<()> {
         body.len()
     );
     if let Some(st) = start {
-        head.push_str(&format!("Content-Range: bytes {st}-{}/{total}\r\n", total - 1));
+        head.push_str(&format!(
+            "Content-Range: bytes {st}-{}/{total}\r\n",
+            total - 1
+        ));
     }
     head.push_str("\r\n");
     conn.write_all(head.as_bytes())?;
