@@ -1,5 +1,9 @@
 #!/usr/bin/env bash
-# The whole test suite: unit tests, HTTP integration tests, the real-pacman suite.
+# The whole test suite: unit tests, HTTP integration tests, the real-pacman end-to-end suite,
+# packaging and browser tests. Installs missing test tools first (Debian/Ubuntu, as root or
+# with passwordless sudo). Extra arguments go to `cargo test` (e.g. a test name filter).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export PATH="$PATH:/usr/sbin:/sbin"
+./scripts/install-test-deps.sh
 exec cargo test --all-targets "$@"

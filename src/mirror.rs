@@ -37,17 +37,30 @@ pub async fn handle(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let result = serve(&req, &state).await;
-    if let Err(e) = &result {
-        state.metrics.request(match e {
-            ApiError::NotFound => Outcome::NotFound,
-            _ => Outcome::Error,
-        });
+    match serve(&req, &state).await {
+        Ok((mut resp, outcome)) => {
+            state.metrics.request(outcome);
+            // For the access log and for curious sysadmins (`curl -I`).
+            resp.headers_mut().insert(
+                header::HeaderName::from_static(RESULT_HEADER),
+                header::HeaderValue::from_static(outcome.as_str()),
+            );
+            Ok(resp)
+        }
+        Err(e) => {
+            state.metrics.request(match e {
+                ApiError::NotFound => Outcome::NotFound,
+                _ => Outcome::Error,
+            });
+            Err(e)
+        }
     }
-    result
 }
 
-async fn serve(req: &HttpRequest, state: &AppState) -> Result<HttpResponse, ApiError> {
+/// Response header naming how a request was answered (hit, miss, joined, …).
+pub const RESULT_HEADER: &str = "x-cache-status";
+
+async fn serve(req: &HttpRequest, state: &AppState) -> Result<(HttpResponse, Outcome), ApiError> {
     // 1. validate
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return Err(ApiError::MethodNotAllowed);
@@ -75,9 +88,8 @@ async fn serve(req: &HttpRequest, state: &AppState) -> Result<HttpResponse, ApiE
         FileKind::Mutable => store.is_fresh(&path, db_max_age),
     };
     if cached.is_some() && fresh(&state.store) {
-        state.metrics.request(Outcome::Hit);
         state.index.touch(&path.key());
-        return serve_file(req, state, &final_path).await;
+        return Ok((serve_file(req, state, &final_path).await?, Outcome::Hit));
     }
     if cached.is_none() && state.store.recently_not_found(&path, db_max_age) {
         return Err(ApiError::NotFound);
@@ -93,10 +105,7 @@ async fn serve(req: &HttpRequest, state: &AppState) -> Result<HttpResponse, ApiE
         !(final_path.is_file() && fresh(&state.store))
     });
     let (download, outcome) = match joined {
-        None => {
-            state.metrics.request(Outcome::Hit);
-            return serve_file(req, state, &final_path).await;
-        }
+        None => return Ok((serve_file(req, state, &final_path).await?, Outcome::Hit)),
         Some(Joined::Existing(d)) => (d, Outcome::Joined),
         Some(Joined::Started(d, guard)) => {
             log::debug!("miss: {path}");
@@ -119,24 +128,17 @@ async fn serve(req: &HttpRequest, state: &AppState) -> Result<HttpResponse, ApiE
         Err(_) => return Err(ApiError::UpstreamTimeout),
     };
     match progress.phase {
-        Phase::Streaming(meta) => {
-            state.metrics.request(outcome);
-            tail_response(req, state, &download, &meta, rx)
-        }
-        Phase::Done(_) => {
-            state.metrics.request(outcome);
-            serve_file(req, state, &final_path).await
-        }
-        Phase::NotModified => {
-            state.metrics.request(Outcome::Revalidated);
-            serve_file(req, state, &final_path).await
-        }
+        Phase::Streaming(meta) => Ok((tail_response(req, state, &download, &meta, rx)?, outcome)),
+        Phase::Done(_) => Ok((serve_file(req, state, &final_path).await?, outcome)),
+        Phase::NotModified => Ok((
+            serve_file(req, state, &final_path).await?,
+            Outcome::Revalidated,
+        )),
         Phase::NotFound => Err(ApiError::NotFound),
         Phase::Failed(reason) => {
             if path.kind() == FileKind::Mutable && final_path.is_file() {
                 log::warn!("serving stale {path}: every mirror failed ({reason})");
-                state.metrics.request(Outcome::Stale);
-                serve_file(req, state, &final_path).await
+                Ok((serve_file(req, state, &final_path).await?, Outcome::Stale))
             } else {
                 Err(ApiError::Upstream(reason.to_string()))
             }

@@ -7,6 +7,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use actix_web::middleware::Logger;
 use actix_web::{web, App, HttpServer};
 
 use crate::cache_index::CacheIndex;
@@ -105,14 +106,27 @@ async fn metrics(state: web::Data<AppState>) -> actix_web::HttpResponse {
         .body(state.metrics.render())
 }
 
+/// Log target of the access log (`RUST_LOG=info,pkgstash::access=warn` silences it).
+pub const ACCESS_LOG_TARGET: &str = "pkgstash::access";
+
+/// One info line per request, written when the response body ends: client, request line,
+/// status, body bytes, duration, result (hit/miss/joined/…; `-` for non-mirror routes).
+fn access_log() -> Logger {
+    Logger::new("%a \"%r\" %s %b %Dms %{x-cache-status}o").log_target(ACCESS_LOG_TARGET)
+}
+
 /// Serve until SIGTERM/SIGINT (graceful: responses in progress get [`SHUTDOWN_GRACE`]).
 pub async fn run(state: AppState, listeners: Vec<TcpListener>) -> std::io::Result<()> {
     let data = web::Data::new(state);
     let app_data = data.clone();
-    let mut server =
-        HttpServer::new(move || App::new().app_data(app_data.clone()).configure(configure))
-            .tcp_nodelay(true)
-            .shutdown_timeout(SHUTDOWN_GRACE.as_secs());
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .wrap(access_log())
+            .app_data(app_data.clone())
+            .configure(configure)
+    })
+    .tcp_nodelay(true)
+    .shutdown_timeout(SHUTDOWN_GRACE.as_secs());
     for l in listeners {
         server = server.listen(l)?;
     }

@@ -3,6 +3,8 @@
 mod cli;
 mod failover;
 mod fixture;
+mod nginx;
+mod pacman;
 mod proxy;
 mod refresh;
 mod support;

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Install what the test suite needs (Debian/Ubuntu): the real pacman and repo-add, makepkg,
+# bsdtar, zstd, nginx, chromium. Idempotent: does nothing when every tool is already there.
+# The system nginx that the package may start is stopped again: tests run their own.
+set -euo pipefail
+
+APT_PACKAGES=(pacman-package-manager makepkg fakeroot libarchive-tools zstd xz-utils gzip
+  nginx-light curl chromium systemd)
+TOOLS=(pacman repo-add makepkg fakeroot bsdtar zstd xz gzip nginx curl chromium systemd-analyze)
+
+missing=()
+for t in "${TOOLS[@]}"; do
+  command -v "$t" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin" command -v "$t" >/dev/null 2>&1 || missing+=("$t")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "missing tools: ${missing[*]} (install them with your package manager)" >&2
+  exit 0
+fi
+SUDO=""
+if [ "$(id -u)" != 0 ]; then
+  if sudo -n true 2>/dev/null; then SUDO="sudo -n"; else
+    echo "missing tools: ${missing[*]}; run as root or install: ${APT_PACKAGES[*]}" >&2
+    exit 0
+  fi
+fi
+echo "installing test dependencies (missing: ${missing[*]})" >&2
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${APT_PACKAGES[@]}" >/dev/null
+$SUDO systemctl stop nginx 2>/dev/null || $SUDO service nginx stop 2>/dev/null || true

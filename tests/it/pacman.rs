@@ -1,0 +1,502 @@
+//! End-to-end with the real client: the real `pacman` (Debian's `pacman-package-manager`) in
+//! a sandbox, talking to pkgstash, in front of a real nginx serving a synthetic Arch mirror
+//! built with the real `repo-add`. pacman's default download timeout stays on.
+//!
+//! Run only this suite: `cargo test --test it pacman_e2e`.
+//! `PKGSTASH_E2E_BIG_MIB` sets the size of the large package (default 64).
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::fixture::{tools_available, ArchMirror, PkgSpec};
+use crate::nginx::Nginx;
+use crate::support::{require_tool, Pkgstash};
+
+const MIB: usize = 1 << 20;
+
+/// The packages of the shared mirror: awkward names on purpose.
+fn core_packages() -> Vec<PkgSpec> {
+    vec![
+        // An epoch: the file name holds a ':'.
+        PkgSpec::new("libfoo", "1:2.0-1", 40_000),
+        // A '+' in the name.
+        PkgSpec::new("foo+bar", "1.0-1", 30_000),
+        PkgSpec {
+            arch: "any",
+            ..PkgSpec::new("docs", "3.1-2", 20_000)
+        },
+        PkgSpec {
+            deps: &["libfoo>=1:2.0", "foo+bar"],
+            ..PkgSpec::new("app", "1.0-1", 10_000)
+        },
+        PkgSpec::new("medium", "1.0-1", MIB),
+    ]
+}
+
+fn big_package() -> PkgSpec {
+    let mib = std::env::var("PKGSTASH_E2E_BIG_MIB")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(64);
+    PkgSpec::new("big", "1.0-1", mib * MIB)
+}
+
+/// Every package name of the shared mirror.
+fn all_names() -> Vec<&'static str> {
+    let mut v: Vec<&str> = core_packages().iter().map(|p| p.name).collect();
+    v.push("big");
+    v
+}
+
+/// Are pacman, nginx and the repo tools here? (In CI a missing one panics.)
+fn e2e_tools() -> bool {
+    let mut ok = tools_available();
+    ok &= require_tool("pacman");
+    ok &= crate::nginx::available();
+    ok &= is_root() || require_tool("fakeroot");
+    ok
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// The shared mirror (core + extra with the large package), built once per test run under
+/// cargo's target tmp dir.
+fn shared_mirror() -> &'static ArchMirror {
+    static MIRROR: OnceLock<ArchMirror> = OnceLock::new();
+    MIRROR.get_or_init(|| {
+        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-mirror");
+        let _ = std::fs::remove_dir_all(&root);
+        let mut m = ArchMirror::at(&root);
+        m.add("core", &core_packages());
+        m.add("extra", &[big_package()]);
+        m
+    })
+}
+
+/// pkgstash with one upstream `arch` over `mirrors`.
+fn pkgstash(mirrors: &[String], extra: &str) -> Pkgstash {
+    let list = mirrors
+        .iter()
+        .map(|m| format!("\"{m}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Pkgstash::start(&format!(
+        "upstream_timeout = \"5s\"\n{extra}\n[upstreams.arch]\nmirrors = [{list}]\n"
+    ))
+}
+
+/// A pacman sandbox: its own root, dbpath, cachedir and pacman.conf.
+struct Sandbox {
+    dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    fn new(p: &Pkgstash) -> Sandbox {
+        Self::with_server(&p.url("/arch/$repo/os/$arch"))
+    }
+
+    fn with_server(server: &str) -> Sandbox {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let r = dir.path();
+        for d in ["db", "cache", "gnupg", "hooks"] {
+            std::fs::create_dir_all(r.join(d)).expect("mkdir");
+        }
+        let conf = format!(
+            "[options]\n\
+             RootDir = {r}\n\
+             DBPath = {r}/db/\n\
+             CacheDir = {r}/cache/\n\
+             LogFile = {r}/pacman.log\n\
+             GPGDir = {r}/gnupg/\n\
+             HookDir = {r}/hooks/\n\
+             Architecture = x86_64\n\
+             SigLevel = Never\n\
+             LocalFileSigLevel = Never\n\
+             ParallelDownloads = 5\n\
+             \n[core]\nServer = {server}\n\
+             \n[extra]\nServer = {server}\n",
+            r = r.display()
+        );
+        std::fs::write(r.join("pacman.conf"), conf).expect("pacman.conf");
+        Sandbox { dir }
+    }
+
+    fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let r = self.root();
+        let mut cmd = Command::new("timeout");
+        // Own process group, so `kill_group` reaches pacman behind `timeout`/`fakeroot`.
+        cmd.process_group(0).args(["-k", "5", "300"]);
+        if !is_root() {
+            cmd.arg("fakeroot");
+        }
+        cmd.arg("pacman")
+            .arg("--root")
+            .arg(r)
+            .arg("--dbpath")
+            .arg(r.join("db"))
+            .arg("--cachedir")
+            .arg(r.join("cache"))
+            .arg("--config")
+            .arg(r.join("pacman.conf"))
+            .arg("--noconfirm")
+            .args(args)
+            .args(
+                args.first()
+                    .filter(|a| a.starts_with("-S"))
+                    .map(|_| "--noprogressbar"),
+            )
+            .stdin(Stdio::null())
+            .env("LC_ALL", "C");
+        cmd
+    }
+
+    /// Run pacman and return its output.
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run pacman")
+    }
+
+    /// Run pacman, assert success, return stdout + stderr.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "pacman {args:?} failed:\n{text}");
+        text
+    }
+
+    /// Start pacman in the background (stdout/stderr discarded).
+    fn spawn(&self, args: &[&str]) -> Child {
+        self.command(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn pacman")
+    }
+
+    fn cache_file(&self, name: &str) -> PathBuf {
+        self.root().join("cache").join(name)
+    }
+
+    /// The version the synced db offers for `pkg`.
+    fn sync_version(&self, pkg: &str) -> String {
+        self.ok(&["-Sp", "--print-format", "%v", pkg])
+            .trim()
+            .to_string()
+    }
+}
+
+/// Assert every package of `mirror` sits in the sandbox cache, byte-identical to the pool.
+fn assert_identical(mirror: &ArchMirror, sb: &Sandbox, names: &[String]) {
+    for name in names {
+        let got = std::fs::read(sb.cache_file(name))
+            .unwrap_or_else(|e| panic!("{name} not in pacman's cache: {e}"));
+        let want = std::fs::read(mirror.pool_file(name)).expect("pool file");
+        assert!(got == want, "{name}: pacman got different bytes");
+    }
+}
+
+fn package_files(mirror: &ArchMirror) -> Vec<String> {
+    mirror.packages.iter().map(|(_, n)| n.clone()).collect()
+}
+
+/// Successful (200/206) GETs nginx served for a file name.
+fn fetches(nginx: &Nginx, name: &str) -> usize {
+    nginx
+        .requests_ending(&format!("/{name}"))
+        .iter()
+        .filter(|a| a.method == "GET" && (a.status == 200 || a.status == 206))
+        .count()
+}
+
+/// SIGKILL a spawned pacman with everything in its process group, and reap it.
+fn kill_group(child: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", child.id())])
+        .status();
+    let _ = child.wait();
+}
+
+fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn pacman_e2e_sync_and_download_every_package_byte_identical() {
+    if !e2e_tools() {
+        return;
+    }
+    let mirror = shared_mirror();
+    let nginx = Nginx::serve(&mirror.root, "0");
+    let p = pkgstash(&[nginx.url()], "");
+    let sb = Sandbox::new(&p);
+    sb.ok(&["-Syy"]);
+    let mut args = vec!["-Sw"];
+    args.extend(all_names());
+    sb.ok(&args);
+    let names = package_files(mirror);
+    assert_eq!(names.len(), 6);
+    assert_identical(mirror, &sb, &names);
+    // pacman's synced dbs are the mirror's.
+    for repo in ["core", "extra"] {
+        let got = std::fs::read(sb.root().join(format!("db/sync/{repo}.db"))).expect("db");
+        let want = std::fs::read(mirror.repo_dir(repo).join(format!("{repo}.db"))).expect("db");
+        assert!(got == want, "{repo}.db differs");
+    }
+    // And pkgstash kept them.
+    for (repo, name) in &mirror.packages {
+        let cached = p
+            .cache_dir
+            .join("arch")
+            .join(repo)
+            .join("os/x86_64")
+            .join(name);
+        assert!(cached.is_file(), "{name} not cached by pkgstash");
+    }
+}
+
+#[test]
+fn pacman_e2e_warm_cache_makes_no_upstream_package_request() {
+    if !e2e_tools() {
+        return;
+    }
+    let mirror = shared_mirror();
+    let nginx = Nginx::serve(&mirror.root, "0");
+    let p = pkgstash(&[nginx.url()], "");
+    let mut args = vec!["-Syyw"];
+    args.extend(all_names());
+    Sandbox::new(&p).ok(&args);
+    let before = nginx.log().len();
+    let names = package_files(mirror);
+    for n in &names {
+        assert_eq!(fetches(&nginx, n), 1, "{n} fetched once when cold");
+    }
+    // A second machine on the LAN: everything comes from the cache.
+    let warm = Sandbox::new(&p);
+    warm.ok(&args);
+    assert_identical(mirror, &warm, &names);
+    let after = nginx.log();
+    let pkg_requests: Vec<_> = after[before..]
+        .iter()
+        .filter(|a| a.uri.contains(".pkg.tar"))
+        .collect();
+    assert!(
+        pkg_requests.is_empty(),
+        "warm run asked upstream for packages: {pkg_requests:?}"
+    );
+    assert!(p.log().contains(" hit"), "access log shows hits");
+}
+
+#[test]
+fn pacman_e2e_install_with_dependencies() {
+    if !e2e_tools() {
+        return;
+    }
+    let mirror = shared_mirror();
+    let nginx = Nginx::serve(&mirror.root, "0");
+    let p = pkgstash(&[nginx.url()], "");
+    let sb = Sandbox::new(&p);
+    sb.ok(&["-Sy", "app"]);
+    let installed = sb.ok(&["-Q"]);
+    for pkg in ["app 1.0-1", "libfoo 1:2.0-1", "foo+bar 1.0-1"] {
+        assert!(installed.contains(pkg), "{pkg} not installed:\n{installed}");
+    }
+    for f in ["app", "libfoo", "foo+bar"] {
+        let data = sb.root().join("usr/share").join(f).join("data");
+        assert!(data.is_file(), "{} missing", data.display());
+    }
+    // The installed files pass pacman's own mtree check.
+    sb.ok(&["-Qkk", "app", "libfoo", "foo+bar"]);
+}
+
+#[test]
+fn pacman_e2e_eight_parallel_pacmans_fetch_each_file_once() {
+    if !e2e_tools() {
+        return;
+    }
+    let mirror = shared_mirror();
+    // Slow enough that the clients overlap on the large package.
+    let nginx = Nginx::serve(&mirror.root, "16m");
+    let p = pkgstash(&[nginx.url()], "");
+    let sandboxes: Vec<Sandbox> = (0..8).map(|_| Sandbox::new(&p)).collect();
+    let mut args = vec!["-Syyw"];
+    args.extend(all_names());
+    let children: Vec<Child> = sandboxes.iter().map(|sb| sb.spawn(&args)).collect();
+    for (i, mut c) in children.into_iter().enumerate() {
+        let st = c.wait().expect("wait pacman");
+        assert!(st.success(), "pacman #{i} failed: {st}");
+    }
+    let names = package_files(mirror);
+    for sb in &sandboxes {
+        assert_identical(mirror, sb, &names);
+    }
+    for n in names
+        .iter()
+        .cloned()
+        .chain(["core.db".to_string(), "extra.db".to_string()])
+    {
+        assert_eq!(fetches(&nginx, &n), 1, "{n} must be fetched upstream once");
+    }
+}
+
+#[test]
+fn pacman_e2e_large_package_slow_mirror_default_timeout() {
+    if !e2e_tools() {
+        return;
+    }
+    let mirror = shared_mirror();
+    let nginx = Nginx::serve(&mirror.root, "2m");
+    let p = pkgstash(&[nginx.url()], "");
+    let first = Sandbox::new(&p);
+    let late = Sandbox::new(&p);
+    first.ok(&["-Syy"]);
+    late.ok(&["-Syy"]);
+    let big = big_package().file_name();
+    let mut a = first.spawn(&["-Sw", "big"]);
+    // A second client joins the download well after it started (nginx's cache lock would
+    // keep it waiting without a byte, and pacman would give up after 10 s).
+    std::thread::sleep(Duration::from_secs(3));
+    let started = Instant::now();
+    let out = late.run(&["-Sw", "big"]);
+    assert!(
+        out.status.success(),
+        "joining pacman failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let st = a.wait().expect("wait");
+    assert!(st.success(), "first pacman failed: {st}");
+    assert_identical(mirror, &first, std::slice::from_ref(&big));
+    assert_identical(mirror, &late, std::slice::from_ref(&big));
+    assert_eq!(fetches(&nginx, &big), 1, "one upstream download");
+    eprintln!("joined client finished in {:?}", started.elapsed());
+}
+
+#[test]
+fn pacman_e2e_repo_bump_and_unchanged_db_304() {
+    if !e2e_tools() {
+        return;
+    }
+    let mut mirror = ArchMirror::new();
+    mirror.add("core", &[PkgSpec::new("app", "1.0-1", 5_000)]);
+    mirror.add("extra", &[PkgSpec::new("tool", "1.0-1", 5_000)]);
+    mirror.age_dbs("core", 3600);
+    mirror.age_dbs("extra", 3600);
+    let nginx = Nginx::serve(&mirror.root, "0");
+    // Revalidate on every request: pacman's -Sy must see upstream changes at once.
+    let p = pkgstash(&[nginx.url()], "db_max_age = \"0s\"");
+    let sb = Sandbox::new(&p);
+    sb.ok(&["-Sy"]);
+    assert_eq!(sb.sync_version("app"), "1.0-1");
+
+    // Upstream rebuilds core with a bumped version.
+    mirror.add("core", &[PkgSpec::new("app", "1.1-1", 5_000)]);
+    sb.ok(&["-Sy"]);
+    assert_eq!(sb.sync_version("app"), "1.1-1");
+    // extra did not change: pacman's If-Modified-Since got a 304.
+    assert_eq!(answers(&p, "/extra.db"), vec![200, 304]);
+    sb.ok(&["-Sw", "app"]);
+    assert_identical(&mirror, &sb, &["app-1.1-1-x86_64.pkg.tar.zst".to_string()]);
+
+    // Nothing changed: pacman's conditional request gets a 304, and so does pkgstash's.
+    let before = nginx.log().len();
+    sb.ok(&["-Sy"]);
+    assert_eq!(answers(&p, "/core.db"), vec![200, 200, 304]);
+    assert_eq!(answers(&p, "/extra.db"), vec![200, 304, 304]);
+    let revalidations: Vec<_> = nginx.log()[before..]
+        .iter()
+        .filter(|a| a.uri.ends_with("/core.db"))
+        .cloned()
+        .collect();
+    assert!(
+        !revalidations.is_empty() && revalidations.iter().all(|a| a.status == 304),
+        "pkgstash must revalidate core.db upstream and get 304: {revalidations:?}"
+    );
+}
+
+/// Statuses pkgstash answered (its access log) for GETs of paths ending with `suffix`.
+fn answers(p: &Pkgstash, suffix: &str) -> Vec<u16> {
+    let needle = format!("{suffix} HTTP/1.1\" ");
+    p.log()
+        .lines()
+        .filter(|l| l.contains("pkgstash::access") && l.contains("\"GET "))
+        .filter_map(|l| l.split(&needle).nth(1))
+        .filter_map(|rest| rest.split(' ').next()?.parse().ok())
+        .collect()
+}
+
+#[test]
+fn pacman_e2e_interrupted_download_resumed_with_range() {
+    if !e2e_tools() {
+        return;
+    }
+    let mirror = shared_mirror();
+    let nginx = Nginx::serve(&mirror.root, "8m");
+    let p = pkgstash(&[nginx.url()], "");
+    let sb = Sandbox::new(&p);
+    sb.ok(&["-Syy"]);
+    let big = big_package().file_name();
+    let part = sb.cache_file(&format!("{big}.part"));
+    let mut child = sb.spawn(&["-Sw", "big"]);
+    wait_for("a partial download", Duration::from_secs(60), || {
+        std::fs::metadata(&part).is_ok_and(|m| m.len() >= MIB as u64)
+    });
+    // The machine loses power mid-download.
+    kill_group(&mut child);
+    let _ = std::fs::remove_file(sb.root().join("db/db.lck"));
+    let have = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
+    assert!(have >= MIB as u64, "a .part file is left");
+
+    sb.ok(&["-Sw", "big"]);
+    assert_identical(mirror, &sb, std::slice::from_ref(&big));
+    assert!(
+        answers(&p, &format!("/{big}")).contains(&206),
+        "pacman's resume must be answered with 206:\n{}",
+        p.log()
+    );
+    // The download went on without its client: upstream sent the file once.
+    assert_eq!(fetches(&nginx, &big), 1);
+}
+
+#[test]
+fn pacman_e2e_first_mirror_down_second_serves() {
+    if !e2e_tools() {
+        return;
+    }
+    let mirror = shared_mirror();
+    let mut dead = Nginx::serve(&mirror.root, "0");
+    let dead_url = dead.url();
+    // Started before the first one stops, so it cannot take over its port.
+    let nginx = Nginx::serve(&mirror.root, "0");
+    dead.stop();
+    let p = pkgstash(&[dead_url.clone(), nginx.url()], "");
+    let sb = Sandbox::new(&p);
+    let mut args = vec!["-Syyw"];
+    args.extend(all_names());
+    sb.ok(&args);
+    assert_identical(mirror, &sb, &package_files(mirror));
+    let log = p.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains(&dead_url) && l.contains("cooling down")),
+        "the dead mirror is put in cooldown, in the log:\n{log}"
+    );
+}
