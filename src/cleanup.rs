@@ -25,7 +25,7 @@ use crate::vercmp::{parse_pkg_filename, vercmp};
 pub use crate::cache_index::Usage;
 
 /// One file cleanup removed (or would remove, in a dry run).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct Removed {
     /// Cache path, `upstream/rel`.
     pub path: String,
@@ -34,7 +34,7 @@ pub struct Removed {
 }
 
 /// What one cleanup did.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct CleanupReport {
     pub dry_run: bool,
     pub removed: Vec<Removed>,

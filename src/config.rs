@@ -93,6 +93,16 @@ struct RawCleanup {
 pub struct Token(String);
 
 impl Token {
+    /// Wrap a token value (e.g. from `PKGSTASH_TOKEN`).
+    pub fn new(value: String) -> Token {
+        Token(value)
+    }
+
+    /// The value, for sending it in an `Authorization` header (client commands only).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
     /// Constant-time comparison with a presented token.
     pub fn matches(&self, presented: &str) -> bool {
         use subtle::ConstantTimeEq;

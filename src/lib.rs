@@ -19,10 +19,17 @@
 //! - [`cleanup`]: retention policy and cache usage.
 //! - [`vercmp`]: pacman's version comparison.
 //! - [`verify`]: check cached packages against cached dbs; quarantine mismatches.
+//! - [`admin`]: `/_pkgstash/` routes: status page, status.json, metrics, admin API.
+//! - [`auth`]: admin token check and failed-attempt limiter.
+//! - [`status`]: the status snapshot shared by the API, the web page and the CLI.
+//! - [`client`]: the CLI's side of the admin API (requests, tables).
 //! - [`error`]: typed errors of the HTTP layer.
+pub mod admin;
+pub mod auth;
 pub mod cache_index;
 pub mod catalog;
 pub mod cleanup;
+pub mod client;
 pub mod config;
 pub mod error;
 pub mod fetch;
@@ -34,6 +41,7 @@ pub mod path;
 pub mod refresh;
 pub mod repodb;
 pub mod server;
+pub mod status;
 pub mod store;
 pub mod tail;
 pub mod upstream;

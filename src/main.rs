@@ -24,6 +24,43 @@ enum Command {
     Serve,
     /// Parse and validate the config, print the effective config (token redacted)
     CheckConfig,
+    /// Show cache usage, traffic, downloads in flight, mirror health (admin API)
+    Status(JsonFlag),
+    /// Revalidate repo dbs, prefetch updated packages, then clean up (admin API)
+    Refresh(JsonFlag),
+    /// Apply the retention policy now (admin API)
+    Cleanup {
+        /// Only show what would be removed
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Drop one cached file, e.g. `archlinux/core/os/x86_64/foo-1.0-1-x86_64.pkg.tar.zst` (admin API)
+    Evict {
+        /// Cache path: `<upstream>/<path>` (a leading `/` or full URL path is fine)
+        path: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Show mirror health (admin API)
+    Mirrors(JsonFlag),
+    /// Check cached packages against the cached repo dbs (size, sha256); quarantine mismatches.
+    /// Works on the cache directory directly; exit 1 if any mismatch.
+    Verify {
+        /// Report only, move nothing
+        #[arg(long)]
+        no_quarantine: bool,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+}
+
+#[derive(clap::Args, Debug, Clone, Copy)]
+struct JsonFlag {
+    /// Print the server's JSON answer instead of a table
+    #[arg(long)]
+    json: bool,
 }
 
 /// A failure with its exit code.
@@ -81,7 +118,106 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let cfg = load_config(&cli)?;
             serve(cfg)
         }
+        Command::Verify {
+            no_quarantine,
+            json,
+        } => {
+            let cfg = load_config(&cli)?;
+            if !cfg.cache_dir.is_dir() {
+                return Err(usage(anyhow::anyhow!(
+                    "cache_dir {} does not exist",
+                    cfg.cache_dir.display()
+                )));
+            }
+            let rows = pkgstash::verify::verify_cache(&cfg.cache_dir, !no_quarantine);
+            let bad = pkgstash::verify::print_report(&rows, json.json);
+            if bad > 0 {
+                return Err(runtime(anyhow::anyhow!(
+                    "{bad} cached package(s) do not match their repo db{}",
+                    if no_quarantine {
+                        ""
+                    } else {
+                        " (moved to .quarantine/)"
+                    }
+                )));
+            }
+            Ok(())
+        }
+        ref client_command => {
+            let cfg = load_config(&cli)?;
+            admin_command(&cfg, client_command)
+        }
     }
+}
+
+/// Client commands: one admin API request, then a table or the JSON.
+fn admin_command(cfg: &Config, command: &Command) -> Result<(), Failure> {
+    use actix_web::http::Method;
+    use pkgstash::client as c;
+    use std::time::Duration;
+
+    let fail = |e: c::ClientError| Failure {
+        code: e.exit_code(),
+        error: e.into(),
+    };
+    let client = c::AdminClient::from_config(cfg).map_err(fail)?;
+    let quick = Duration::from_secs(30);
+    // A refresh prefetches packages; cleanup may walk a large cache.
+    let long = Duration::from_secs(6 * 3600);
+    let (text, raw, json) = match command {
+        Command::Status(j) => {
+            let (s, raw) = client
+                .call_json(Method::GET, "status", quick)
+                .map_err(fail)?;
+            (c::render_status(&s), raw, j.json)
+        }
+        Command::Mirrors(j) => {
+            let (m, raw): (Vec<pkgstash::upstream::MirrorStatus>, _) = client
+                .call_json(Method::GET, "mirrors", quick)
+                .map_err(fail)?;
+            (c::render_mirrors(&m), raw, j.json)
+        }
+        Command::Refresh(j) => {
+            let (r, raw) = client
+                .call_json(Method::POST, "refresh", long)
+                .map_err(fail)?;
+            (c::render_refresh(&r), raw, j.json)
+        }
+        Command::Cleanup { dry_run, json } => {
+            let path = format!("cleanup?dry_run={dry_run}");
+            let (r, raw) = client.call_json(Method::POST, &path, long).map_err(fail)?;
+            (c::render_cleanup(&r), raw, json.json)
+        }
+        Command::Evict { path, json } => {
+            let rel = evict_path(path).map_err(usage)?;
+            let (e, raw) = client
+                .call_json(Method::DELETE, &format!("cache/{rel}"), quick)
+                .map_err(fail)?;
+            (c::render_evicted(&e), raw, json.json)
+        }
+        Command::Serve | Command::CheckConfig | Command::Verify { .. } => {
+            return Err(usage(anyhow::anyhow!("not a client command")))
+        }
+    };
+    if json {
+        println!("{raw}");
+    } else {
+        print!("{text}");
+    }
+    Ok(())
+}
+
+/// `upstream/rel` from what a user may paste: a cache path, a URL path, or a full URL.
+fn evict_path(input: &str) -> anyhow::Result<String> {
+    let s = input.trim();
+    let s = match s.split_once("://") {
+        Some((_, rest)) => rest.split_once('/').map(|(_, p)| p).unwrap_or(""),
+        None => s,
+    };
+    let s = s.trim_start_matches('/');
+    let path = pkgstash::path::RepoPath::parse(&format!("/{s}"))
+        .map_err(|e| anyhow::anyhow!("bad path {input:?}: {e}"))?;
+    Ok(format!("{}/{}", path.upstream(), path.rel_url_encoded()))
 }
 
 fn serve(cfg: Config) -> Result<(), Failure> {

@@ -24,7 +24,7 @@ use crate::vercmp::{parse_pkg_filename, vercmp};
 const REVALIDATE_CONCURRENCY: usize = 4;
 
 /// What one refresh did.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct RefreshReport {
     /// Unix time (seconds) the refresh started.
     pub started_at: u64,

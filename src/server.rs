@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use actix_web::middleware::Logger;
 use actix_web::{web, App, HttpServer};
 
+use crate::auth::AdminAuth;
 use crate::cache_index::CacheIndex;
 use crate::catalog::Catalog;
 use crate::config::Config;
@@ -32,6 +33,8 @@ pub struct AppState {
     pub pools: Arc<Pools>,
     pub fetcher: Fetcher,
     pub metrics: Arc<Metrics>,
+    /// Admin token check and failed-attempt limiter.
+    pub auth: AdminAuth,
     pub started: Instant,
     /// Report of the last refresh, if any ran.
     pub last_refresh: parking_lot::Mutex<Option<crate::refresh::RefreshReport>>,
@@ -64,6 +67,7 @@ impl AppState {
             min_rate: cfg.min_rate,
         }));
         AppState {
+            auth: AdminAuth::new(cfg.token.clone()),
             cfg,
             store,
             index,
@@ -92,18 +96,8 @@ pub fn bind(cfg: &Config) -> std::io::Result<Vec<TcpListener>> {
 
 /// Register the routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/_pkgstash/metrics", web::get().to(metrics))
-        .default_service(web::to(crate::mirror::handle));
-}
-
-async fn metrics(state: web::Data<AppState>) -> actix_web::HttpResponse {
-    state
-        .metrics
-        .inflight
-        .set(state.registry.snapshot().len() as i64);
-    actix_web::HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(state.metrics.render())
+    crate::admin::configure(cfg);
+    cfg.default_service(web::to(crate::mirror::handle));
 }
 
 /// Log target of the access log (`RUST_LOG=info,pkgstash::access=warn` silences it).

@@ -65,7 +65,7 @@ pub struct Mirror {
 }
 
 /// A mirror's health, for status output.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct MirrorStatus {
     pub upstream: String,
     pub url: String,

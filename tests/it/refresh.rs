@@ -359,3 +359,52 @@ fn verify_finds_and_quarantines_corrupt_packages() {
         .join(format!(".quarantine/arch{DIR}/{}", name_of(&bad)))
         .exists());
 }
+
+#[test]
+fn verify_command_reports_and_exits_1_on_mismatch() {
+    if !tools_available() {
+        return;
+    }
+    let repo = Repo::new();
+    let good = repo.add("good", "1.0-1", 3000);
+    let bad = repo.add("bad", "1.0-1", 3000);
+    let cache = Cache::new(&repo);
+    cache.put(&name_of(&good), &std::fs::read(&good).expect("read"), 0);
+    let verify = || {
+        let cfg = cache.dir.path().join("pkgstash.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "cache_dir = \"{}\"\n[upstreams.arch]\nmirrors = [\"http://127.0.0.1:1\"]\n",
+                cache.dir.path().display()
+            ),
+        )
+        .expect("config");
+        let out = std::process::Command::new(crate::support::bin())
+            .arg("verify")
+            .arg("-c")
+            .arg(&cfg)
+            .output()
+            .expect("run verify");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, out, err) = verify();
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("1 ok, 0 mismatch"), "{out}");
+
+    let mut corrupt = std::fs::read(&bad).expect("read");
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 1;
+    cache.put(&name_of(&bad), &corrupt, 0);
+    let (code, out, err) = verify();
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(out.contains("MISMATCH") && out.contains(&name_of(&bad)), "{out}");
+    assert!(err.contains("do not match"), "{err}");
+    // Quarantined: the next run is clean again.
+    let (code, _, _) = verify();
+    assert_eq!(code, Some(0));
+}
