@@ -8,6 +8,9 @@
 //! | `POST cleanup?dry_run=true` | apply (or only plan) the retention policy |
 //! | `DELETE cache/<upstream>/<path>` | evict one cached file |
 //! | `GET mirrors` | mirror health |
+//! | `PUT repos/<repo>/packages?filename=F` | upload a package (body; signature in `X-Pkgstash-Signature`, base64) |
+//! | `GET repos/<repo>/packages` | list a custom repo |
+//! | `DELETE repos/<repo>/packages/<name>` | remove a package from a custom repo |
 //!
 //! Every admin route checks [`crate::auth::AdminAuth`] first, also for unknown routes, so
 //! the API's shape is not visible without the token.
@@ -40,6 +43,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/cleanup", web::post().to(cleanup))
                 .route("/mirrors", web::get().to(mirrors))
                 .route("/cache/{path:.*}", web::delete().to(evict))
+                .route("/repos/{repo}/packages", web::put().to(repo_upload))
+                .route("/repos/{repo}/packages", web::get().to(repo_list))
+                .route(
+                    "/repos/{repo}/packages/{name}",
+                    web::delete().to(repo_remove),
+                )
                 .default_service(web::to(unknown)),
         );
 }
@@ -166,4 +175,125 @@ async fn evict(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespo
 async fn unknown(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     state.auth.check(&req)?;
     Err(ApiError::NotFound)
+}
+
+/// Header carrying an upload's detached signature, base64.
+pub const SIGNATURE_HEADER: &str = "x-pkgstash-signature";
+
+impl From<crate::localrepo::RepoError> for ApiError {
+    fn from(e: crate::localrepo::RepoError) -> Self {
+        use crate::localrepo::RepoError as R;
+        match e {
+            R::NoSuchRepo(_) | R::NoSuchPackage { .. } => ApiError::NotFoundWhy(e.to_string()),
+            R::BadPackage(_) | R::WrongArch { .. } | R::BadSignature(_) => {
+                ApiError::BadRequest(e.to_string())
+            }
+            R::Io { .. } | R::Sign { .. } => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+/// Query of the upload.
+#[derive(Debug, Deserialize)]
+pub struct UploadQuery {
+    pub filename: String,
+}
+
+async fn repo_upload(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    mut body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    use futures::StreamExt;
+    use std::io::Write;
+    state.auth.check(&req)?;
+    let repo_name = req.match_info().get("repo").unwrap_or_default().to_string();
+    let repo = state
+        .repos
+        .get(&repo_name)
+        .ok_or_else(|| ApiError::NotFoundWhy(format!("no repo named `{repo_name}`")))?;
+    let q = web::Query::<UploadQuery>::from_query(req.query_string()).map_err(|e| {
+        ApiError::BadRequest(format!("query: {e} (need ?filename=NAME.pkg.tar.zst)"))
+    })?;
+    let filename = q.filename.clone();
+    if !crate::pkgfile::is_package_file_name(&filename) || filename.contains('/') {
+        return Err(ApiError::BadRequest(format!(
+            "`{filename}` is not a package file name (name-version-arch.pkg.tar.zst)"
+        )));
+    }
+    let sig = match req.headers().get(SIGNATURE_HEADER) {
+        Some(v) => {
+            use base64::Engine;
+            let text = v
+                .to_str()
+                .map_err(|_| ApiError::BadRequest("signature header is not ASCII".into()))?;
+            Some(
+                base64::engine::general_purpose::STANDARD
+                    .decode(text.trim())
+                    .map_err(|e| ApiError::BadRequest(format!("signature is not base64: {e}")))?,
+            )
+        }
+        None => None,
+    };
+    let limit = repo.cfg.max_upload;
+    if let Some(len) = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if len > limit {
+            return Err(ApiError::PayloadTooLarge(format!(
+                "{len} bytes is over the repo's max_upload of {limit}"
+            )));
+        }
+    }
+    // Streamed to a temp file next to the pool: deleted when dropped, so an interrupted or
+    // refused upload leaves no trace.
+    let mut tmp = tempfile::NamedTempFile::new_in(repo.upload_dir())
+        .map_err(|e| ApiError::Internal(format!("cannot create upload file: {e}")))?;
+    let mut size = 0u64;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("upload interrupted: {e}")))?;
+        size += chunk.len() as u64;
+        if size > limit {
+            return Err(ApiError::PayloadTooLarge(format!(
+                "upload is over the repo's max_upload of {limit} bytes"
+            )));
+        }
+        tmp.write_all(&chunk)
+            .map_err(|e| ApiError::Internal(format!("cannot write upload: {e}")))?;
+    }
+    if size == 0 {
+        return Err(ApiError::BadRequest("empty upload".into()));
+    }
+    let repos = state.repos.clone();
+    let added = web::block(move || {
+        let r = repos.add_upload(&repo_name, tmp.path(), &filename, sig);
+        drop(tmp);
+        r
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    Ok(json(&added))
+}
+
+async fn repo_list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    state.auth.check(&req)?;
+    let repo = req.match_info().get("repo").unwrap_or_default();
+    Ok(json(&state.repos.list(repo)?))
+}
+
+async fn repo_remove(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    state.auth.check(&req)?;
+    let repo = req.match_info().get("repo").unwrap_or_default().to_string();
+    let name = req.match_info().get("name").unwrap_or_default().to_string();
+    let repos = state.repos.clone();
+    let removed = web::block(move || repos.remove(&repo, &name))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    Ok(json(&removed))
 }

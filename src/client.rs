@@ -72,6 +72,17 @@ impl AdminClient {
         path: &str,
         timeout: Duration,
     ) -> Result<String, ClientError> {
+        self.call_with(method, path, timeout, None)
+    }
+
+    /// Like [`AdminClient::call`], sending the file `body` (streamed) and extra headers.
+    pub fn call_with(
+        &self,
+        method: Method,
+        path: &str,
+        timeout: Duration,
+        body: Option<Upload>,
+    ) -> Result<String, ClientError> {
         let url = format!("{}/_pkgstash/api/{path}", self.base);
         let token = self.token.clone();
         let url2 = url.clone();
@@ -80,12 +91,21 @@ impl AdminClient {
                 .timeout(timeout)
                 .disable_redirects()
                 .finish();
-            let mut resp = client
-                .request(method, &url2)
-                .bearer_auth(&token)
-                .send()
-                .await
-                .map_err(|e| e.to_string())?;
+            let mut req = client.request(method, &url2).bearer_auth(&token);
+            let sent = match body {
+                None => req.send().await,
+                Some(up) => {
+                    for (k, v) in &up.headers {
+                        req = req.insert_header((k.as_str(), v.as_str()));
+                    }
+                    let file = std::fs::File::open(&up.file)
+                        .map_err(|e| format!("cannot read {}: {e}", up.file.display()))?;
+                    let len = file.metadata().map_err(|e| e.to_string())?.len();
+                    req.send_body(awc::body::SizedStream::new(len, file_stream(file)))
+                        .await
+                }
+            };
+            let mut resp = sent.map_err(|e| e.to_string())?;
             let body = resp
                 .body()
                 .limit(64 << 20)
@@ -118,13 +138,50 @@ impl AdminClient {
         path: &str,
         timeout: Duration,
     ) -> Result<(T, String), ClientError> {
-        let text = self.call(method, path, timeout)?;
+        self.call_json_with(method, path, timeout, None)
+    }
+
+    /// [`AdminClient::call_with`] and parse the JSON answer.
+    pub fn call_json_with<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        timeout: Duration,
+        body: Option<Upload>,
+    ) -> Result<(T, String), ClientError> {
+        let text = self.call_with(method, path, timeout, body)?;
         let value = serde_json::from_str(&text).map_err(|e| ClientError::BadAnswer {
             url: format!("{}/_pkgstash/api/{path}", self.base),
             why: e.to_string(),
         })?;
         Ok((value, text))
     }
+}
+
+/// A file to send as a request body, with extra headers.
+pub struct Upload {
+    pub file: std::path::PathBuf,
+    pub headers: Vec<(String, String)>,
+}
+
+/// A file as a stream of 256 KiB chunks (the CLI does nothing else meanwhile, so plain
+/// blocking reads are fine).
+fn file_stream(
+    file: std::fs::File,
+) -> impl futures::Stream<Item = Result<bytes::Bytes, std::io::Error>> {
+    futures::stream::unfold(Some(file), |state| async move {
+        use std::io::Read;
+        let mut file = state?;
+        let mut buf = vec![0u8; 256 << 10];
+        match file.read(&mut buf) {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(bytes::Bytes::from(buf)), Some(file)))
+            }
+            Err(e) => Some((Err(e), None)),
+        }
+    })
 }
 
 /// Human-readable byte size.
@@ -320,6 +377,38 @@ pub fn render_cleanup(r: &CleanupReport) -> String {
 /// The `evict` command's text.
 pub fn render_evicted(e: &Evicted) -> String {
     format!("evicted {} ({})\n", e.path, human_bytes(e.bytes))
+}
+
+/// The `repo list` command's text.
+pub fn render_repo_list(repo: &str, pkgs: &[crate::pkgfile::PackageMeta]) -> String {
+    let rows: Vec<Vec<String>> = pkgs
+        .iter()
+        .map(|p| {
+            vec![
+                p.name.clone(),
+                p.version.clone(),
+                p.arch.clone(),
+                human_bytes(p.csize),
+                if p.pgpsig.is_some() { "yes" } else { "no" }.to_string(),
+            ]
+        })
+        .collect();
+    let mut out = table(&["NAME", "VERSION", "ARCH", ">SIZE", "SIGNED"], &rows);
+    let _ = writeln!(out, "{} package(s) in {repo}", pkgs.len());
+    out
+}
+
+/// The `repo add` command's text.
+pub fn render_repo_added(a: &crate::localrepo::Added) -> String {
+    let mut out = format!("added {} {} ({}) to {}", a.name, a.version, a.arch, a.repo);
+    if let Some(old) = &a.replaced {
+        let _ = write!(out, ", replacing {old}");
+    }
+    out.push('\n');
+    for p in &a.pruned {
+        let _ = writeln!(out, "  pruned {p}");
+    }
+    out
 }
 
 #[cfg(test)]

@@ -62,6 +62,17 @@ struct RawConfig {
     refresh: RawRefresh,
     #[serde(default)]
     cleanup: RawCleanup,
+    #[serde(default)]
+    repos: BTreeMap<String, RawRepo>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRepo {
+    path: Option<PathBuf>,
+    arch: Option<Vec<String>>,
+    sign_key: Option<String>,
+    max_upload: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -142,6 +153,19 @@ pub struct CleanupConfig {
     pub max_size: Option<u64>,
 }
 
+/// A custom repo of packages published through pkgstash, served under `/<name>/os/<arch>/`.
+#[derive(Debug, Clone)]
+pub struct RepoConfig {
+    pub name: String,
+    /// Directory holding `<arch>/` subdirectories with the packages and dbs.
+    pub path: PathBuf,
+    pub arch: Vec<String>,
+    /// GnuPG key id to sign packages and the db with (`gpg --detach-sign`), if any.
+    pub sign_key: Option<String>,
+    /// Largest accepted upload, bytes.
+    pub max_upload: u64,
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -157,6 +181,8 @@ pub struct Config {
     pub upstreams: BTreeMap<String, UpstreamConfig>,
     pub refresh: RefreshConfig,
     pub cleanup: CleanupConfig,
+    /// Custom repos by name (disjoint from upstream names).
+    pub repos: BTreeMap<String, RepoConfig>,
     /// Admin token from `$PKGSTASH_TOKEN`; `None` disables the admin API.
     pub token: Option<Token>,
 }
@@ -325,10 +351,10 @@ impl Config {
             Some(v) => Some(parse_rate("min_rate", &v)?).filter(|r| *r > 0),
             None => None,
         };
-        if raw.upstreams.is_empty() {
+        if raw.upstreams.is_empty() && raw.repos.is_empty() {
             return Err(invalid(
                 "upstreams",
-                "at least one [upstreams.NAME] table is required",
+                "at least one [upstreams.NAME] (or [repos.NAME]) table is required",
             ));
         }
         let mut upstreams = BTreeMap::new();
@@ -404,7 +430,69 @@ impl Config {
                 None => None,
             },
         };
+        let mut repos = BTreeMap::new();
+        for (name, r) in raw.repos {
+            let key = format!("repos.{name}");
+            if name == "local" {
+                return Err(invalid(
+                    key,
+                    "the name `local` is reserved by pacman for its installed-packages database \
+                     (\"could not register 'local' database\")",
+                ));
+            }
+            if !valid_upstream_name(&name) {
+                return Err(invalid(key, "repo names must match [a-z0-9][a-z0-9._-]*"));
+            }
+            if upstreams.contains_key(&name) {
+                return Err(invalid(
+                    key,
+                    format!("`{name}` is also an upstream name: both would be served at /{name}/"),
+                ));
+            }
+            let path = r
+                .path
+                .unwrap_or_else(|| PathBuf::from("/var/lib/pkgstash/repos").join(&name));
+            let path = if path.is_relative() {
+                base_dir.join(path)
+            } else {
+                path
+            };
+            let arch = r.arch.unwrap_or_else(|| vec!["x86_64".to_string()]);
+            if arch.is_empty() {
+                return Err(invalid(
+                    format!("{key}.arch"),
+                    "needs at least one architecture",
+                ));
+            }
+            for a in &arch {
+                if a == "any" || !valid_upstream_name(a) {
+                    return Err(invalid(
+                        format!("{key}.arch"),
+                        format!("`{a}` is not an architecture like \"x86_64\" (`any` packages go into every arch)"),
+                    ));
+                }
+            }
+            let max_upload = match r.max_upload {
+                Some(v) => parse_size(&format!("{key}.max_upload"), &v)?,
+                None => 2 << 30,
+            };
+            let sign_key = r
+                .sign_key
+                .map(|k| k.trim().to_string())
+                .filter(|k| !k.is_empty());
+            repos.insert(
+                name.clone(),
+                RepoConfig {
+                    name,
+                    path,
+                    arch,
+                    sign_key,
+                    max_upload,
+                },
+            );
+        }
         Ok(Config {
+            repos,
             listen,
             cache_dir,
             db_max_age,
@@ -479,6 +567,20 @@ impl fmt::Display for Config {
             writeln!(f, "\n[upstreams.{}]", up.name)?;
             let m: Vec<String> = up.mirrors.iter().map(|m| toml_str(m)).collect();
             writeln!(f, "mirrors = [{}]", m.join(", "))?;
+        }
+        for r in self.repos.values() {
+            writeln!(f, "\n[repos.{}]", r.name)?;
+            writeln!(f, "path = {}", toml_str(&r.path.display().to_string()))?;
+            let a: Vec<String> = r.arch.iter().map(|a| toml_str(a)).collect();
+            writeln!(f, "arch = [{}]", a.join(", "))?;
+            if let Some(k) = &r.sign_key {
+                writeln!(f, "sign_key = {}", toml_str(k))?;
+            }
+            writeln!(
+                f,
+                "max_upload = \"{}\"",
+                bytesize::ByteSize(r.max_upload).to_string_as(true)
+            )?;
         }
         writeln!(f, "\n[refresh]")?;
         writeln!(f, "prefetch = {}", self.refresh.prefetch)?;
@@ -618,5 +720,33 @@ mod tests {
     fn admin_url_uses_loopback_for_wildcards() {
         let c = load(&format!("listen = \"0.0.0.0:7878\"\n{MIN}"), &[]).expect("valid");
         assert_eq!(c.admin_base_url(), "http://127.0.0.1:7878");
+    }
+
+    #[test]
+    fn repos_are_checked() {
+        let up = "[upstreams.arch]\nmirrors = [\"http://m\"]\n";
+        let c = load(
+            &format!("{up}[repos.custom]\npath = \"/srv/custom\"\n"),
+            &[],
+        )
+        .expect("ok");
+        assert_eq!(c.repos["custom"].arch, ["x86_64"]);
+        assert_eq!(c.repos["custom"].path, PathBuf::from("/srv/custom"));
+        let e = load(&format!("{up}[repos.local]\n"), &[]).expect_err("local");
+        assert!(
+            e.to_string().contains("repos.local") && e.to_string().contains("reserved"),
+            "{e}"
+        );
+        let e = load(&format!("{up}[repos.arch]\n"), &[]).expect_err("clash");
+        assert!(
+            e.to_string().contains("repos.arch") && e.to_string().contains("upstream"),
+            "{e}"
+        );
+        let e = load(&format!("{up}[repos.c]\narch = [\"any\"]\n"), &[]).expect_err("any");
+        assert!(e.to_string().contains("repos.c.arch"), "{e}");
+        let e = load(&format!("{up}[repos.c]\nmax_upload = \"lots\"\n"), &[]).expect_err("size");
+        assert!(e.to_string().contains("repos.c.max_upload"), "{e}");
+        let e = load(&format!("{up}[repos.c]\nbogus = 1\n"), &[]).expect_err("unknown");
+        assert!(e.to_string().contains("bogus"), "{e}");
     }
 }

@@ -13,6 +13,8 @@ pub enum ApiError {
     BadRequest(String),
     #[error("not found")]
     NotFound,
+    #[error("not found: {0}")]
+    NotFoundWhy(String),
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("upstream failed: {0}")]
@@ -46,7 +48,7 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::NotFound | ApiError::NotFoundWhy(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ApiError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,

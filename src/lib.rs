@@ -15,6 +15,9 @@
 //! - [`cache_index`]: in-memory index of cached files (size, mtime, last served).
 //! - [`catalog`]: parsed cached repo dbs: expected size/sha256, current versions.
 //! - [`repodb`]: parse pacman repo databases.
+//! - [`localrepo`]: custom repos published through pkgstash (`[repos.NAME]`).
+//! - [`pkgfile`]: read a package archive's `.PKGINFO`, file list and checksums.
+//! - [`repogen`]: write repo dbs (`.db`, `.files`) like `repo-add`.
 //! - [`refresh`]: scheduled db refresh and prefetch of updated cached packages.
 //! - [`cleanup`]: retention policy and cache usage.
 //! - [`vercmp`]: pacman's version comparison.
@@ -34,12 +37,15 @@ pub mod config;
 pub mod error;
 pub mod fetch;
 pub mod inflight;
+pub mod localrepo;
 pub mod metrics;
 pub mod mirror;
 pub mod mirrorlist;
 pub mod path;
+pub mod pkgfile;
 pub mod refresh;
 pub mod repodb;
+pub mod repogen;
 pub mod server;
 pub mod status;
 pub mod store;

@@ -45,12 +45,42 @@ enum Command {
     },
     /// Show mirror health (admin API)
     Mirrors(JsonFlag),
+    /// Manage a custom repo ([repos.NAME]) (admin API)
+    Repo {
+        #[command(subcommand)]
+        action: RepoAction,
+    },
     /// Check cached packages against the cached repo dbs (size, sha256); quarantine mismatches.
     /// Works on the cache directory directly; exit 1 if any mismatch.
     Verify {
         /// Report only, move nothing
         #[arg(long)]
         no_quarantine: bool,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum RepoAction {
+    /// Upload a package (and its detached signature) into repo NAME
+    Add {
+        name: String,
+        file: PathBuf,
+        sig: Option<PathBuf>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Remove package PKG from repo NAME
+    Remove {
+        name: String,
+        pkg: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// List the packages of repo NAME
+    List {
+        name: String,
         #[command(flatten)]
         json: JsonFlag,
     },
@@ -195,6 +225,10 @@ fn admin_command(cfg: &Config, command: &Command) -> Result<(), Failure> {
                 .map_err(fail)?;
             (c::render_evicted(&e), raw, json.json)
         }
+        Command::Repo { action } => repo_command(&client, action).map_err(|e| match e {
+            RepoCmdError::Client(c) => fail(c),
+            RepoCmdError::Usage(u) => usage(u),
+        })?,
         Command::Serve | Command::CheckConfig | Command::Verify { .. } => {
             return Err(usage(anyhow::anyhow!("not a client command")))
         }
@@ -205,6 +239,81 @@ fn admin_command(cfg: &Config, command: &Command) -> Result<(), Failure> {
         print!("{text}");
     }
     Ok(())
+}
+
+enum RepoCmdError {
+    Client(pkgstash::client::ClientError),
+    Usage(anyhow::Error),
+}
+
+/// `repo add | remove | list`: (text, raw JSON, --json?).
+fn repo_command(
+    client: &pkgstash::client::AdminClient,
+    action: &RepoAction,
+) -> Result<(String, String, bool), RepoCmdError> {
+    use actix_web::http::Method;
+    use pkgstash::client as c;
+    use std::time::Duration;
+    let quick = Duration::from_secs(30);
+    let seg = |s: &str| {
+        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    match action {
+        RepoAction::Add {
+            name,
+            file,
+            sig,
+            json,
+        } => {
+            let filename = file.file_name().and_then(|f| f.to_str()).ok_or_else(|| {
+                RepoCmdError::Usage(anyhow::anyhow!("{} is not a file name", file.display()))
+            })?;
+            if !file.is_file() {
+                return Err(RepoCmdError::Usage(anyhow::anyhow!(
+                    "{} is not a file",
+                    file.display()
+                )));
+            }
+            let mut headers = Vec::new();
+            if let Some(sig) = sig {
+                use base64::Engine;
+                let data = std::fs::read(sig).map_err(|e| {
+                    RepoCmdError::Usage(anyhow::anyhow!("cannot read {}: {e}", sig.display()))
+                })?;
+                headers.push((
+                    pkgstash::admin::SIGNATURE_HEADER.to_string(),
+                    base64::engine::general_purpose::STANDARD.encode(data),
+                ));
+            }
+            let upload = c::Upload {
+                file: file.clone(),
+                headers,
+            };
+            let path = format!("repos/{}/packages?filename={}", seg(name), seg(filename));
+            let (a, raw) = client
+                .call_json_with(Method::PUT, &path, Duration::from_secs(3600), Some(upload))
+                .map_err(RepoCmdError::Client)?;
+            Ok((c::render_repo_added(&a), raw, json.json))
+        }
+        RepoAction::Remove { name, pkg, json } => {
+            let path = format!("repos/{}/packages/{}", seg(name), seg(pkg));
+            let (p, raw): (pkgstash::pkgfile::PackageMeta, _) = client
+                .call_json(Method::DELETE, &path, quick)
+                .map_err(RepoCmdError::Client)?;
+            Ok((
+                format!("removed {} {} from {name}\n", p.name, p.version),
+                raw,
+                json.json,
+            ))
+        }
+        RepoAction::List { name, json } => {
+            let path = format!("repos/{}/packages", seg(name));
+            let (l, raw): (Vec<pkgstash::pkgfile::PackageMeta>, _) = client
+                .call_json(Method::GET, &path, quick)
+                .map_err(RepoCmdError::Client)?;
+            Ok((c::render_repo_list(name, &l), raw, json.json))
+        }
+    }
 }
 
 /// `upstream/rel` from what a user may paste: a cache path, a URL path, or a full URL.
@@ -222,10 +331,11 @@ fn evict_path(input: &str) -> anyhow::Result<String> {
 
 fn serve(cfg: Config) -> Result<(), Failure> {
     let store = pkgstash::store::Store::open(&cfg.cache_dir).map_err(usage)?;
+    let repos = pkgstash::localrepo::LocalRepos::open(&cfg).map_err(usage)?;
     let listeners = pkgstash::server::bind(&cfg).map_err(runtime)?;
     actix_web::rt::System::new()
         .block_on(async move {
-            let state = pkgstash::server::AppState::new(cfg, store);
+            let state = pkgstash::server::AppState::new(cfg, store, repos);
             pkgstash::server::run(state, listeners).await
         })
         .map_err(runtime)

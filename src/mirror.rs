@@ -71,6 +71,9 @@ async fn serve(req: &HttpRequest, state: &AppState) -> Result<(HttpResponse, Out
         return Err(ApiError::BadRequest("absolute-form request target".into()));
     }
     let path = RepoPath::parse(req.uri().path())?;
+    if let Some(repo) = state.repos.get(path.upstream()) {
+        return Ok((serve_local(req, repo, &path)?, Outcome::Hit));
+    }
     if state.pools.get(path.upstream()).is_none() {
         return Err(ApiError::NotFound);
     }
@@ -181,6 +184,30 @@ async fn serve_file(
         state.metrics.bytes_from_cache.inc_by(len);
     }
     Ok(resp)
+}
+
+/// Serve a file of a custom repo: `/<repo>/os/<arch>/<file>`.
+fn serve_local(
+    req: &HttpRequest,
+    repo: &crate::localrepo::LocalRepo,
+    path: &RepoPath,
+) -> Result<HttpResponse, ApiError> {
+    let mut parts = path.rel().split('/');
+    let (Some("os"), Some(arch), Some(file), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(ApiError::NotFound);
+    };
+    let (file, on_disk) = repo.open_file(arch, file).ok_or(ApiError::NotFound)?;
+    let named = NamedFile::from_file(file, on_disk)
+        .map_err(|e| ApiError::Internal(format!("cannot open repo file: {e}")))?;
+    Ok(named
+        .use_etag(true)
+        .use_last_modified(true)
+        .disable_content_disposition()
+        .read_mode_threshold(SYNC_READ_LIMIT)
+        .set_content_type(mime_octet())
+        .into_response(req))
 }
 
 fn mime_octet() -> mime::Mime {

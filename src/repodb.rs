@@ -75,12 +75,21 @@ pub fn detect(head: &[u8]) -> Result<Compression, RepoDbError> {
 
 /// Parse a db from a reader.
 pub fn parse_db<R: Read>(reader: R) -> Result<Vec<DbEntry>, RepoDbError> {
+    match decompress(reader)? {
+        Some(decoder) => parse_tar(decoder),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// The decompressed stream of a (gzip/zstd/xz/un-)compressed archive, by magic bytes;
+/// `None` for zero bytes.
+pub fn decompress<'a, R: Read + 'a>(reader: R) -> Result<Option<Box<dyn Read + 'a>>, RepoDbError> {
     let mut buffered = BufReader::with_capacity(64 * 1024, reader);
     let head = buffered.fill_buf().map_err(RepoDbError::Io)?.to_vec();
     if head.is_empty() {
-        return Ok(Vec::new());
+        return Ok(None);
     }
-    let decoder: Box<dyn Read> = match detect(&head)? {
+    let decoder: Box<dyn Read + 'a> = match detect(&head)? {
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(buffered)),
         Compression::Zstd => {
             Box::new(zstd::stream::read::Decoder::with_buffer(buffered).map_err(RepoDbError::Io)?)
@@ -88,7 +97,7 @@ pub fn parse_db<R: Read>(reader: R) -> Result<Vec<DbEntry>, RepoDbError> {
         Compression::Xz => Box::new(xz2::read::XzDecoder::new_multi_decoder(buffered)),
         Compression::None => Box::new(buffered),
     };
-    parse_tar(decoder)
+    Ok(Some(decoder))
 }
 
 /// Parse the db file at `path`.

@@ -16,6 +16,7 @@ use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::fetch::{FetchContext, Fetcher};
 use crate::inflight::Registry;
+use crate::localrepo::LocalRepos;
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::upstream::Pools;
@@ -33,6 +34,8 @@ pub struct AppState {
     pub pools: Arc<Pools>,
     pub fetcher: Fetcher,
     pub metrics: Arc<Metrics>,
+    /// Custom repos.
+    pub repos: Arc<LocalRepos>,
     /// Admin token check and failed-attempt limiter.
     pub auth: AdminAuth,
     pub started: Instant,
@@ -44,7 +47,7 @@ pub struct AppState {
 
 impl AppState {
     /// Build the state. Must run inside an actix `System` (it starts the fetch arbiter).
-    pub fn new(cfg: Config, store: Store) -> AppState {
+    pub fn new(cfg: Config, store: Store, repos: LocalRepos) -> AppState {
         let cfg = Arc::new(cfg);
         let store = Arc::new(store);
         let pools = Arc::new(Pools::from_config(&cfg));
@@ -67,6 +70,7 @@ impl AppState {
             min_rate: cfg.min_rate,
         }));
         AppState {
+            repos: Arc::new(repos),
             auth: AdminAuth::new(cfg.token.clone()),
             cfg,
             store,

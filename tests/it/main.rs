@@ -4,6 +4,7 @@ mod admin;
 mod cli;
 mod failover;
 mod fixture;
+mod localrepo;
 mod nginx;
 mod pacman;
 mod proxy;

@@ -43,7 +43,7 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
