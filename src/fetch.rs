@@ -494,8 +494,24 @@ impl Job<'_> {
             last_modified: None,
         });
         meta.total = Some(self.written);
+        // Correct bytes: clients of a package may finish now (the fsync of a big file takes a
+        // while). A db is released only once published: the next request (pacman -Sy, then
+        // packages) must find it in the cache to verify packages against it.
+        if path.kind() == crate::path::FileKind::Immutable {
+            self.download.set_verified();
+        }
+        // The fsync + rename run off this thread: it runs every download.
+        let store = self.ctx.store.clone();
+        let (p2, mtime) = (path.clone(), meta.last_modified);
+        let published =
+            match actix_web::rt::task::spawn_blocking(move || store.publish(partial, &p2, mtime))
+                .await
+            {
+                Ok(r) => r,
+                Err(e) => Err(std::io::Error::other(format!("publish task failed: {e}"))),
+            };
         let store = &self.ctx.store;
-        match store.publish(partial, path, meta.last_modified) {
+        match published {
             Ok(_) => {
                 store.mark_validated(path);
                 self.ctx

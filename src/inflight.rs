@@ -51,6 +51,9 @@ pub struct Progress {
     pub phase: Phase,
     /// Bytes of the partial file that are written and may be read.
     pub written: u64,
+    /// Every byte is written and verified (length, and sha256 when the db knows it): clients
+    /// may have the last byte even before the file is fsynced and published.
+    pub verified: bool,
 }
 
 impl Progress {
@@ -78,6 +81,7 @@ impl Download {
         let (tx, _rx) = watch::channel(Progress {
             phase: Phase::Connecting,
             written: 0,
+            verified: false,
         });
         Download {
             path,
@@ -127,12 +131,18 @@ impl Download {
         self.tx.send_replace(Progress {
             phase: Phase::Streaming(Arc::new(meta)),
             written,
+            verified: false,
         });
     }
 
     /// `written` bytes are now in the partial file.
     pub fn advance(&self, written: u64) {
         self.tx.send_modify(|p| p.written = written);
+    }
+
+    /// The body is complete and verified; publishing follows.
+    pub fn set_verified(&self) {
+        self.tx.send_modify(|p| p.verified = true);
     }
 
     /// Final outcome.

@@ -160,18 +160,38 @@ fn answer_limit(state: &AppState, path: &RepoPath) -> Duration {
     state.cfg.upstream_timeout * (mirrors + 1) + Duration::from_secs(5)
 }
 
-/// Serve a cached file (hit): actix-files handles Range, If-Modified-Since, ETag and HEAD.
+/// Serve a cached file (hit): actix-files handles Range, If-Modified-Since, ETag and HEAD;
+/// bodies of large files come from [`crate::filebody`] (big reads, one read ahead).
 async fn serve_file(
     req: &HttpRequest,
     state: &AppState,
     file: &Path,
 ) -> Result<HttpResponse, ApiError> {
-    let named = match NamedFile::open_async(file).await {
+    // A plain open: the dentry is hot on a hit, a blocking-pool hop would cost more.
+    let named = match NamedFile::open(file) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ApiError::NotFound),
         Err(e) => return Err(ApiError::Internal(format!("cannot open cached file: {e}"))),
     };
+    let (resp, sent) = respond_with_file(req, named)?;
+    state.metrics.bytes_from_cache.inc_by(sent);
+    Ok(resp)
+}
+
+/// Build the response for an opened file; returns it with the number of body bytes it sends.
+fn respond_with_file(req: &HttpRequest, named: NamedFile) -> Result<(HttpResponse, u64), ApiError> {
     let len = named.metadata().len();
+    let big = len > SYNC_READ_LIMIT && req.method() == Method::GET;
+    let own_body = if big {
+        Some(
+            named
+                .file()
+                .try_clone()
+                .map_err(|e| ApiError::Internal(format!("cannot reopen cached file: {e}")))?,
+        )
+    } else {
+        None
+    };
     let resp = named
         .use_etag(true)
         .use_last_modified(true)
@@ -180,10 +200,24 @@ async fn serve_file(
         .read_mode_threshold(SYNC_READ_LIMIT)
         .set_content_type(mime_octet())
         .into_response(req);
-    if resp.status() == StatusCode::OK && req.method() == Method::GET {
-        state.metrics.bytes_from_cache.inc_by(len);
+    let range = match resp.status() {
+        StatusCode::OK if req.method() == Method::GET => Some((0, len)),
+        StatusCode::PARTIAL_CONTENT => resp
+            .headers()
+            .get(header::CONTENT_RANGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::fetch::parse_content_range)
+            .map(|(start, end, _)| (start, end + 1 - start)),
+        _ => None,
+    };
+    let sent = range.map(|(_, l)| l).unwrap_or(0);
+    match (own_body, range) {
+        (Some(file), Some((offset, length))) => {
+            let body = SizedStream::new(length, crate::filebody::file_range(file, offset, length));
+            Ok((resp.set_body(body).map_into_boxed_body(), sent))
+        }
+        _ => Ok((resp, sent)),
     }
-    Ok(resp)
 }
 
 /// Serve a file of a custom repo: `/<repo>/os/<arch>/<file>`.
@@ -201,13 +235,7 @@ fn serve_local(
     let (file, on_disk) = repo.open_file(arch, file).ok_or(ApiError::NotFound)?;
     let named = NamedFile::from_file(file, on_disk)
         .map_err(|e| ApiError::Internal(format!("cannot open repo file: {e}")))?;
-    Ok(named
-        .use_etag(true)
-        .use_last_modified(true)
-        .disable_content_disposition()
-        .read_mode_threshold(SYNC_READ_LIMIT)
-        .set_content_type(mime_octet())
-        .into_response(req))
+    Ok(respond_with_file(req, named)?.0)
 }
 
 fn mime_octet() -> mime::Mime {

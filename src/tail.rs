@@ -5,8 +5,9 @@
 //! size), ends cleanly only when the download is `Done` and every requested byte was sent, and
 //! yields an error — which makes actix abort the connection, so a client never mistakes a
 //! short body for a complete one — when the download fails or stalls past `stall_limit`.
-//! The final byte of a known-length body is only sent once the download is `Done` (verified
-//! and published), so a file that fails verification is always a short body to every client.
+//! The final byte of a known-length body is only sent once the download is verified (length,
+//! and sha256 when the repo db knows it), so a file that fails verification is always a short
+//! body to every client; the fsync and rename that publish it do not delay clients.
 
 use std::fs::File;
 use std::io;
@@ -64,7 +65,8 @@ impl Tail {
             let progress = self.rx.borrow_and_update().clone();
             let (done, total) = match &progress.phase {
                 Phase::Done(m) => (true, m.total),
-                Phase::Streaming(m) => (false, m.total),
+                // Verified: complete and correct, only the fsync + rename are left.
+                Phase::Streaming(m) => (progress.verified, m.total),
                 Phase::Connecting => (false, None),
                 Phase::Failed(reason) => {
                     return self.abort(io::Error::other(format!(
@@ -80,7 +82,7 @@ impl Tail {
                 return Ok(None);
             }
             let readable = match self.end {
-                // The file's last byte is held back until it is verified and published: a
+                // The file's last byte is held back until the download is verified: a
                 // client that got every byte would take a failed verification for success.
                 Some(end) if !done && total == Some(end) && progress.written >= end => end - 1,
                 Some(end) => progress.written.min(end),
@@ -149,6 +151,7 @@ mod tests {
         let (tx, _) = watch::channel(Progress {
             phase: Phase::Connecting,
             written: 0,
+            verified: false,
         });
         (tx, file, tmp)
     }
@@ -169,6 +172,7 @@ mod tests {
             tx.send_replace(Progress {
                 phase: Phase::Streaming(meta()),
                 written: 5,
+                verified: false,
             });
             tokio::task::yield_now().await;
             tmp.write_all(b"world").expect("w");
@@ -194,6 +198,7 @@ mod tests {
         tx.send_replace(Progress {
             phase: Phase::Streaming(meta()),
             written: 3,
+            verified: false,
         });
         let mut tail = Tail::new(
             file,
@@ -225,6 +230,7 @@ mod tests {
         tx.send_replace(Progress {
             phase: Phase::Streaming(meta()),
             written: 3,
+            verified: false,
         });
         let mut tail = Tail::new(file, tx.subscribe(), 0, None, Duration::from_secs(5), None);
         assert_eq!(
@@ -243,6 +249,7 @@ mod tests {
         tx.send_replace(Progress {
             phase: Phase::Streaming(meta()),
             written: 10,
+            verified: false,
         });
         let mut tail = Tail::new(
             file,
@@ -269,6 +276,7 @@ mod tests {
         tx.send_replace(Progress {
             phase: Phase::Streaming(meta()),
             written: 0,
+            verified: false,
         });
         let mut tail = Tail::new(file, tx.subscribe(), 0, None, Duration::from_secs(30), None);
         let e = tail.next_chunk().await.expect_err("stalled");
