@@ -105,6 +105,8 @@ http {{
             .process_group(0)
             .arg("-p")
             .arg(p)
+            .arg("-e")
+            .arg(p.join("error.log"))
             .arg("-c")
             .arg(&conf_path)
             .stdin(Stdio::null())
