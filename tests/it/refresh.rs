@@ -402,7 +402,10 @@ fn verify_command_reports_and_exits_1_on_mismatch() {
     cache.put(&name_of(&bad), &corrupt, 0);
     let (code, out, err) = verify();
     assert_eq!(code, Some(1), "{out}{err}");
-    assert!(out.contains("MISMATCH") && out.contains(&name_of(&bad)), "{out}");
+    assert!(
+        out.contains("MISMATCH") && out.contains(&name_of(&bad)),
+        "{out}"
+    );
     assert!(err.contains("do not match"), "{err}");
     // Quarantined: the next run is clean again.
     let (code, _, _) = verify();
