@@ -8,6 +8,7 @@
 //! | `POST cleanup?dry_run=true` | apply (or only plan) the retention policy |
 //! | `DELETE cache/<upstream>/<path>` | evict one cached file |
 //! | `GET mirrors` | mirror health |
+//! | `… aur/…` | AUR build server: see [`crate::aur::api`] |
 //!
 //! Every admin route checks [`crate::auth::AdminAuth`] first, also for unknown routes, so
 //! the API's shape is not visible without the token.
@@ -40,6 +41,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/cleanup", web::post().to(cleanup))
                 .route("/mirrors", web::get().to(mirrors))
                 .route("/cache/{path:.*}", web::delete().to(evict))
+                .configure(crate::aur::api::configure)
                 .default_service(web::to(unknown)),
         );
 }

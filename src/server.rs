@@ -40,6 +40,8 @@ pub struct AppState {
     pub last_refresh: parking_lot::Mutex<Option<crate::refresh::RefreshReport>>,
     /// Held while a refresh runs: one at a time.
     pub refresh_lock: tokio::sync::Mutex<()>,
+    /// The AUR build server, when `[aur]` is configured.
+    pub aur: Option<Arc<crate::aur::AurService>>,
 }
 
 impl AppState {
@@ -66,7 +68,22 @@ impl AppState {
             timeout: cfg.upstream_timeout,
             min_rate: cfg.min_rate,
         }));
+        let aur = cfg.aur.as_ref().map(|aur_cfg| {
+            // WIRE: at merge with the custom repo (issue 10), publish through it instead:
+            //   let publisher = Arc::new(crate::aur::publish::LocalRepoPublisher::new(
+            //       repos.clone(), &aur_cfg.repo));
+            // (`repos` = the `Arc<LocalRepos>` of this AppState; see the adapter's doc.)
+            let publisher: Arc<dyn crate::aur::Publisher> =
+                Arc::new(crate::aur::publish::RepoAddPublisher::new(
+                    crate::aur::state_dir(&cfg.cache_dir)
+                        .join("repo")
+                        .join(&aur_cfg.repo),
+                    &aur_cfg.repo,
+                ));
+            crate::aur::AurService::new(aur_cfg.clone(), &cfg.cache_dir, publisher)
+        });
         AppState {
+            aur,
             auth: AdminAuth::new(cfg.token.clone()),
             cfg,
             store,
@@ -130,6 +147,9 @@ pub async fn run(state: AppState, listeners: Vec<TcpListener>) -> std::io::Resul
         actix_web::rt::spawn(crate::refresh::run_schedule(data.clone(), interval));
     }
     actix_web::rt::spawn(persist_index_periodically(data.clone()));
+    if let Some(aur) = &data.aur {
+        actix_web::rt::spawn(crate::aur::run(aur.clone()));
+    }
     for a in addrs {
         log::info!("listening on http://{a}");
     }

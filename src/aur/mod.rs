@@ -20,6 +20,7 @@
 //! State lives in `<cache_dir>/.state/aur/` (`state.json`, `git/`, `logs/`); a restart resumes
 //! the queue (a build killed mid-way runs again).
 
+pub mod api;
 pub mod approval;
 pub mod builder;
 pub mod config;

@@ -15,6 +15,33 @@ pub trait Publisher: Send + Sync {
     fn publish(&self, pkg: &Path, sig: Option<&Path>) -> Result<(), String>;
 }
 
+// WIRE: at merge with the custom repo (issue 10), add this adapter and use it in
+// `AppState::new` instead of `RepoAddPublisher`:
+//
+// /// The custom repo `repo` of [`crate::localrepo::LocalRepos`]: the same code path as `repo add`.
+// pub struct LocalRepoPublisher {
+//     repos: std::sync::Arc<crate::localrepo::LocalRepos>,
+//     repo: String,
+// }
+//
+// impl LocalRepoPublisher {
+//     pub fn new(repos: std::sync::Arc<crate::localrepo::LocalRepos>, repo: &str) -> Self {
+//         LocalRepoPublisher { repos, repo: repo.to_string() }
+//     }
+// }
+//
+// impl Publisher for LocalRepoPublisher {
+//     fn current_version(&self, pkgname: &str) -> Option<String> {
+//         self.repos.list(&self.repo).ok()?.into_iter()
+//             .filter(|e| e.name == pkgname)
+//             .map(|e| e.version)
+//             .max_by(|a, b| vercmp(a, b))
+//     }
+//     fn publish(&self, pkg: &Path, sig: Option<&Path>) -> Result<(), String> {
+//         self.repos.add_package(&self.repo, pkg, sig).map(|_| ()).map_err(|e| e.to_string())
+//     }
+// }
+
 /// A repo directory `<dir>/<repo>.db.tar.gz` maintained with `repo-add`.
 pub struct RepoAddPublisher {
     dir: PathBuf,
