@@ -552,6 +552,22 @@ fn aur_version_bump_is_auto_approved_built_and_installable() {
         rev2.as_str()
     );
 
+    // The build ran makepkg as the build user, inside bubblewrap when it is installed.
+    let logs = w.logs();
+    assert_eq!(logs.len(), 2);
+    let head = std::fs::read_to_string(&logs[0]).expect("log");
+    let head = head.lines().next().unwrap_or("");
+    assert!(head.contains("makepkg --noconfirm"), "{head}");
+    if is_root() {
+        assert!(head.contains("setpriv --reuid="), "{head}");
+    }
+    let has_bwrap = Command::new("sh")
+        .args(["-c", "command -v bwrap"])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert_eq!(head.contains(" bwrap "), has_bwrap, "{head}");
+
     // The real pacman installs it from the custom repo.
     assert_eq!(
         pacman_install(&w.repo_dir(), "hello-aur"),
@@ -786,4 +802,37 @@ fn aur_routes_need_the_token_and_the_section() {
         .and_then(|r| r.json())
         .expect("status");
     assert!(status["aur"].is_null());
+}
+
+#[test]
+fn aur_build_time_limit_kills_the_build() {
+    if !tools() {
+        return;
+    }
+    let mut w = World::new();
+    w.timeout = "2s";
+    let repo = w.repo("stuck-aur");
+    let rev1 = repo.commit(
+        &package_files("stuck-aur", "1.0", 1, "  sleep 600"),
+        "1.0-1",
+    );
+    w.aur.set("stuck-aur", "1.0-1");
+    w.start(&["stuck-aur"]);
+    w.wait_pending("stuck-aur", &rev1);
+    let started = Instant::now();
+    let (st, _) = w.api(
+        reqwest::Method::POST,
+        &format!("aur/approve/stuck-aur?rev={rev1}"),
+    );
+    assert_eq!(st, 200);
+    let b = w.wait_build("stuck-aur", "1.0-1");
+    assert_eq!(b["ok"], false, "{b}");
+    assert!(
+        b["error"].as_str().unwrap_or("").contains("timed out"),
+        "{b}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(60));
+    assert!(w.repo_entries().is_empty());
+    let log = std::fs::read_to_string(&w.logs()[0]).expect("log");
+    assert!(log.contains("killed after 2s"), "{log}");
 }
