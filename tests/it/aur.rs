@@ -339,9 +339,23 @@ impl World {
         AurRepo::create(self.git_root.path(), name)
     }
 
-    /// The stand-in custom repo's directory.
-    fn repo_dir(&self) -> PathBuf {
-        self.cache_dir().join(".state/aur/repo/custom")
+    // WIRE: once the build server publishes through `LocalRepos` (issue 10), add
+    // `[repos.custom]\npath = "<work>/repo"` to `config`, and point these two at it:
+    // `db_path` → `<work>/repo/x86_64/custom.db.tar.gz`,
+    // `pacman_server` → `self.server().url("/custom/os/$arch")`.
+
+    /// The custom repo's db.
+    fn db_path(&self) -> PathBuf {
+        self.cache_dir()
+            .join(".state/aur/repo/custom/custom.db.tar.gz")
+    }
+
+    /// The `Server =` line pacman installs the custom repo from.
+    fn pacman_server(&self) -> String {
+        format!(
+            "file://{}",
+            self.cache_dir().join(".state/aur/repo/custom").display()
+        )
     }
 
     fn status(&self) -> Value {
@@ -411,7 +425,7 @@ impl World {
 
     /// Versions the repo's db holds (via `bsdtar -t` of the db: `name-version/` entries).
     fn repo_entries(&self) -> Vec<String> {
-        let db = self.repo_dir().join("custom.db.tar.gz");
+        let db = self.db_path();
         if !db.is_file() {
             return Vec::new();
         }
@@ -461,9 +475,9 @@ fn client() -> Client {
         .expect("client")
 }
 
-/// Install `pkg` from the repo dir with the real pacman in a sandbox; answer the installed
-/// file's content.
-fn pacman_install(repo_dir: &Path, pkg: &str) -> String {
+/// Install `pkg` from the custom repo at `server` with the real pacman in a sandbox; answer
+/// the installed file's content.
+fn pacman_install(server: &str, pkg: &str) -> String {
     let sb = tempfile::tempdir().expect("tempdir");
     let r = sb.path();
     for d in ["db", "cache", "gnupg", "hooks"] {
@@ -472,8 +486,7 @@ fn pacman_install(repo_dir: &Path, pkg: &str) -> String {
     let conf = format!(
         "[options]\nRootDir = {r}\nDBPath = {r}/db/\nCacheDir = {r}/cache/\nLogFile = {r}/pacman.log\n\
          GPGDir = {r}/gnupg/\nHookDir = {r}/hooks/\nArchitecture = x86_64\nSigLevel = Never\n\
-         LocalFileSigLevel = Never\n\n[custom]\nServer = file://{}\n",
-        repo_dir.display(),
+         LocalFileSigLevel = Never\n\n[custom]\nServer = {server}\n",
         r = r.display()
     );
     std::fs::write(r.join("pacman.conf"), conf).expect("conf");
@@ -570,7 +583,7 @@ fn aur_version_bump_is_auto_approved_built_and_installable() {
 
     // The real pacman installs it from the custom repo.
     assert_eq!(
-        pacman_install(&w.repo_dir(), "hello-aur"),
+        pacman_install(&w.pacman_server(), "hello-aur"),
         "hello-aur 1.1-2"
     );
 }
@@ -653,7 +666,10 @@ fn aur_changed_build_is_held_until_approved() {
     assert_eq!(b["ok"], true, "{b}");
     assert_eq!(w.repo_entries(), vec!["held-aur-1.1-1"]);
     assert!(w.pending().is_empty());
-    assert_eq!(pacman_install(&w.repo_dir(), "held-aur"), "held-aur 1.1-1");
+    assert_eq!(
+        pacman_install(&w.pacman_server(), "held-aur"),
+        "held-aur 1.1-1"
+    );
 }
 
 #[test]
@@ -698,7 +714,7 @@ fn aur_failing_build_keeps_log_notifies_repo_unchanged() {
     w.aur.set("ok-aur", "1.0-1");
     w.start(&["ok-aur"]);
     w.approve_first("ok-aur", &rev1, "1.0-1");
-    let db_before = std::fs::read(w.repo_dir().join("custom.db.tar.gz")).expect("db");
+    let db_before = std::fs::read(w.db_path()).expect("db");
 
     let rev2 = repo.commit(
         &package_files(
@@ -735,10 +751,7 @@ fn aur_failing_build_keeps_log_notifies_repo_unchanged() {
     assert!(text.contains("compiler exploded"), "{text}");
     // The repo is unchanged, and the failed revision is not retried on every check.
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(
-        std::fs::read(w.repo_dir().join("custom.db.tar.gz")).expect("db"),
-        db_before
-    );
+    assert_eq!(std::fs::read(w.db_path()).expect("db"), db_before);
     assert_eq!(w.logs().len(), 2, "one good, one failed build");
 }
 
