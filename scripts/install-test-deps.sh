@@ -5,8 +5,8 @@
 set -euo pipefail
 
 APT_PACKAGES=(pacman-package-manager makepkg fakeroot libarchive-tools zstd xz-utils gzip
-  nginx-light curl chromium systemd)
-TOOLS=(pacman repo-add makepkg fakeroot bsdtar zstd xz gzip nginx curl chromium systemd-analyze)
+  nginx-light curl chromium systemd git bubblewrap gnupg)
+TOOLS=(pacman repo-add makepkg fakeroot bsdtar zstd xz gzip nginx curl chromium systemd-analyze git bwrap gpg)
 
 missing=()
 for t in "${TOOLS[@]}"; do

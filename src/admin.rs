@@ -11,6 +11,7 @@
 //! | `PUT repos/<repo>/packages?filename=F` | upload a package (body; signature in `X-Pkgstash-Signature`, base64) |
 //! | `GET repos/<repo>/packages` | list a custom repo |
 //! | `DELETE repos/<repo>/packages/<name>` | remove a package from a custom repo |
+//! | `… aur/…` | AUR build server: see [`crate::aur::api`] |
 //!
 //! Every admin route checks [`crate::auth::AdminAuth`] first, also for unknown routes, so
 //! the API's shape is not visible without the token.
@@ -49,6 +50,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     "/repos/{repo}/packages/{name}",
                     web::delete().to(repo_remove),
                 )
+                .configure(crate::aur::api::configure)
                 .default_service(web::to(unknown)),
         );
 }

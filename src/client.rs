@@ -281,6 +281,24 @@ pub fn render_status(s: &Status) -> String {
     }
     out.push('\n');
     out.push_str(&render_mirrors(&s.mirrors));
+    if let Some(aur) = &s.aur {
+        let _ = writeln!(
+            out,
+            "\nAUR: {} tracked, {} waiting for approval{}, {} queued{}",
+            aur.tracked,
+            aur.pending,
+            if aur.pending_names.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", aur.pending_names.join(", "))
+            },
+            aur.queued,
+            aur.building
+                .as_ref()
+                .map(|b| format!(", building {b}"))
+                .unwrap_or_default()
+        );
+    }
     match &s.last_refresh {
         Some(rep) => {
             let _ = writeln!(out, "\nlast refresh: {}", refresh_summary(rep));
@@ -372,6 +390,55 @@ pub fn render_cleanup(r: &CleanupReport) -> String {
         }
     );
     out
+}
+
+/// `pkgstash aur pending`'s text.
+pub fn render_aur_pending(pending: &[crate::aur::queue::Pending], with_diff: bool) -> String {
+    if pending.is_empty() {
+        return "nothing waiting for approval\n".to_string();
+    }
+    let rows: Vec<Vec<String>> = pending
+        .iter()
+        .map(|p| {
+            vec![
+                p.pkgbase.clone(),
+                p.old_version.clone().unwrap_or_else(|| "-".into()),
+                p.version.clone(),
+                p.rev.clone(),
+            ]
+        })
+        .collect();
+    let mut out = table(&["PACKAGE", "REPO", "AUR", "REVISION"], &rows);
+    for p in pending {
+        let _ = writeln!(out, "\n{} {} held because:", p.pkgbase, p.version);
+        for r in &p.reasons {
+            let _ = writeln!(out, "  - {r}");
+        }
+        let _ = writeln!(
+            out,
+            "  approve: pkgstash aur approve {} --rev {}",
+            p.pkgbase, p.rev
+        );
+        if with_diff {
+            let _ = writeln!(
+                out,
+                "\n--- diff against {} ---\n{}",
+                p.approved_rev
+                    .as_deref()
+                    .unwrap_or("nothing (first review)"),
+                p.diff
+            );
+        }
+    }
+    out
+}
+
+/// `pkgstash aur approve`'s text.
+pub fn render_aur_approval(a: &crate::aur::queue::Approval) -> String {
+    format!(
+        "approved {} {} (rev {}); the build is queued\n",
+        a.pkgbase, a.version, a.rev
+    )
 }
 
 /// The `evict` command's text.

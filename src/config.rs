@@ -64,6 +64,7 @@ struct RawConfig {
     cleanup: RawCleanup,
     #[serde(default)]
     repos: BTreeMap<String, RawRepo>,
+    aur: Option<crate::aur::config::RawAur>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -185,6 +186,8 @@ pub struct Config {
     pub repos: BTreeMap<String, RepoConfig>,
     /// Admin token from `$PKGSTASH_TOKEN`; `None` disables the admin API.
     pub token: Option<Token>,
+    /// The AUR build server; `None` (no `[aur]` section) = off.
+    pub aur: Option<crate::aur::config::AurConfig>,
 }
 
 /// Is `name` a valid upstream (or repo) name: `[a-z0-9][a-z0-9._-]*`?
@@ -491,6 +494,21 @@ impl Config {
                 },
             );
         }
+        let aur = match raw.aur {
+            Some(a) => Some(crate::aur::config::validate(a)?),
+            None => None,
+        };
+        if let Some(a) = &aur {
+            if !repos.contains_key(&a.repo) {
+                return Err(invalid(
+                    "aur.repo",
+                    format!(
+                        "`{}` is not a [repos.NAME] table: builds are published there",
+                        a.repo
+                    ),
+                ));
+            }
+        }
         Ok(Config {
             repos,
             listen,
@@ -502,6 +520,7 @@ impl Config {
             refresh,
             cleanup,
             token,
+            aur,
         })
     }
 
@@ -603,6 +622,9 @@ impl fmt::Display for Config {
                 "max_size = \"{}\"",
                 bytesize::ByteSize(s).to_string_as(true)
             )?;
+        }
+        if let Some(aur) = &self.aur {
+            write!(f, "{aur}")?;
         }
         Ok(())
     }
@@ -713,6 +735,49 @@ mod tests {
                 "http://a.example/archlinux",
                 "https://b.example"
             ]
+        );
+    }
+
+    #[test]
+    fn aur_section_defaults_and_errors() {
+        let c = load(
+            &format!("{MIN}[repos.custom]\n[aur]\npackages = [\"yay\", \"paru-bin\"]\nrepo = \"custom\"\n"),
+            &[],
+        )
+        .expect("valid");
+        let aur = c.aur.expect("aur on");
+        assert_eq!(aur.packages, vec!["yay", "paru-bin"]);
+        assert_eq!(aur.rpc_url, "https://aur.archlinux.org/rpc/v5");
+        assert_eq!(aur.git_url_for("yay"), "https://aur.archlinux.org/yay.git");
+        assert_eq!(aur.check_interval, Duration::from_secs(6 * 3600));
+        assert_eq!(aur.builder.user, "pkgstash-build");
+        assert!(load(MIN, &[]).expect("valid").aur.is_none());
+        let e = err_text(&format!("{MIN}[aur]\nrepo = \"custom\"\n"));
+        assert!(e.contains("aur.repo") && e.contains("[repos.NAME]"), "{e}");
+        let with = |extra: &str| {
+            err_text(&format!(
+                "{MIN}[repos.custom]\n[aur]\nrepo = \"custom\"\n{extra}"
+            ))
+        };
+        assert!(with("packages = [\"Bad Name\"]\n").contains("aur.packages[0]"));
+        assert!(with("check_interval = \"often\"\n").contains("aur.check_interval"));
+        assert!(with("git_url = \"https://x/y.git\"\n").contains("aur.git_url"));
+        assert!(with("[aur.builder]\nuser = \"root\"\n").contains("aur.builder.user"));
+        assert!(with("[aur.builder]\nisolation = \"chroot\"\n").contains("aur.builder.isolation"));
+        assert!(with("[aur.notify]\nwebhook = \"ftp://x\"\n").contains("aur.notify.webhook"));
+        assert!(with("bogus = 1\n").contains("bogus"));
+        assert!(
+            err_text(&format!("{MIN}[repos.custom]\n[aur]\npackages = []\n")).contains("aur.repo")
+        );
+        let shown = load(
+            &format!("{MIN}[repos.custom]\n[aur]\nrepo = \"custom\"\nnotify = {{ webhook = \"https://hooks.example/s3cret\" }}\n"),
+            &[],
+        )
+        .expect("valid")
+        .to_string();
+        assert!(
+            shown.contains("[aur]") && !shown.contains("s3cret"),
+            "{shown}"
         );
     }
 

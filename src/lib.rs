@@ -23,12 +23,14 @@
 //! - [`cleanup`]: retention policy and cache usage.
 //! - [`vercmp`]: pacman's version comparison.
 //! - [`verify`]: check cached packages against cached dbs; quarantine mismatches.
+//! - [`aur`]: the AUR build server: watch, approve, build, publish to the custom repo.
 //! - [`admin`]: `/_pkgstash/` routes: status page, status.json, metrics, admin API.
 //! - [`auth`]: admin token check and failed-attempt limiter.
 //! - [`status`]: the status snapshot shared by the API, the web page and the CLI.
 //! - [`client`]: the CLI's side of the admin API (requests, tables).
 //! - [`error`]: typed errors of the HTTP layer.
 pub mod admin;
+pub mod aur;
 pub mod auth;
 pub mod cache_index;
 pub mod catalog;

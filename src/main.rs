@@ -50,6 +50,11 @@ enum Command {
         #[command(subcommand)]
         action: RepoAction,
     },
+    /// AUR build server: pending approvals, approve, reject, check now (admin API)
+    Aur {
+        #[command(subcommand)]
+        action: AurAction,
+    },
     /// Check cached packages against the cached repo dbs (size, sha256); quarantine mismatches.
     /// Works on the cache directory directly; exit 1 if any mismatch.
     Verify {
@@ -84,6 +89,37 @@ enum RepoAction {
         #[command(flatten)]
         json: JsonFlag,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum AurAction {
+    /// Revisions waiting for approval, with the reasons (and the diff with --diff)
+    Pending {
+        /// Also print each diff against the last approved revision
+        #[arg(long)]
+        diff: bool,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Approve a package's pending revision and queue its build
+    Approve {
+        /// Package name or package base
+        name: String,
+        /// The revision reviewed (full git commit id): refused if the pending one differs
+        #[arg(long, value_name = "SHA")]
+        rev: Option<String>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Reject a package's pending revision (it is not held again; a newer one is)
+    Reject {
+        /// Package name or package base
+        name: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Check the AUR for new versions now
+    Check(JsonFlag),
 }
 
 #[derive(clap::Args, Debug, Clone, Copy)]
@@ -229,6 +265,7 @@ fn admin_command(cfg: &Config, command: &Command) -> Result<(), Failure> {
             RepoCmdError::Client(c) => fail(c),
             RepoCmdError::Usage(u) => usage(u),
         })?,
+        Command::Aur { action } => aur_command(&client, action, quick).map_err(fail)?,
         Command::Serve | Command::CheckConfig | Command::Verify { .. } => {
             return Err(usage(anyhow::anyhow!("not a client command")))
         }
@@ -314,6 +351,45 @@ fn repo_command(
             Ok((c::render_repo_list(name, &l), raw, json.json))
         }
     }
+}
+
+/// `pkgstash aur …`: (text, raw JSON, --json).
+fn aur_command(
+    client: &pkgstash::client::AdminClient,
+    action: &AurAction,
+    timeout: std::time::Duration,
+) -> Result<(String, String, bool), pkgstash::client::ClientError> {
+    use actix_web::http::Method;
+    use pkgstash::client as c;
+    let enc = |s: &str| {
+        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    Ok(match action {
+        AurAction::Pending { diff, json } => {
+            let (p, raw): (Vec<pkgstash::aur::queue::Pending>, _) =
+                client.call_json(Method::GET, "aur/pending", timeout)?;
+            (c::render_aur_pending(&p, *diff), raw, json.json)
+        }
+        AurAction::Approve { name, rev, json } => {
+            let mut path = format!("aur/approve/{}", enc(name));
+            if let Some(rev) = rev {
+                path.push_str(&format!("?rev={}", enc(rev)));
+            }
+            let (a, raw) = client.call_json(Method::POST, &path, timeout)?;
+            (c::render_aur_approval(&a), raw, json.json)
+        }
+        AurAction::Reject { name, json } => {
+            let path = format!("aur/reject/{}", enc(name));
+            let (d, raw): (pkgstash::aur::api::Done, _) =
+                client.call_json(Method::POST, &path, timeout)?;
+            (format!("{}\n", d.message), raw, json.json)
+        }
+        AurAction::Check(json) => {
+            let (d, raw): (pkgstash::aur::api::Done, _) =
+                client.call_json(Method::POST, "aur/check", timeout)?;
+            (format!("{}\n", d.message), raw, json.json)
+        }
+    })
 }
 
 /// `upstream/rel` from what a user may paste: a cache path, a URL path, or a full URL.

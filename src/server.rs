@@ -43,6 +43,8 @@ pub struct AppState {
     pub last_refresh: parking_lot::Mutex<Option<crate::refresh::RefreshReport>>,
     /// Held while a refresh runs: one at a time.
     pub refresh_lock: tokio::sync::Mutex<()>,
+    /// The AUR build server, when `[aur]` is configured.
+    pub aur: Option<Arc<crate::aur::AurService>>,
 }
 
 impl AppState {
@@ -69,8 +71,16 @@ impl AppState {
             timeout: cfg.upstream_timeout,
             min_rate: cfg.min_rate,
         }));
+        let repos = Arc::new(repos);
+        let aur = cfg.aur.as_ref().map(|aur_cfg| {
+            let publisher: Arc<dyn crate::aur::Publisher> = Arc::new(
+                crate::aur::publish::LocalRepoPublisher::new(repos.clone(), &aur_cfg.repo),
+            );
+            crate::aur::AurService::new(aur_cfg.clone(), &cfg.cache_dir, publisher)
+        });
         AppState {
-            repos: Arc::new(repos),
+            repos,
+            aur,
             auth: AdminAuth::new(cfg.token.clone()),
             cfg,
             store,
@@ -134,6 +144,9 @@ pub async fn run(state: AppState, listeners: Vec<TcpListener>) -> std::io::Resul
         actix_web::rt::spawn(crate::refresh::run_schedule(data.clone(), interval));
     }
     actix_web::rt::spawn(persist_index_periodically(data.clone()));
+    if let Some(aur) = &data.aur {
+        actix_web::rt::spawn(crate::aur::run(aur.clone()));
+    }
     for a in addrs {
         log::info!("listening on http://{a}");
     }

@@ -71,6 +71,9 @@ pub struct Status {
     pub last_refresh: Option<RefreshReport>,
     /// Is the admin API enabled (a token configured)?
     pub admin_enabled: bool,
+    /// The AUR build server (`None`: off).
+    #[serde(default)]
+    pub aur: Option<crate::aur::AurSummary>,
 }
 
 impl Status {
@@ -150,6 +153,7 @@ impl Status {
             mirrors: state.pools.iter().flat_map(|p| p.status()).collect(),
             last_refresh: state.last_refresh.lock().clone(),
             admin_enabled: state.cfg.token.is_some(),
+            aur: state.aur.as_ref().map(|a| a.summary()),
         }
     }
 }

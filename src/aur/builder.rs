@@ -1,0 +1,391 @@
+//! The builder: runs `makepkg` on one exported revision in a throw-away directory.
+//!
+//! - **Unprivileged.** When pkgstash runs as root (makepkg refuses root), makepkg runs as
+//!   `aur.builder.user` via `setpriv --reuid/--regid --clear-groups --no-new-privs`; the build
+//!   directory is handed to that user. Run as another user, pkgstash builds as itself.
+//! - **Isolated.** With `isolation = "bwrap"` (or `"auto"` when `bwrap` is on PATH) makepkg
+//!   runs in bubblewrap: new namespaces except the network (sources are downloaded), the
+//!   root file system read-only, a private `/tmp`, and only the build directory writable.
+//!   The fallback (`"none"`, or `"auto"` without bwrap) is the unprivileged user in a fresh
+//!   `0700` directory under the system temp dir, nothing more: the user can still read what
+//!   any local user can. On Arch hosts `devtools`' `makechrootpkg` is the stronger choice.
+//! - **Bounded.** makepkg runs in its own process group; after `aur.builder.timeout` the
+//!   whole group is killed and the build fails.
+//! - **Logged.** stdout and stderr go to the log file the caller names (kept after the build).
+//! - `makepkg --nodeps`: the host's pacman database does not know the build's dependencies;
+//!   a package whose build needs missing tools fails with the reason in its log.
+
+use std::io::Write as _;
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::aur::config::{BuilderConfig, Isolation};
+
+/// Why a build failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("build setup: {0}")]
+    Setup(String),
+    #[error("makepkg timed out after {0}")]
+    Timeout(String),
+    #[error("makepkg failed ({0})")]
+    Failed(String),
+    #[error("makepkg made no package")]
+    NoPackage,
+}
+
+/// A throw-away build directory: `tree/` (the exported revision, makepkg's start dir) and
+/// `out/` (`PKGDEST`). Removed on drop.
+pub struct Workspace {
+    dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    pub fn create() -> Result<Workspace, BuildError> {
+        let dir = tempfile::Builder::new()
+            .prefix("pkgstash-build-")
+            .tempdir()
+            .map_err(|e| BuildError::Setup(format!("cannot create a build directory: {e}")))?;
+        for sub in ["tree", "out", "srcdest", "tmp"] {
+            std::fs::create_dir(dir.path().join(sub))
+                .map_err(|e| BuildError::Setup(format!("cannot create {sub}/: {e}")))?;
+        }
+        Ok(Workspace { dir })
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The exported package tree (makepkg's start directory).
+    pub fn tree(&self) -> PathBuf {
+        self.root().join("tree")
+    }
+
+    /// Where makepkg puts the packages.
+    pub fn out(&self) -> PathBuf {
+        self.root().join("out")
+    }
+
+    /// Built packages (with their `.sig`, when one exists).
+    pub fn packages(&self) -> Vec<(PathBuf, Option<PathBuf>)> {
+        let Ok(entries) = std::fs::read_dir(self.out()) else {
+            return Vec::new();
+        };
+        let mut pkgs: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| {
+                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                name.contains(".pkg.tar") && !name.ends_with(".sig") && p.is_file()
+            })
+            .collect();
+        pkgs.sort();
+        pkgs.into_iter()
+            .map(|p| {
+                let mut sig = p.clone().into_os_string();
+                sig.push(".sig");
+                let sig = PathBuf::from(sig);
+                let sig = sig.is_file().then_some(sig);
+                (p, sig)
+            })
+            .collect()
+    }
+}
+
+/// Who the build runs as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BuildUser {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Is this process root? (The owner of `/proc/self` is the effective uid.)
+pub fn running_as_root() -> bool {
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// Look `user` up (`id -u`, `id -g`: NSS-aware).
+pub fn lookup_user(user: &str) -> Result<BuildUser, BuildError> {
+    let id = |flag: &str| -> Result<u32, BuildError> {
+        let out = std::process::Command::new("id")
+            .arg(flag)
+            .arg("--")
+            .arg(user)
+            .output()
+            .map_err(|e| BuildError::Setup(format!("cannot run `id`: {e}")))?;
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .ok()
+            .filter(|_| out.status.success())
+            .ok_or_else(|| {
+                BuildError::Setup(format!(
+                    "build user `{user}` does not exist; create it with \
+                     `useradd --system --home-dir /nonexistent --shell /usr/sbin/nologin {user}` \
+                     or set aur.builder.user"
+                ))
+            })
+    };
+    let who = BuildUser {
+        uid: id("-u")?,
+        gid: id("-g")?,
+    };
+    if who.uid == 0 {
+        return Err(BuildError::Setup(format!(
+            "build user `{user}` is root: makepkg must run unprivileged"
+        )));
+    }
+    Ok(who)
+}
+
+/// Hand `dir` and everything in it to `user`.
+pub fn chown_tree(dir: &Path, user: BuildUser) -> std::io::Result<()> {
+    std::os::unix::fs::lchown(dir, Some(user.uid), Some(user.gid))?;
+    if std::fs::symlink_metadata(dir)?.is_dir() {
+        for entry in std::fs::read_dir(dir)? {
+            chown_tree(&entry?.path(), user)?;
+        }
+    }
+    Ok(())
+}
+
+/// Is `tool` an executable on PATH?
+fn on_path(tool: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(tool))
+            .find(|p| p.is_file())
+    })
+}
+
+/// The command line that runs makepkg in `ws` (pure: tested without running it).
+/// Is bubblewrap installed and able to create its namespaces on this machine (containers
+/// often forbid them)? Probed once.
+fn bwrap_usable() -> bool {
+    static USABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *USABLE.get_or_init(|| {
+        on_path("bwrap").is_some()
+            && std::process::Command::new("bwrap")
+                .args([
+                    "--unshare-all",
+                    "--share-net",
+                    "--ro-bind",
+                    "/",
+                    "/",
+                    "--dev",
+                    "/dev",
+                    "--proc",
+                    "/proc",
+                    "true",
+                ])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+    })
+}
+
+pub fn command_line(ws_root: &Path, user: Option<BuildUser>, bwrap: bool) -> Vec<String> {
+    let root = ws_root.display().to_string();
+    let tree = ws_root.join("tree").display().to_string();
+    let mut argv: Vec<String> = Vec::new();
+    if let Some(u) = user {
+        argv.extend([
+            "setpriv".into(),
+            format!("--reuid={}", u.uid),
+            format!("--regid={}", u.gid),
+            "--clear-groups".into(),
+            "--no-new-privs".into(),
+            "--".into(),
+        ]);
+    }
+    if bwrap {
+        argv.extend(
+            [
+                "bwrap",
+                "--die-with-parent",
+                "--new-session",
+                "--unshare-all",
+                "--share-net",
+                "--ro-bind",
+                "/",
+                "/",
+                "--dev",
+                "/dev",
+                "--proc",
+                "/proc",
+                "--tmpfs",
+                "/tmp",
+                "--bind",
+                &root,
+                &root,
+                "--chdir",
+                &tree,
+                "--",
+            ]
+            .map(String::from),
+        );
+    }
+    argv.extend(
+        [
+            "makepkg",
+            "--noconfirm",
+            "--nodeps",
+            "--noprogressbar",
+            "--nocolor",
+        ]
+        .map(String::from),
+    );
+    argv
+}
+
+/// Run makepkg in `ws` with `cfg`, output to `log`. Packages are in [`Workspace::packages`].
+pub async fn run_makepkg(
+    ws: &Workspace,
+    cfg: &BuilderConfig,
+    log: &Path,
+) -> Result<(), BuildError> {
+    let user = if running_as_root() {
+        let user = lookup_user(&cfg.user)?;
+        chown_tree(ws.root(), user).map_err(|e| {
+            BuildError::Setup(format!(
+                "cannot hand the build directory to {}: {e}",
+                cfg.user
+            ))
+        })?;
+        Some(user)
+    } else {
+        None
+    };
+    let bwrap = match cfg.isolation {
+        Isolation::None => false,
+        Isolation::Bwrap => {
+            if on_path("bwrap").is_none() {
+                return Err(BuildError::Setup(
+                    "aur.builder.isolation = \"bwrap\" but `bwrap` is not installed \
+                     (install bubblewrap, or choose \"none\")"
+                        .into(),
+                ));
+            }
+            true
+        }
+        Isolation::Auto => {
+            let usable = bwrap_usable();
+            if !usable {
+                log::warn!(
+                    "aur: `bwrap` is not installed or cannot create namespaces here: building \
+                     without namespace isolation (unprivileged user + throw-away directory \
+                     only); install bubblewrap / allow user namespaces"
+                );
+            }
+            usable
+        }
+    };
+    let argv = command_line(ws.root(), user, bwrap);
+    let mut file = std::fs::File::create(log)
+        .map_err(|e| BuildError::Setup(format!("cannot create log {}: {e}", log.display())))?;
+    let _ = writeln!(file, "==> pkgstash: {}", argv.join(" "));
+    let stderr = file
+        .try_clone()
+        .map_err(|e| BuildError::Setup(format!("log: {e}")))?;
+    let root = ws.root();
+    let mut cmd = tokio::process::Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .current_dir(ws.tree())
+        .env_clear()
+        .env(
+            "PATH",
+            std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()),
+        )
+        .env("HOME", root)
+        .env("LANG", "C.UTF-8")
+        .env("PKGDEST", ws.out())
+        .env("SRCDEST", root.join("srcdest"))
+        .env("TMPDIR", root.join("tmp"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(file))
+        .stderr(Stdio::from(stderr))
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| BuildError::Setup(format!("cannot start {}: {e}", argv[0])))?;
+    let pid = child.id();
+    match tokio::time::timeout(cfg.timeout, child.wait()).await {
+        Ok(Ok(status)) if status.success() => {}
+        Ok(Ok(status)) => return Err(BuildError::Failed(status.to_string())),
+        Ok(Err(e)) => return Err(BuildError::Failed(e.to_string())),
+        Err(_) => {
+            if let Some(pid) = pid {
+                // The whole process group: makepkg's children too.
+                let _ = std::process::Command::new("kill")
+                    .args(["-KILL", "--", &format!("-{pid}")])
+                    .status();
+            }
+            let _ = child.kill().await;
+            let limit = humantime::format_duration(Duration::from_secs(cfg.timeout.as_secs()));
+            if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(log) {
+                let _ = writeln!(f, "==> pkgstash: killed after {limit}");
+            }
+            return Err(BuildError::Timeout(limit.to_string()));
+        }
+    }
+    if ws.packages().is_empty() {
+        return Err(BuildError::NoPackage);
+    }
+    Ok(())
+}
+
+/// The last `lines` lines of a log file.
+pub fn log_tail(log: &Path, lines: usize) -> String {
+    let text = std::fs::read(log)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_drops_privileges_then_isolates() {
+        let user = BuildUser { uid: 990, gid: 980 };
+        let argv = command_line(Path::new("/tmp/b"), Some(user), true);
+        let s = argv.join(" ");
+        assert!(
+            s.starts_with(
+                "setpriv --reuid=990 --regid=980 --clear-groups --no-new-privs -- bwrap "
+            ),
+            "{s}"
+        );
+        assert!(s.contains("--ro-bind / / --dev /dev --proc /proc --tmpfs /tmp --bind /tmp/b /tmp/b --chdir /tmp/b/tree"), "{s}");
+        assert!(
+            s.ends_with("-- makepkg --noconfirm --nodeps --noprogressbar --nocolor"),
+            "{s}"
+        );
+        let plain = command_line(Path::new("/tmp/b"), None, false);
+        assert_eq!(plain[0], "makepkg");
+    }
+
+    #[test]
+    fn workspace_lists_packages_with_signatures() {
+        let ws = Workspace::create().expect("ws");
+        for f in [
+            "a-1-1-any.pkg.tar.zst",
+            "a-1-1-any.pkg.tar.zst.sig",
+            "b-1-1-any.pkg.tar.gz",
+            "notes.txt",
+        ] {
+            std::fs::write(ws.out().join(f), b"x").expect("write");
+        }
+        let got = ws.packages();
+        assert_eq!(got.len(), 2);
+        assert!(got[0].1.is_some() && got[1].1.is_none());
+    }
+}

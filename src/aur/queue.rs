@@ -1,0 +1,435 @@
+//! The build server's persisted state, `<cache_dir>/.state/aur/state.json`: per package base
+//! the last approved revision (the baseline of the next diff), the revision waiting for an
+//! admin, the last rejected revision and the last build; the build queue; and the approval
+//! history. Written atomically (temp file + rename) after every change, read at start, so the
+//! queue survives restarts.
+//!
+//! Invariant: a [`Job`] only enters the queue through [`AurState::approve_pending`] or
+//! [`AurState::auto_approve`], which record an [`Approval`] with the exact revision first —
+//! nothing unapproved can be built.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Approval records kept in the history.
+const MAX_HISTORY: usize = 1000;
+
+/// Who approved a revision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovedBy {
+    /// The classifier: only version, checksums and version-substituted sources changed.
+    Auto,
+    /// An admin, through the API or `pkgstash aur approve`.
+    Admin,
+}
+
+/// An approval: this exact revision may be built.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    pub pkgbase: String,
+    /// Full git commit id.
+    pub rev: String,
+    /// AUR version at approval time.
+    pub version: String,
+    pub by: ApprovedBy,
+    /// Unix seconds.
+    pub at: u64,
+}
+
+/// A revision waiting for an admin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pending {
+    pub pkgbase: String,
+    pub pkgnames: Vec<String>,
+    pub rev: String,
+    /// The AUR's version of `rev`.
+    pub version: String,
+    /// What the custom repo holds.
+    pub old_version: Option<String>,
+    /// The baseline the diff is against (`None`: first review of this package).
+    pub approved_rev: Option<String>,
+    pub reasons: Vec<String>,
+    pub diff: String,
+    /// Unix seconds.
+    pub since: u64,
+}
+
+/// An approved revision waiting to be built.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    pub pkgbase: String,
+    pub pkgnames: Vec<String>,
+    pub rev: String,
+    pub version: String,
+    pub old_version: Option<String>,
+    pub by: ApprovedBy,
+    pub queued_at: u64,
+}
+
+/// The outcome of one build.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildRecord {
+    pub rev: String,
+    pub version: String,
+    pub ok: bool,
+    /// Unix seconds when the build ended.
+    pub at: u64,
+    pub log: PathBuf,
+    /// Package files published.
+    #[serde(default)]
+    pub packages: Vec<String>,
+    pub error: Option<String>,
+}
+
+/// Everything known about one package base.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackageState {
+    /// The last approved revision: the baseline of the next review.
+    pub approved: Option<Approval>,
+    pub pending: Option<Pending>,
+    /// A rejected revision is not held again (a newer one is).
+    pub rejected_rev: Option<String>,
+    pub last_build: Option<BuildRecord>,
+}
+
+/// The whole persisted state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AurState {
+    #[serde(default)]
+    pub packages: BTreeMap<String, PackageState>,
+    #[serde(default)]
+    pub queue: VecDeque<Job>,
+    #[serde(default)]
+    pub history: Vec<Approval>,
+}
+
+/// Why an approve/reject request cannot be done.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecisionError {
+    #[error("nothing is pending for `{0}`")]
+    NothingPending(String),
+    #[error("`{name}`: the pending revision is {pending}, not {asked}")]
+    RevMismatch {
+        name: String,
+        pending: String,
+        asked: String,
+    },
+}
+
+/// Unix seconds now.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl AurState {
+    /// The package base `name` refers to: a package base with state, or the base of a
+    /// pending revision or queued job listing `name` among its package names.
+    pub fn resolve(&self, name: &str) -> Option<String> {
+        if self.packages.contains_key(name) {
+            return Some(name.to_string());
+        }
+        self.packages
+            .values()
+            .filter_map(|p| p.pending.as_ref())
+            .find(|p| p.pkgnames.iter().any(|n| n == name))
+            .map(|p| p.pkgbase.clone())
+    }
+
+    fn record(&mut self, approval: Approval, job: Job) {
+        let pkg = self.packages.entry(approval.pkgbase.clone()).or_default();
+        pkg.approved = Some(approval.clone());
+        pkg.pending = None;
+        self.queue.retain(|j| j.pkgbase != job.pkgbase);
+        self.queue.push_back(job);
+        self.history.push(approval);
+        if self.history.len() > MAX_HISTORY {
+            let drop = self.history.len() - MAX_HISTORY;
+            self.history.drain(..drop);
+        }
+    }
+
+    /// Approve `rev` without review (the classifier found only a version bump) and queue it.
+    pub fn auto_approve(
+        &mut self,
+        pkgbase: &str,
+        pkgnames: Vec<String>,
+        rev: &str,
+        version: &str,
+        old_version: Option<String>,
+    ) -> Approval {
+        let at = now();
+        let approval = Approval {
+            pkgbase: pkgbase.to_string(),
+            rev: rev.to_string(),
+            version: version.to_string(),
+            by: ApprovedBy::Auto,
+            at,
+        };
+        let job = Job {
+            pkgbase: pkgbase.to_string(),
+            pkgnames,
+            rev: rev.to_string(),
+            version: version.to_string(),
+            old_version,
+            by: ApprovedBy::Auto,
+            queued_at: at,
+        };
+        self.record(approval.clone(), job);
+        approval
+    }
+
+    /// Hold a revision for an admin.
+    pub fn hold(&mut self, pending: Pending) {
+        let pkg = self.packages.entry(pending.pkgbase.clone()).or_default();
+        pkg.pending = Some(pending);
+    }
+
+    /// An admin approves the pending revision of `name` (which must be `rev` when given).
+    pub fn approve_pending(
+        &mut self,
+        name: &str,
+        rev: Option<&str>,
+    ) -> Result<Approval, DecisionError> {
+        let pending = self
+            .resolve(name)
+            .and_then(|base| self.packages.get(&base))
+            .and_then(|p| p.pending.clone())
+            .ok_or_else(|| DecisionError::NothingPending(name.to_string()))?;
+        if let Some(asked) = rev {
+            if !asked.eq_ignore_ascii_case(&pending.rev) {
+                return Err(DecisionError::RevMismatch {
+                    name: name.to_string(),
+                    pending: pending.rev,
+                    asked: asked.to_string(),
+                });
+            }
+        }
+        let at = now();
+        let approval = Approval {
+            pkgbase: pending.pkgbase.clone(),
+            rev: pending.rev.clone(),
+            version: pending.version.clone(),
+            by: ApprovedBy::Admin,
+            at,
+        };
+        let job = Job {
+            pkgbase: pending.pkgbase,
+            pkgnames: pending.pkgnames,
+            rev: pending.rev,
+            version: pending.version,
+            old_version: pending.old_version,
+            by: ApprovedBy::Admin,
+            queued_at: at,
+        };
+        self.record(approval.clone(), job);
+        Ok(approval)
+    }
+
+    /// An admin rejects the pending revision of `name`: it is dropped and not held again.
+    pub fn reject_pending(&mut self, name: &str) -> Result<Pending, DecisionError> {
+        let base = self
+            .resolve(name)
+            .ok_or_else(|| DecisionError::NothingPending(name.to_string()))?;
+        let pkg = self
+            .packages
+            .get_mut(&base)
+            .ok_or_else(|| DecisionError::NothingPending(name.to_string()))?;
+        let pending = pkg
+            .pending
+            .take()
+            .ok_or_else(|| DecisionError::NothingPending(name.to_string()))?;
+        pkg.rejected_rev = Some(pending.rev.clone());
+        Ok(pending)
+    }
+
+    /// Every pending revision, by package base.
+    pub fn pending(&self) -> Vec<Pending> {
+        self.packages
+            .values()
+            .filter_map(|p| p.pending.clone())
+            .collect()
+    }
+
+    /// The build of `job` ended: record it and drop the job from the queue.
+    pub fn finish(&mut self, job: &Job, record: BuildRecord) {
+        self.queue
+            .retain(|j| !(j.pkgbase == job.pkgbase && j.rev == job.rev));
+        self.packages
+            .entry(job.pkgbase.clone())
+            .or_default()
+            .last_build = Some(record);
+    }
+
+    /// Is `rev` of `pkgbase` already taken care of (queued, pending, rejected, built or
+    /// failed)? Then a check has nothing to do for it.
+    pub fn handled(&self, pkgbase: &str, rev: &str) -> bool {
+        if self
+            .queue
+            .iter()
+            .any(|j| j.pkgbase == pkgbase && j.rev == rev)
+        {
+            return true;
+        }
+        self.packages.get(pkgbase).is_some_and(|p| {
+            p.pending.as_ref().is_some_and(|x| x.rev == rev)
+                || p.rejected_rev.as_deref() == Some(rev)
+                || p.last_build.as_ref().is_some_and(|b| b.rev == rev)
+        })
+    }
+}
+
+/// Where the state lives, and its atomic writes.
+pub struct StateFile {
+    path: PathBuf,
+}
+
+impl StateFile {
+    pub fn new(dir: &Path) -> StateFile {
+        StateFile {
+            path: dir.join("state.json"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Read the state; a missing file is an empty state. A corrupt file is moved aside
+    /// (`state.json.corrupt`) and an empty state returned: the worst effect is that every
+    /// package is held for review again — never that something is built unapproved.
+    pub fn load(&self) -> AurState {
+        let bytes = match std::fs::read(&self.path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return AurState::default(),
+            Err(e) => {
+                log::error!("aur: cannot read {}: {e}", self.path.display());
+                return AurState::default();
+            }
+        };
+        match serde_json::from_slice(&bytes) {
+            Ok(s) => s,
+            Err(e) => {
+                let aside = self.path.with_extension("json.corrupt");
+                log::error!(
+                    "aur: {} is not valid ({e}); moved to {} and starting empty",
+                    self.path.display(),
+                    aside.display()
+                );
+                let _ = std::fs::rename(&self.path, aside);
+                AurState::default()
+            }
+        }
+    }
+
+    /// Write the state atomically.
+    pub fn save(&self, state: &AurState) -> std::io::Result<()> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)?;
+        let json = serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?;
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        tmp.write_all(&json)?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(&self.path).map_err(|e| e.error)?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(rev: &str) -> Pending {
+        Pending {
+            pkgbase: "hello".into(),
+            pkgnames: vec!["hello".into(), "hello-docs".into()],
+            rev: rev.into(),
+            version: "1.1-1".into(),
+            old_version: Some("1.0-1".into()),
+            approved_rev: None,
+            reasons: vec!["x".into()],
+            diff: String::new(),
+            since: 0,
+        }
+    }
+
+    #[test]
+    fn approve_checks_the_revision_and_queues_it() {
+        let mut s = AurState::default();
+        assert_eq!(
+            s.approve_pending("hello", None),
+            Err(DecisionError::NothingPending("hello".into()))
+        );
+        s.hold(pending("aaaa"));
+        assert!(s.handled("hello", "aaaa"));
+        assert!(matches!(
+            s.approve_pending("hello", Some("bbbb")),
+            Err(DecisionError::RevMismatch { .. })
+        ));
+        assert!(s.queue.is_empty(), "nothing queued without approval");
+        let a = s
+            .approve_pending("hello-docs", Some("AAAA"))
+            .expect("approve");
+        assert_eq!((a.rev.as_str(), a.by), ("aaaa", ApprovedBy::Admin));
+        assert_eq!(s.queue.len(), 1);
+        assert!(s.packages["hello"].pending.is_none());
+        assert_eq!(
+            s.packages["hello"]
+                .approved
+                .as_ref()
+                .map(|a| a.rev.as_str()),
+            Some("aaaa")
+        );
+        let job = s.queue[0].clone();
+        s.finish(
+            &job,
+            BuildRecord {
+                rev: "aaaa".into(),
+                version: "1.1-1".into(),
+                ok: true,
+                at: 0,
+                log: PathBuf::from("/x"),
+                packages: vec![],
+                error: None,
+            },
+        );
+        assert!(s.queue.is_empty());
+        assert!(s.handled("hello", "aaaa"));
+        assert!(!s.handled("hello", "cccc"));
+    }
+
+    #[test]
+    fn reject_remembers_the_revision() {
+        let mut s = AurState::default();
+        s.hold(pending("aaaa"));
+        let p = s.reject_pending("hello").expect("reject");
+        assert_eq!(p.rev, "aaaa");
+        assert!(s.pending().is_empty());
+        assert!(s.handled("hello", "aaaa"));
+        assert!(s.reject_pending("hello").is_err());
+    }
+
+    #[test]
+    fn state_round_trips_through_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = StateFile::new(dir.path());
+        assert_eq!(f.load(), AurState::default());
+        let mut s = AurState::default();
+        s.auto_approve("hello", vec!["hello".into()], "abcd", "1.0-1", None);
+        s.hold(pending("ffff"));
+        f.save(&s).expect("save");
+        assert_eq!(f.load(), s);
+        std::fs::write(f.path(), b"{not json").expect("write");
+        assert_eq!(f.load(), AurState::default());
+        assert!(dir.path().join("state.json.corrupt").is_file());
+    }
+}

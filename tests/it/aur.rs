@@ -1,0 +1,844 @@
+//! The AUR build server against a local fake AUR: RPC answers from a tiny HTTP server, package
+//! git repos are local bare repos (`git_url` template points at them), the webhook receiver is
+//! another tiny HTTP server. Builds run the real `makepkg` (as the unprivileged
+//! `pkgstash-build` user when the tests run as root) and the result is installed with the
+//! real `pacman`.
+//!
+//! Run only these: `cargo test --test it aur_`.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::blocking::Client;
+use serde_json::Value;
+
+use crate::support::{bin, require_tool, Pkgstash};
+
+const TOKEN: &str = "aur-t0ken-for-tests";
+const BUILD_USER: &str = "pkgstash-build";
+const PATIENCE: Duration = Duration::from_secs(120);
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// makepkg, fakeroot, bsdtar, git, repo-add, pacman here, and (as root) the build user.
+fn tools() -> bool {
+    let mut ok = true;
+    for t in [
+        "makepkg", "fakeroot", "bsdtar", "git", "repo-add", "pacman", "setpriv",
+    ] {
+        ok &= require_tool(t);
+    }
+    if ok && is_root() {
+        let exists = Command::new("id")
+            .arg(BUILD_USER)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !exists {
+            // Concurrent tests may race to create it: check again after.
+            let _ = Command::new("useradd")
+                .args(["--system", "--no-create-home", "--home-dir", "/nonexistent"])
+                .args(["--shell", "/usr/sbin/nologin", BUILD_USER])
+                .status();
+            let made = Command::new("id")
+                .arg(BUILD_USER)
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(made, "cannot create the build user {BUILD_USER}");
+        }
+    }
+    ok
+}
+
+fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Read one HTTP request: (request line, body).
+fn read_request(stream: &TcpStream) -> Option<(String, Vec<u8>)> {
+    let mut reader = BufReader::new(stream.try_clone().ok()?);
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    let mut length = 0usize;
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).ok()? == 0 || h == "\r\n" || h == "\n" {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                length = v.trim().parse().unwrap_or(0);
+            }
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    Some((line.trim().to_string(), body))
+}
+
+fn respond(mut stream: &TcpStream, status: &str, body: &[u8]) {
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = stream.write_all(body);
+}
+
+/// A tiny fake AUR RPC: `GET /rpc/v5/info?arg[]=…` answers from `packages`.
+struct FakeAur {
+    port: u16,
+    /// name → (package base, version)
+    packages: Arc<Mutex<BTreeMap<String, (String, String)>>>,
+}
+
+impl FakeAur {
+    fn start() -> FakeAur {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let packages: Arc<Mutex<BTreeMap<String, (String, String)>>> = Arc::default();
+        let pk = packages.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().map_while(Result::ok) {
+                let Some((line, _)) = read_request(&stream) else {
+                    continue;
+                };
+                let target = line.split(' ').nth(1).unwrap_or("");
+                let query = target.split_once('?').map(|(_, q)| q).unwrap_or("");
+                let names: Vec<String> = query
+                    .split('&')
+                    .filter_map(|kv| {
+                        kv.strip_prefix("arg%5B%5D=")
+                            .or_else(|| kv.strip_prefix("arg[]="))
+                    })
+                    .map(|n| n.replace("%2B", "+"))
+                    .collect();
+                let results: Vec<Value> = {
+                    let map = pk.lock().expect("lock");
+                    names
+                        .iter()
+                        .filter_map(|n| {
+                            map.get(n).map(|(base, ver)| {
+                                serde_json::json!({"Name": n, "PackageBase": base, "Version": ver, "ID": 1})
+                            })
+                        })
+                        .collect()
+                };
+                let body = serde_json::json!({
+                    "version": 5, "type": "multiinfo", "resultcount": results.len(), "results": results
+                });
+                if target.starts_with("/rpc/v5/info") {
+                    respond(&stream, "200 OK", body.to_string().as_bytes());
+                } else {
+                    respond(&stream, "404 Not Found", b"{}");
+                }
+            }
+        });
+        FakeAur { port, packages }
+    }
+
+    fn rpc_url(&self) -> String {
+        format!("http://127.0.0.1:{}/rpc/v5", self.port)
+    }
+
+    fn set(&self, name: &str, version: &str) {
+        self.packages
+            .lock()
+            .expect("lock")
+            .insert(name.into(), (name.into(), version.into()));
+    }
+}
+
+/// Records every JSON body POSTed to it.
+struct Webhook {
+    port: u16,
+    received: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Webhook {
+    fn start() -> Webhook {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let received: Arc<Mutex<Vec<Value>>> = Arc::default();
+        let rx = received.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().map_while(Result::ok) {
+                if let Some((_, body)) = read_request(&stream) {
+                    if let Ok(v) = serde_json::from_slice(&body) {
+                        rx.lock().expect("lock").push(v);
+                    }
+                    respond(&stream, "200 OK", b"");
+                }
+            }
+        });
+        Webhook { port, received }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/hook", self.port)
+    }
+
+    fn events(&self, event: &str) -> Vec<Value> {
+        self.received
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|v| v["event"] == event)
+            .cloned()
+            .collect()
+    }
+}
+
+/// A package's git repo on the fake AUR: a bare repo and a work tree to commit from.
+struct AurRepo {
+    work: PathBuf,
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=aur", "-c", "user.email=aur@example.org"])
+        .args(args)
+        .output()
+        .expect("git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+impl AurRepo {
+    /// `<root>/<name>.git` (bare) with a work tree `<root>/<name>.work`.
+    fn create(root: &Path, name: &str) -> AurRepo {
+        let bare = root.join(format!("{name}.git"));
+        let work = root.join(format!("{name}.work"));
+        std::fs::create_dir_all(&bare).expect("mkdir");
+        git(&bare, &["init", "-q", "--bare", "-b", "master"]);
+        std::fs::create_dir_all(&work).expect("mkdir");
+        git(&work, &["init", "-q", "-b", "master"]);
+        git(
+            &work,
+            &["remote", "add", "origin", &bare.display().to_string()],
+        );
+        AurRepo { work }
+    }
+
+    /// Commit `files` (path, content) and push; returns the commit id.
+    fn commit(&self, files: &[(&str, String)], msg: &str) -> String {
+        for (path, content) in files {
+            std::fs::write(self.work.join(path), content).expect("write");
+        }
+        git(&self.work, &["add", "-A"]);
+        git(&self.work, &["commit", "-q", "-m", msg]);
+        git(&self.work, &["push", "-q", "origin", "HEAD:master"]);
+        git(&self.work, &["rev-parse", "HEAD"])
+    }
+}
+
+/// A tiny PKGBUILD without sources: `package()` writes one file naming the version.
+fn pkgbuild(name: &str, ver: &str, rel: u32, build_body: &str) -> String {
+    format!(
+        "# Maintainer: pkgstash tests\npkgname={name}\npkgver={ver}\npkgrel={rel}\n\
+         pkgdesc=\"pkgstash AUR test package\"\narch=('any')\nlicense=('MIT')\n\n\
+         build() {{\n{build_body}\n}}\n\n\
+         package() {{\n  mkdir -p \"$pkgdir/usr/share/{name}\"\n  echo \"{name} $pkgver-$pkgrel\" > \"$pkgdir/usr/share/{name}/version\"\n}}\n"
+    )
+}
+
+fn srcinfo(name: &str, ver: &str, rel: u32) -> String {
+    format!(
+        "pkgbase = {name}\n\tpkgdesc = pkgstash AUR test package\n\tpkgver = {ver}\n\tpkgrel = {rel}\n\tarch = any\n\tlicense = MIT\n\npkgname = {name}\n"
+    )
+}
+
+fn package_files(name: &str, ver: &str, rel: u32, build_body: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("PKGBUILD", pkgbuild(name, ver, rel, build_body)),
+        (".SRCINFO", srcinfo(name, ver, rel)),
+    ]
+}
+
+/// One test's world: fake AUR, webhook, git repos, pkgstash.
+struct World {
+    aur: FakeAur,
+    hook: Webhook,
+    git_root: tempfile::TempDir,
+    work: tempfile::TempDir,
+    server: Option<Pkgstash>,
+    timeout: &'static str,
+}
+
+impl World {
+    fn new() -> World {
+        World {
+            aur: FakeAur::start(),
+            hook: Webhook::start(),
+            git_root: tempfile::tempdir().expect("tempdir"),
+            work: tempfile::tempdir().expect("tempdir"),
+            server: None,
+            timeout: "120s",
+        }
+    }
+
+    fn cache_dir(&self) -> PathBuf {
+        self.work.path().join("cache")
+    }
+
+    fn config(&self, packages: &[&str]) -> String {
+        let list: Vec<String> = packages.iter().map(|p| format!("\"{p}\"")).collect();
+        format!(
+            "[upstreams.arch]\nmirrors = [\"http://127.0.0.1:9\"]\n\n\
+             [repos.custom]\npath = \"{}\"\n\n\
+             [aur]\npackages = [{}]\nrepo = \"custom\"\nrpc_url = \"{}\"\n\
+             git_url = \"{}/{{pkgbase}}.git\"\ncheck_interval = \"1s\"\n\n\
+             [aur.builder]\nuser = \"{BUILD_USER}\"\ntimeout = \"{}\"\nisolation = \"auto\"\n\n\
+             [aur.notify]\nwebhook = \"{}\"\n",
+            self.work.path().join("repo").display(),
+            list.join(", "),
+            self.aur.rpc_url(),
+            self.git_root.path().display(),
+            self.timeout,
+            self.hook.url()
+        )
+    }
+
+    fn start(&mut self, packages: &[&str]) {
+        let cfg = self.config(packages);
+        self.server = Some(Pkgstash::start_in(
+            self.work.path(),
+            &self.cache_dir(),
+            &cfg,
+            &[("PKGSTASH_TOKEN", TOKEN)],
+            None,
+        ));
+    }
+
+    fn server(&self) -> &Pkgstash {
+        self.server.as_ref().expect("server running")
+    }
+
+    fn repo(&self, name: &str) -> AurRepo {
+        AurRepo::create(self.git_root.path(), name)
+    }
+
+    /// The custom repo's db (the build server publishes into `[repos.custom]`).
+    fn db_path(&self) -> PathBuf {
+        self.work.path().join("repo/x86_64/custom.db.tar.gz")
+    }
+
+    /// The `Server =` line pacman installs the custom repo from: pkgstash itself.
+    fn pacman_server(&self) -> String {
+        self.server().url("/custom/os/$arch")
+    }
+
+    fn status(&self) -> Value {
+        client()
+            .get(self.server().url("/_pkgstash/status.json"))
+            .send()
+            .and_then(|r| r.json())
+            .unwrap_or(Value::Null)
+    }
+
+    fn api(&self, method: reqwest::Method, path: &str) -> (u16, Value) {
+        let resp = client()
+            .request(method, self.server().url(&format!("/_pkgstash/api/{path}")))
+            .bearer_auth(TOKEN)
+            .send()
+            .expect("api request");
+        let status = resp.status().as_u16();
+        (status, resp.json().unwrap_or(Value::Null))
+    }
+
+    /// Run a `pkgstash` client command against the server.
+    fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(bin())
+            .arg("-c")
+            .arg(&self.server().config_path)
+            .args(args)
+            .env("PKGSTASH__LISTEN", self.server().addr.to_string())
+            .env("PKGSTASH_TOKEN", TOKEN)
+            .env_remove("PKGSTASH_CONFIG")
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run pkgstash")
+    }
+
+    fn pending(&self) -> Vec<Value> {
+        match self.api(reqwest::Method::GET, "aur/pending").1 {
+            Value::Array(v) => v,
+            _ => Vec::new(),
+        }
+    }
+
+    fn wait_pending(&self, name: &str, rev: &str) -> Value {
+        let mut found = None;
+        wait_for(&format!("{name} {rev} pending"), PATIENCE, || {
+            found = self
+                .pending()
+                .into_iter()
+                .find(|p| p["pkgbase"] == name && p["rev"] == rev);
+            found.is_some()
+        });
+        found.expect("pending")
+    }
+
+    /// The last build of `name` (from status.json), once it is for `version`.
+    fn wait_build(&self, name: &str, version: &str) -> Value {
+        let mut found = None;
+        wait_for(&format!("a build of {name} {version}"), PATIENCE, || {
+            found = self.status()["aur"]["builds"].as_array().and_then(|b| {
+                b.iter()
+                    .find(|b| b["pkgbase"] == name && b["version"] == version)
+                    .cloned()
+            });
+            found.is_some()
+        });
+        found.expect("build")
+    }
+
+    /// Versions the repo's db holds (via `bsdtar -t` of the db: `name-version/` entries).
+    fn repo_entries(&self) -> Vec<String> {
+        let db = self.db_path();
+        if !db.is_file() {
+            return Vec::new();
+        }
+        let out = Command::new("bsdtar")
+            .arg("-tf")
+            .arg(&db)
+            .output()
+            .expect("bsdtar");
+        let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.strip_suffix('/'))
+            .map(String::from)
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn logs(&self) -> Vec<PathBuf> {
+        let dir = self.cache_dir().join(".state/aur/logs");
+        let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// Approve `name`'s first revision and wait for its build.
+    fn approve_first(&self, name: &str, rev: &str, version: &str) {
+        let p = self.wait_pending(name, rev);
+        assert!(p["approved_rev"].is_null(), "first review: {p}");
+        let (st, a) = self.api(
+            reqwest::Method::POST,
+            &format!("aur/approve/{name}?rev={rev}"),
+        );
+        assert_eq!(st, 200, "approve: {a}");
+        assert_eq!(a["rev"], rev);
+        assert_eq!(a["by"], "admin");
+        let b = self.wait_build(name, version);
+        assert_eq!(b["ok"], true, "build: {b}");
+    }
+}
+
+fn client() -> Client {
+    Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
+/// Install `pkg` from the custom repo at `server` with the real pacman in a sandbox; answer
+/// the installed file's content.
+fn pacman_install(server: &str, pkg: &str) -> String {
+    let sb = tempfile::tempdir().expect("tempdir");
+    let r = sb.path();
+    for d in ["db", "cache", "gnupg", "hooks"] {
+        std::fs::create_dir_all(r.join(d)).expect("mkdir");
+    }
+    let conf = format!(
+        "[options]\nRootDir = {r}\nDBPath = {r}/db/\nCacheDir = {r}/cache/\nLogFile = {r}/pacman.log\n\
+         GPGDir = {r}/gnupg/\nHookDir = {r}/hooks/\nArchitecture = x86_64\nSigLevel = Never\n\
+         LocalFileSigLevel = Never\n\n[custom]\nServer = {server}\n",
+        r = r.display()
+    );
+    std::fs::write(r.join("pacman.conf"), conf).expect("conf");
+    let mut cmd = Command::new("timeout");
+    cmd.args(["-k", "5", "120"]);
+    if !is_root() {
+        cmd.arg("fakeroot");
+    }
+    let out = cmd
+        .arg("pacman")
+        .arg("--root")
+        .arg(r)
+        .arg("--dbpath")
+        .arg(r.join("db"))
+        .arg("--cachedir")
+        .arg(r.join("cache"))
+        .arg("--config")
+        .arg(r.join("pacman.conf"))
+        .args(["--noconfirm", "--noprogressbar", "-Sy", pkg])
+        .env("LC_ALL", "C")
+        .stdin(Stdio::null())
+        .output()
+        .expect("pacman");
+    assert!(
+        out.status.success(),
+        "pacman -Sy {pkg} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read_to_string(r.join("usr/share").join(pkg).join("version"))
+        .expect("installed file")
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn aur_version_bump_is_auto_approved_built_and_installable() {
+    if !tools() {
+        return;
+    }
+    let mut w = World::new();
+    let repo = w.repo("hello-aur");
+    let rev1 = repo.commit(&package_files("hello-aur", "1.0", 1, "  true"), "1.0-1");
+    w.aur.set("hello-aur", "1.0-1");
+    w.start(&["hello-aur"]);
+    // A package's first revision always needs a review.
+    w.approve_first("hello-aur", &rev1, "1.0-1");
+    assert_eq!(w.repo_entries(), vec!["hello-aur-1.0-1"]);
+
+    // Upstream bumps the version: nothing but pkgver/pkgrel changed.
+    let rev2 = repo.commit(&package_files("hello-aur", "1.1", 2, "  true"), "1.1-2");
+    w.aur.set("hello-aur", "1.1-2");
+    let b = w.wait_build("hello-aur", "1.1-2");
+    assert_eq!(b["ok"], true, "{b}");
+    assert_eq!(b["rev"], rev2.as_str());
+    assert_eq!(w.repo_entries(), vec!["hello-aur-1.1-2"]);
+    assert!(w.pending().is_empty(), "nothing held");
+    assert!(
+        w.hook.events("held").len() == 1,
+        "only the first review was notified"
+    );
+    let log = w.server().log();
+    assert!(log.contains("auto-approved"), "{log}");
+    // The approval record names the exact revision built.
+    let state: Value = serde_json::from_slice(
+        &std::fs::read(w.cache_dir().join(".state/aur/state.json")).expect("state"),
+    )
+    .expect("json");
+    let last = &state["history"][1];
+    assert_eq!(
+        (last["rev"].as_str(), last["by"].as_str()),
+        (Some(rev2.as_str()), Some("auto"))
+    );
+    assert_eq!(
+        state["packages"]["hello-aur"]["last_build"]["rev"],
+        rev2.as_str()
+    );
+
+    // The build ran makepkg as the build user, inside bubblewrap when it is installed.
+    let logs = w.logs();
+    assert_eq!(logs.len(), 2);
+    let head = std::fs::read_to_string(&logs[0]).expect("log");
+    let head = head.lines().next().unwrap_or("");
+    assert!(head.contains("makepkg --noconfirm"), "{head}");
+    if is_root() {
+        assert!(head.contains("setpriv --reuid="), "{head}");
+    }
+    let has_bwrap = Command::new("sh")
+        .args(["-c", "command -v bwrap"])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert_eq!(head.contains(" bwrap "), has_bwrap, "{head}");
+
+    // The real pacman installs it from the custom repo.
+    assert_eq!(
+        pacman_install(&w.pacman_server(), "hello-aur"),
+        "hello-aur 1.1-2"
+    );
+}
+
+#[test]
+fn aur_changed_build_is_held_until_approved() {
+    if !tools() {
+        return;
+    }
+    let mut w = World::new();
+    let repo = w.repo("held-aur");
+    let rev1 = repo.commit(&package_files("held-aur", "1.0", 1, "  true"), "1.0-1");
+    w.aur.set("held-aur", "1.0-1");
+    w.start(&["held-aur"]);
+    w.approve_first("held-aur", &rev1, "1.0-1");
+
+    // A new version whose build() also changed.
+    let rev2 = repo.commit(
+        &package_files("held-aur", "1.1", 1, "  echo 'something new'"),
+        "1.1-1 with a new build step",
+    );
+    w.aur.set("held-aur", "1.1-1");
+    let p = w.wait_pending("held-aur", &rev2);
+    assert_eq!(p["approved_rev"], rev1.as_str());
+    assert_eq!(p["old_version"], "1.0-1");
+    assert!(
+        p["diff"]
+            .as_str()
+            .unwrap_or("")
+            .contains("+  echo 'something new'"),
+        "{p}"
+    );
+    // The webhook got the diff.
+    wait_for("the held notification", PATIENCE, || {
+        w.hook
+            .events("held")
+            .iter()
+            .any(|e| e["rev"] == rev2.as_str())
+    });
+    let held = w
+        .hook
+        .events("held")
+        .into_iter()
+        .find(|e| e["rev"] == rev2.as_str())
+        .expect("event");
+    assert_eq!(held["package"], "held-aur");
+    assert_eq!(held["old_version"], "1.0-1");
+    assert_eq!(held["new_version"], "1.1-1");
+    assert!(
+        held["diff"]
+            .as_str()
+            .unwrap_or("")
+            .contains("something new"),
+        "{held}"
+    );
+    assert!(w.status()["aur"]["pending"] == 1);
+
+    // Several check intervals pass: nothing is built.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(w.repo_entries(), vec!["held-aur-1.0-1"]);
+    assert_eq!(w.logs().len(), 1, "only the first build ran");
+
+    // Approving another revision than the pending one is refused.
+    let wrong = "0".repeat(40);
+    let (st, _) = w.api(
+        reqwest::Method::POST,
+        &format!("aur/approve/held-aur?rev={wrong}"),
+    );
+    assert_eq!(st, 409);
+    // The CLI approves the reviewed revision.
+    let out = w.cli(&["aur", "approve", "held-aur", "--rev", &rev2]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("approved held-aur 1.1-1"), "{text}");
+    let b = w.wait_build("held-aur", "1.1-1");
+    assert_eq!(b["ok"], true, "{b}");
+    assert_eq!(w.repo_entries(), vec!["held-aur-1.1-1"]);
+    assert!(w.pending().is_empty());
+    assert_eq!(
+        pacman_install(&w.pacman_server(), "held-aur"),
+        "held-aur 1.1-1"
+    );
+}
+
+#[test]
+fn aur_reject_and_cli_pending() {
+    if !tools() {
+        return;
+    }
+    let mut w = World::new();
+    let repo = w.repo("rej-aur");
+    let rev1 = repo.commit(&package_files("rej-aur", "1.0", 1, "  true"), "1.0-1");
+    w.aur.set("rej-aur", "1.0-1");
+    w.start(&["rej-aur"]);
+    w.wait_pending("rej-aur", &rev1);
+    let out = w.cli(&["aur", "pending"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("rej-aur") && text.contains(&rev1), "{text}");
+    let (st, _) = w.api(reqwest::Method::POST, "aur/reject/rej-aur");
+    assert_eq!(st, 200);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        w.pending().is_empty(),
+        "a rejected revision is not held again"
+    );
+    assert!(w.logs().is_empty(), "nothing built");
+    let (st, _) = w.api(reqwest::Method::POST, "aur/approve/rej-aur");
+    assert_eq!(st, 404);
+}
+
+#[test]
+fn aur_failing_build_keeps_log_notifies_repo_unchanged() {
+    if !tools() {
+        return;
+    }
+    let mut w = World::new();
+    let repo = w.repo("ok-aur");
+    let rev1 = repo.commit(&package_files("ok-aur", "1.0", 1, "  true"), "1.0-1");
+    w.aur.set("ok-aur", "1.0-1");
+    w.start(&["ok-aur"]);
+    w.approve_first("ok-aur", &rev1, "1.0-1");
+    let db_before = std::fs::read(w.db_path()).expect("db");
+
+    let rev2 = repo.commit(
+        &package_files(
+            "ok-aur",
+            "1.1",
+            1,
+            "  echo 'compiler exploded' >&2\n  exit 3",
+        ),
+        "broken",
+    );
+    w.aur.set("ok-aur", "1.1-1");
+    w.wait_pending("ok-aur", &rev2);
+    let (st, _) = w.api(
+        reqwest::Method::POST,
+        &format!("aur/approve/ok-aur?rev={rev2}"),
+    );
+    assert_eq!(st, 200);
+    let b = w.wait_build("ok-aur", "1.1-1");
+    assert_eq!(b["ok"], false, "{b}");
+    wait_for("the failure notification", PATIENCE, || {
+        !w.hook.events("build_failed").is_empty()
+    });
+    let n = &w.hook.events("build_failed")[0];
+    assert_eq!(n["rev"], rev2.as_str());
+    assert!(
+        n["log_tail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("compiler exploded"),
+        "{n}"
+    );
+    let log = PathBuf::from(n["log"].as_str().expect("log path"));
+    let text = std::fs::read_to_string(&log).expect("log kept");
+    assert!(text.contains("compiler exploded"), "{text}");
+    // The repo is unchanged, and the failed revision is not retried on every check.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(std::fs::read(w.db_path()).expect("db"), db_before);
+    assert_eq!(w.logs().len(), 2, "one good, one failed build");
+}
+
+#[test]
+fn aur_restart_mid_queue_resumes() {
+    if !tools() {
+        return;
+    }
+    let mut w = World::new();
+    let repo = w.repo("slow-aur");
+    let rev1 = repo.commit(&package_files("slow-aur", "1.0", 1, "  sleep 3"), "1.0-1");
+    w.aur.set("slow-aur", "1.0-1");
+    w.start(&["slow-aur"]);
+    w.wait_pending("slow-aur", &rev1);
+    let (st, _) = w.api(
+        reqwest::Method::POST,
+        &format!("aur/approve/slow-aur?rev={rev1}"),
+    );
+    assert_eq!(st, 200);
+    wait_for("the build to start", PATIENCE, || {
+        w.status()["aur"]["building"]
+            .as_str()
+            .is_some_and(|b| b.starts_with("slow-aur"))
+    });
+    // Crash mid-build.
+    if let Some(server) = w.server.take() {
+        server.kill9();
+    }
+    assert!(w.repo_entries().is_empty());
+    w.start(&["slow-aur"]);
+    let b = w.wait_build("slow-aur", "1.0-1");
+    assert_eq!(b["ok"], true, "{b}");
+    assert_eq!(b["rev"], rev1.as_str());
+    assert!(
+        w.server().log().contains("resuming 1 queued build"),
+        "{}",
+        w.server().log()
+    );
+    assert_eq!(w.repo_entries(), vec!["slow-aur-1.0-1"]);
+    assert!(w.pending().is_empty(), "the approval survived the restart");
+}
+
+#[test]
+fn aur_routes_need_the_token_and_the_section() {
+    let p = Pkgstash::start_env(
+        "[upstreams.arch]\nmirrors = [\"http://127.0.0.1:9\"]\n",
+        &[("PKGSTASH_TOKEN", TOKEN)],
+    );
+    let get = |auth: Option<&str>| {
+        let mut r = client().get(p.url("/_pkgstash/api/aur/pending"));
+        if let Some(a) = auth {
+            r = r.bearer_auth(a);
+        }
+        r.send().expect("request").status().as_u16()
+    };
+    assert_eq!(get(None), 401);
+    assert_eq!(get(Some(TOKEN)), 409, "no [aur]: the build server is off");
+    let status: Value = client()
+        .get(p.url("/_pkgstash/status.json"))
+        .send()
+        .and_then(|r| r.json())
+        .expect("status");
+    assert!(status["aur"].is_null());
+}
+
+#[test]
+fn aur_build_time_limit_kills_the_build() {
+    if !tools() {
+        return;
+    }
+    let mut w = World::new();
+    w.timeout = "2s";
+    let repo = w.repo("stuck-aur");
+    let rev1 = repo.commit(
+        &package_files("stuck-aur", "1.0", 1, "  sleep 600"),
+        "1.0-1",
+    );
+    w.aur.set("stuck-aur", "1.0-1");
+    w.start(&["stuck-aur"]);
+    w.wait_pending("stuck-aur", &rev1);
+    let started = Instant::now();
+    let (st, _) = w.api(
+        reqwest::Method::POST,
+        &format!("aur/approve/stuck-aur?rev={rev1}"),
+    );
+    assert_eq!(st, 200);
+    let b = w.wait_build("stuck-aur", "1.0-1");
+    assert_eq!(b["ok"], false, "{b}");
+    assert!(
+        b["error"].as_str().unwrap_or("").contains("timed out"),
+        "{b}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(60));
+    assert!(w.repo_entries().is_empty());
+    let log = std::fs::read_to_string(&w.logs()[0]).expect("log");
+    assert!(log.contains("killed after 2s"), "{log}");
+}
