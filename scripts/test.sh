@@ -4,6 +4,6 @@
 # with passwordless sudo). Extra arguments go to `cargo test` (e.g. a test name filter).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PATH="$PATH:/usr/sbin:/sbin"
+export PATH="$PATH:/usr/sbin:/sbin:$HOME/.local/bin"
 ./scripts/install-test-deps.sh
 exec cargo test --all-targets "$@"

@@ -7,6 +7,7 @@ mod failover;
 mod fixture;
 mod localrepo;
 mod nginx;
+mod packaging;
 mod pacman;
 mod proxy;
 mod refresh;
