@@ -19,10 +19,16 @@ use crate::repodb::{self, DbEntry, RepoIndex};
 /// A parsed db and the (mtime, size) of the file it was parsed from.
 type Parsed = (SystemTime, u64, Arc<RepoIndex>);
 
+/// A directory's db files and the directory's mtime when they were listed.
+type DbList = (SystemTime, Arc<Vec<PathBuf>>);
+
 /// Parsed databases by file path.
 #[derive(Debug, Default)]
 pub struct Catalog {
     parsed: Mutex<HashMap<PathBuf, Parsed>>,
+    /// Db files of a directory, with the directory's mtime when listed: a directory of
+    /// 15,000 packages is listed again only after it changed.
+    db_files: Mutex<HashMap<PathBuf, DbList>>,
 }
 
 /// Is `name` a repo database file (`core.db`, not `.sig`, not `.files`, not `.db.tar.*`)?
@@ -61,10 +67,16 @@ impl Catalog {
         }
     }
 
-    /// Every parsed db in directory `dir`.
-    pub fn indexes_in(&self, dir: &Path) -> Vec<Arc<RepoIndex>> {
+    /// The db files (`*.db`) of directory `dir`, sorted.
+    fn dbs_in(&self, dir: &Path) -> Arc<Vec<PathBuf>> {
+        let mtime = std::fs::metadata(dir).and_then(|m| m.modified()).ok();
+        if let (Some(t), Some((cached_t, list))) = (mtime, self.db_files.lock().get(dir)) {
+            if t == *cached_t {
+                return list.clone();
+            }
+        }
         let Ok(entries) = std::fs::read_dir(dir) else {
-            return Vec::new();
+            return Arc::new(Vec::new());
         };
         let mut dbs: Vec<PathBuf> = entries
             .flatten()
@@ -72,11 +84,37 @@ impl Catalog {
             .map(|e| e.path())
             .collect();
         dbs.sort();
-        dbs.iter().filter_map(|db| self.index(db)).collect()
+        let dbs = Arc::new(dbs);
+        if let Some(t) = mtime {
+            self.db_files
+                .lock()
+                .insert(dir.to_path_buf(), (t, dbs.clone()));
+        }
+        dbs
     }
 
-    /// The db entry listing package file `file_name` in directory `dir`.
+    /// Every parsed db in directory `dir`.
+    pub fn indexes_in(&self, dir: &Path) -> Vec<Arc<RepoIndex>> {
+        self.dbs_in(dir)
+            .iter()
+            .filter_map(|db| self.index(db))
+            .collect()
+    }
+
+    /// The db entry listing package file `file_name` in directory `dir`. The Arch layout
+    /// (`<repo>/os/<arch>/<repo>.db`) is tried first, without listing the directory.
     pub fn entry_for(&self, dir: &Path, file_name: &str) -> Option<DbEntry> {
+        let guess = dir
+            .parent()
+            .and_then(Path::parent)
+            .and_then(Path::file_name)
+            .and_then(|repo| repo.to_str())
+            .map(|repo| dir.join(format!("{repo}.db")));
+        if let Some(idx) = guess.as_deref().and_then(|db| self.index(db)) {
+            if let Some(e) = idx.by_filename(file_name) {
+                return Some(e.clone());
+            }
+        }
         self.indexes_in(dir)
             .iter()
             .find_map(|idx| idx.by_filename(file_name).cloned())

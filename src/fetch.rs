@@ -68,10 +68,12 @@ pub struct FetchRequest {
     pub expected: Option<Expected>,
 }
 
-/// Starts download tasks on the fetch arbiter.
+/// Starts download tasks on the fetch arbiters (one thread per core, downloads spread
+/// round-robin: receiving, hashing and writing bodies is real CPU work).
 #[derive(Clone)]
 pub struct Fetcher {
-    arbiter: ArbiterHandle,
+    arbiters: Arc<Vec<ArbiterHandle>>,
+    next: Arc<std::sync::atomic::AtomicUsize>,
     ctx: Arc<FetchContext>,
 }
 
@@ -96,11 +98,16 @@ fn build_client(timeout: Duration) -> awc::Client {
 }
 
 impl Fetcher {
-    /// Start the fetch arbiter. Must be called inside a running actix `System`.
+    /// Start the fetch arbiters. Must be called inside a running actix `System`.
     pub fn new(ctx: Arc<FetchContext>) -> Fetcher {
-        let arbiter = actix_rt::Arbiter::new();
+        let n = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            .clamp(1, 8);
+        let arbiters = (0..n).map(|_| actix_rt::Arbiter::new().handle()).collect();
         Fetcher {
-            arbiter: arbiter.handle(),
+            arbiters: Arc::new(arbiters),
+            next: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             ctx,
         }
     }
@@ -113,7 +120,8 @@ impl Fetcher {
     /// is dropped, which fails the download for its clients.
     pub fn start(&self, req: FetchRequest) {
         let ctx = self.ctx.clone();
-        let accepted = self.arbiter.spawn_fn(move || {
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.arbiters.len();
+        let accepted = self.arbiters[i].spawn_fn(move || {
             actix_rt::spawn(async move {
                 let FetchRequest {
                     download,

@@ -80,7 +80,18 @@ async fn serve(req: &HttpRequest, state: &AppState) -> Result<(HttpResponse, Out
     let final_path = state.store.final_path(&path);
     let db_max_age = state.cfg.db_max_age;
 
-    // 2. cache
+    // 2. cache. A package is opened straight away (one syscall on a hit, the hot path).
+    if path.kind() == FileKind::Immutable {
+        match NamedFile::open(&final_path) {
+            Ok(named) if named.metadata().is_file() => {
+                state.index.touch(&path.key());
+                return Ok((serve_named(req, state, named)?, Outcome::Hit));
+            }
+            Ok(_) => return Err(ApiError::NotFound),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(ApiError::Internal(format!("cannot open cached file: {e}"))),
+        }
+    }
     let cached = std::fs::metadata(&final_path).ok();
     if cached.as_ref().is_some_and(Metadata::is_dir) {
         return Err(ApiError::NotFound);
@@ -173,6 +184,15 @@ async fn serve_file(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ApiError::NotFound),
         Err(e) => return Err(ApiError::Internal(format!("cannot open cached file: {e}"))),
     };
+    serve_named(req, state, named)
+}
+
+/// [`serve_file`] for an already opened file.
+fn serve_named(
+    req: &HttpRequest,
+    state: &AppState,
+    named: NamedFile,
+) -> Result<HttpResponse, ApiError> {
     let (resp, sent) = respond_with_file(req, named)?;
     state.metrics.bytes_from_cache.inc_by(sent);
     Ok(resp)
