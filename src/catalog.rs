@@ -19,15 +19,18 @@ use crate::repodb::{self, DbEntry, RepoIndex};
 /// A parsed db and the (mtime, size) of the file it was parsed from.
 type Parsed = (SystemTime, u64, Arc<RepoIndex>);
 
-/// A directory's db files and the directory's mtime when they were listed.
-type DbList = (SystemTime, Arc<Vec<PathBuf>>);
+/// A directory's db files and when they were listed.
+type DbList = (std::time::Instant, Arc<Vec<PathBuf>>);
+
+/// A directory listing of db files is trusted this long (a db published through pkgstash
+/// invalidates it at once: [`Catalog::db_published`]).
+const DB_LIST_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Parsed databases by file path.
 #[derive(Debug, Default)]
 pub struct Catalog {
     parsed: Mutex<HashMap<PathBuf, Parsed>>,
-    /// Db files of a directory, with the directory's mtime when listed: a directory of
-    /// 15,000 packages is listed again only after it changed.
+    /// Db files of a directory: a directory of 15,000 packages is not listed on every miss.
     db_files: Mutex<HashMap<PathBuf, DbList>>,
 }
 
@@ -69,9 +72,8 @@ impl Catalog {
 
     /// The db files (`*.db`) of directory `dir`, sorted.
     fn dbs_in(&self, dir: &Path) -> Arc<Vec<PathBuf>> {
-        let mtime = std::fs::metadata(dir).and_then(|m| m.modified()).ok();
-        if let (Some(t), Some((cached_t, list))) = (mtime, self.db_files.lock().get(dir)) {
-            if t == *cached_t {
+        if let Some((listed, list)) = self.db_files.lock().get(dir) {
+            if listed.elapsed() < DB_LIST_TTL {
                 return list.clone();
             }
         }
@@ -85,12 +87,17 @@ impl Catalog {
             .collect();
         dbs.sort();
         let dbs = Arc::new(dbs);
-        if let Some(t) = mtime {
-            self.db_files
-                .lock()
-                .insert(dir.to_path_buf(), (t, dbs.clone()));
-        }
+        self.db_files
+            .lock()
+            .insert(dir.to_path_buf(), (std::time::Instant::now(), dbs.clone()));
         dbs
+    }
+
+    /// A db file was published at `db`: list its directory again next time.
+    pub fn db_published(&self, db: &Path) {
+        if let Some(dir) = db.parent() {
+            self.db_files.lock().remove(dir);
+        }
     }
 
     /// Every parsed db in directory `dir`.

@@ -520,8 +520,11 @@ impl Job<'_> {
             };
         let store = &self.ctx.store;
         match published {
-            Ok(_) => {
+            Ok(dest) => {
                 store.mark_validated(path);
+                if crate::catalog::is_db_name(path.file_name()) {
+                    self.ctx.catalog.db_published(&dest);
+                }
                 self.ctx
                     .index
                     .insert(&path.key(), self.written, meta.last_modified);
