@@ -288,6 +288,18 @@ pub async fn run_makepkg(
     let argv = command_line(ws.root(), user, bwrap);
     let mut file = std::fs::File::create(log)
         .map_err(|e| BuildError::Setup(format!("cannot create log {}: {e}", log.display())))?;
+    // makepkg runs with --nodeps (it cannot install anything as an unprivileged user): check
+    // the build dependencies up front, so a missing one is a clear error, not a broken build.
+    let deps = build_dependencies(&ws.tree().join(".SRCINFO"));
+    if let Some(missing) = missing_dependencies(&deps) {
+        let msg = format!(
+            "missing build dependencies on this host: {} (install them on the build \
+             host, e.g. `pacman -S --asdeps …`)",
+            missing.join(", ")
+        );
+        let _ = writeln!(file, "==> pkgstash: {msg}");
+        return Err(BuildError::Setup(msg));
+    }
     let _ = writeln!(file, "==> pkgstash: {}", argv.join(" "));
     let stderr = file
         .try_clone()
@@ -340,6 +352,52 @@ pub async fn run_makepkg(
     Ok(())
 }
 
+/// `depends`, `makedepends` and `checkdepends` (also `_<arch>` variants of the host arch)
+/// of a `.SRCINFO`, package base and split packages alike.
+pub fn build_dependencies(srcinfo: &Path) -> Vec<String> {
+    let Ok(text) = std::fs::read_to_string(srcinfo) else {
+        return Vec::new();
+    };
+    let arch = std::env::consts::ARCH;
+    let keys: Vec<String> = ["depends", "makedepends", "checkdepends"]
+        .iter()
+        .flat_map(|k| [k.to_string(), format!("{k}_{arch}")])
+        .collect();
+    let mut deps: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.trim().split_once(" = "))
+        .filter(|(k, _)| keys.iter().any(|x| x == k.trim()))
+        .map(|(_, v)| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .collect();
+    deps.sort();
+    deps.dedup();
+    deps
+}
+
+/// Which of `deps` the host's pacman cannot satisfy (`pacman -T`); `None` when all are there,
+/// or when there is no pacman to ask (a non-Arch host: makepkg's own errors will tell).
+fn missing_dependencies(deps: &[String]) -> Option<Vec<String>> {
+    if deps.is_empty() || on_path("pacman").is_none() {
+        return None;
+    }
+    let out = std::process::Command::new("pacman")
+        .arg("-T")
+        .args(deps)
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    if out.status.success() {
+        return None;
+    }
+    let missing: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
+    (!missing.is_empty()).then_some(missing)
+}
+
 /// The last `lines` lines of a log file.
 pub fn log_tail(log: &Path, lines: usize) -> String {
     let text = std::fs::read(log)
@@ -352,6 +410,26 @@ pub fn log_tail(log: &Path, lines: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn build_dependencies_from_srcinfo() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join(".SRCINFO");
+        let arch = std::env::consts::ARCH;
+        std::fs::write(
+            &p,
+            format!(
+                "pkgbase = x\n\tmakedepends = cmake\n\tdepends = glibc\n\tdepends_{arch} = libfoo\n\
+                 \tdepends_sparc = nope\n\toptdepends = bash: no\n\npkgname = x\n\tdepends = zlib>=1.2\n"
+            ),
+        )
+        .expect("write");
+        assert_eq!(
+            build_dependencies(&p),
+            vec!["cmake", "glibc", "libfoo", "zlib>=1.2"]
+        );
+        assert!(build_dependencies(&dir.path().join("none")).is_empty());
+    }
 
     #[test]
     fn command_drops_privileges_then_isolates() {

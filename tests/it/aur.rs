@@ -842,3 +842,50 @@ fn aur_build_time_limit_kills_the_build() {
     let log = std::fs::read_to_string(&w.logs()[0]).expect("log");
     assert!(log.contains("killed after 2s"), "{log}");
 }
+
+#[test]
+fn aur_missing_build_dependency_is_a_clear_failure() {
+    if !tools() {
+        return;
+    }
+    let mut w = World::new();
+    let repo = w.repo("deps-aur");
+    let rev1 = repo.commit(&package_files("deps-aur", "1.0", 1, "  true"), "1.0-1");
+    w.aur.set("deps-aur", "1.0-1");
+    w.start(&["deps-aur"]);
+    w.approve_first("deps-aur", &rev1, "1.0-1");
+    let db_before = std::fs::read(w.db_path()).expect("db");
+
+    let dep = "pkgstash-no-such-dependency";
+    let mut files = package_files("deps-aur", "1.1", 1, "  true");
+    files[0].1 = files[0].1.replace(
+        "license=('MIT')",
+        &format!("license=('MIT')\nmakedepends=('{dep}')"),
+    );
+    files[1].1 = files[1].1.replace(
+        "\tlicense = MIT\n",
+        &format!("\tlicense = MIT\n\tmakedepends = {dep}\n"),
+    );
+    let rev2 = repo.commit(&files, "needs a dependency");
+    w.aur.set("deps-aur", "1.1-1");
+    // A new dependency is not a version bump: held until approved.
+    w.wait_pending("deps-aur", &rev2);
+    let (st, _) = w.api(
+        reqwest::Method::POST,
+        &format!("aur/approve/deps-aur?rev={rev2}"),
+    );
+    assert_eq!(st, 200);
+    let b = w.wait_build("deps-aur", "1.1-1");
+    assert_eq!(b["ok"], false, "{b}");
+    wait_for("the failure notification", PATIENCE, || {
+        !w.hook.events("build_failed").is_empty()
+    });
+    let n = &w.hook.events("build_failed")[0];
+    let log = PathBuf::from(n["log"].as_str().expect("log path"));
+    let text = std::fs::read_to_string(&log).expect("log kept");
+    assert!(
+        text.contains("missing build dependencies") && text.contains(dep),
+        "{text}"
+    );
+    assert_eq!(std::fs::read(w.db_path()).expect("db"), db_before);
+}
