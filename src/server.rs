@@ -102,10 +102,29 @@ pub fn bind(cfg: &Config) -> std::io::Result<Vec<TcpListener>> {
     cfg.listen
         .iter()
         .map(|addr| {
-            TcpListener::bind(addr.as_str())
+            bind_one(addr)
                 .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
         })
         .collect()
+}
+
+/// Bind one `host:port`. IPv6 sockets are IPv6-only, so `["0.0.0.0:7878", "[::]:7878"]`
+/// (the documented dual-stack setup) does not collide on Linux's default dual-stack sockets.
+fn bind_one(addr: &str) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    use std::net::ToSocketAddrs;
+    let sa = addr
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address"))?;
+    let socket = Socket::new(Domain::for_address(sa), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    if sa.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&sa.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
 }
 
 /// Register the routes.

@@ -123,3 +123,49 @@ fn unwritable_cache_dir_is_a_clear_error_at_start() {
         "{err}"
     );
 }
+
+#[test]
+fn serve_listens_on_ipv4_and_ipv6_with_the_same_port() {
+    // The documented dual-stack setup: wildcard v4 + wildcard v6 on one port (only loopback
+    // is ever connected to).
+    // Is IPv6 loopback available here at all?
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("SKIP: no IPv6 loopback");
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen = [\"0.0.0.0:{port}\", \"[::]:{port}\"]\ncache_dir = \"{}\"\n[upstreams.arch]\nmirrors = [\"http://127.0.0.1:9\"]\n",
+            dir.path().join("cache").display()
+        ),
+    )
+    .expect("config");
+    let mut child = Command::new(bin())
+        .args(["serve", "-c"])
+        .arg(&cfg)
+        .env_remove("PKGSTASH_TOKEN")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut ok = (false, false);
+    for _ in 0..100 {
+        ok.0 |= std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+        ok.1 |= std::net::TcpStream::connect(format!("[::1]:{port}")).is_ok();
+        if ok.0 && ok.1 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let exited = child.try_wait().ok().flatten();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(exited.is_none(), "pkgstash exited: {exited:?}");
+    assert_eq!(ok, (true, true), "listening on both addresses");
+}
