@@ -21,11 +21,11 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/pkgstash/pkgstash.toml";
 /// A configuration problem. The message always names the key (or file and line).
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config {path}: {source}")]
+    // The cause is part of the message (not a `source`): printed once, not twice.
+    #[error("cannot read config {path}: {cause}")]
     Load {
         path: PathBuf,
-        #[source]
-        source: config::ConfigError,
+        cause: config::ConfigError,
     },
     #[error("config key `{key}`: {reason}")]
     Invalid { key: String, reason: String },
@@ -42,7 +42,10 @@ fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
 
 /// `listen` may be one address or a list.
 #[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "config key `listen`: expected \"host:port\" or a list of them"
+)]
 enum RawListen {
     One(String),
     Many(Vec<String>),
@@ -267,14 +270,14 @@ impl Config {
         path: &Path,
         env: &std::collections::HashMap<String, String>,
     ) -> Result<Config, ConfigError> {
-        let load_err = |source| ConfigError::Load {
+        let load_err = |cause| ConfigError::Load {
             path: path.to_path_buf(),
-            source,
+            cause,
         };
         if !path.is_file() {
             return Err(ConfigError::Load {
                 path: path.to_path_buf(),
-                source: config::ConfigError::Message(
+                cause: config::ConfigError::Message(
                     "file not found (or not a regular file)".into(),
                 ),
             });
