@@ -176,7 +176,28 @@ async fn evict(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespo
 
 async fn unknown(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     state.auth.check(&req)?;
-    Err(ApiError::NotFound)
+    let rel = req
+        .path()
+        .strip_prefix("/_pkgstash/api/")
+        .unwrap_or_default();
+    match allowed_methods(rel) {
+        Some(allow) => Err(ApiError::MethodNotAllowedHere(allow)),
+        None => Err(ApiError::NotFound),
+    }
+}
+
+/// The methods of a known admin route (for 405 + `Allow`), `None` for unknown paths.
+fn allowed_methods(rel: &str) -> Option<&'static str> {
+    let parts: Vec<&str> = rel.split('/').collect();
+    match parts.as_slice() {
+        ["status"] | ["mirrors"] | ["aur", "pending"] => Some("GET"),
+        ["refresh"] | ["cleanup"] | ["aur", "check"] => Some("POST"),
+        ["aur", "approve" | "reject", name] if !name.is_empty() => Some("POST"),
+        ["cache", ..] if parts.len() > 2 => Some("DELETE"),
+        ["repos", repo, "packages"] if !repo.is_empty() => Some("GET, PUT"),
+        ["repos", repo, "packages", name] if !repo.is_empty() && !name.is_empty() => Some("DELETE"),
+        _ => None,
+    }
 }
 
 /// Header carrying an upload's detached signature, base64.

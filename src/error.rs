@@ -17,6 +17,9 @@ pub enum ApiError {
     NotFoundWhy(String),
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// A known admin route asked with another method; the value is the `Allow` header.
+    #[error("method not allowed (allowed: {0})")]
+    MethodNotAllowedHere(&'static str),
     #[error("upstream failed: {0}")]
     Upstream(String),
     #[error("upstream did not answer in time")]
@@ -49,7 +52,9 @@ impl ResponseError for ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound | ApiError::NotFoundWhy(_) => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::MethodNotAllowed | ApiError::MethodNotAllowedHere(_) => {
+                StatusCode::METHOD_NOT_ALLOWED
+            }
             ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ApiError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -71,6 +76,9 @@ impl ResponseError for ApiError {
             }
             ApiError::MethodNotAllowed => {
                 resp.insert_header((header::ALLOW, "GET, HEAD"));
+            }
+            ApiError::MethodNotAllowedHere(allow) => {
+                resp.insert_header((header::ALLOW, *allow));
             }
             _ => {}
         }

@@ -96,6 +96,24 @@ fn admin_auth_matrix_on_every_route() {
         let body = r.text().expect("body");
         assert!(!body.contains(TOKEN), "the token is never echoed");
     }
+    // A known route with the wrong method: 405 with the right `Allow`.
+    for (method, path, allow) in [
+        ("GET", "refresh", "POST"),
+        ("POST", "status", "GET"),
+        (
+            "GET",
+            "cache/arch/core/os/x86_64/x-1-1-any.pkg.tar.zst",
+            "DELETE",
+        ),
+    ] {
+        let r = call(&p, method, path, Some(&right));
+        assert_eq!(r.status().as_u16(), 405, "{method} {path}");
+        assert_eq!(
+            r.headers().get("allow").and_then(|v| v.to_str().ok()),
+            Some(allow),
+            "{method} {path}"
+        );
+    }
     let log = p.log();
     assert!(
         log.contains("admin: refused"),
