@@ -11,6 +11,7 @@
 //! - [`tail`]: the body stream a client reads from a growing (or finished) file.
 //! - [`upstream`]: the mirror pool: ordering, health, failover, Range resume.
 //! - [`fetch`]: the download task: upstream body → partial file → verify → publish.
+//! - [`fastpath`]: plain cache hits served with sendfile before actix sees the connection.
 //! - [`filebody`]: large cached files as response bodies (big reads, one read ahead).
 //! - [`store`]: the on-disk cache: final paths, partial dir, atomic publish.
 //! - [`cache_index`]: in-memory index of cached files (size, mtime, last served).
@@ -38,6 +39,7 @@ pub mod cleanup;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod fastpath;
 pub mod fetch;
 pub mod filebody;
 pub mod inflight;

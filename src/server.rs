@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::middleware::Logger;
-use actix_web::{web, App, HttpServer};
+use actix_web::{web, App};
 
 use crate::auth::AdminAuth;
 use crate::cache_index::CacheIndex;
@@ -133,6 +133,59 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.default_service(web::to(crate::mirror::handle));
 }
 
+/// The service for one accepted connection: plain hits by [`crate::fastpath`] (sendfile),
+/// everything else by the actix app over HTTP/1.1.
+fn connection_service(
+    data: web::Data<AppState>,
+    addr: std::net::SocketAddr,
+) -> impl actix_service::ServiceFactory<
+    actix_web::rt::net::TcpStream,
+    Config = (),
+    Response = (),
+    Error = (),
+    InitError = (),
+> {
+    use actix_service::ServiceFactoryExt as _;
+    use actix_service::{fn_factory, fn_service, map_config, IntoServiceFactory, Service as _};
+    let app_data = data.clone();
+    let app = App::new()
+        .wrap(access_log())
+        .app_data(app_data)
+        .configure(configure)
+        .into_factory()
+        .map_err(|e: actix_web::Error| e.error_response());
+    let h1 = actix_http::HttpService::build()
+        .keep_alive(KEEP_ALIVE)
+        .client_request_timeout(Duration::from_secs(5))
+        .local_addr(addr)
+        .h1(map_config(app, |_| actix_web::dev::AppConfig::default()));
+    let h1 = std::rc::Rc::new(h1);
+    fn_factory(move || {
+        let h1 = h1.clone();
+        let data = data.clone();
+        async move {
+            use actix_service::ServiceFactory as _;
+            let handler = std::rc::Rc::new(h1.new_service(()).await?);
+            Ok::<_, ()>(fn_service(move |io: actix_web::rt::net::TcpStream| {
+                let handler = handler.clone();
+                let data = data.clone();
+                async move {
+                    crate::fastpath::serve_connection(io, &data, |io, peer| async move {
+                        if let Err(e) = handler.call((io, peer)).await {
+                            log::debug!("connection ended with an error: {e}");
+                        }
+                    })
+                    .await;
+                    Ok::<_, ()>(())
+                }
+            }))
+        }
+    })
+}
+
+/// Keep-alive of idle HTTP/1.1 connections.
+const KEEP_ALIVE: Duration = Duration::from_secs(5);
+
 /// Log target of the access log (`RUST_LOG=info,pkgstash::access=warn` silences it).
 pub const ACCESS_LOG_TARGET: &str = "pkgstash::access";
 
@@ -145,20 +198,17 @@ fn access_log() -> Logger {
 /// Serve until SIGTERM/SIGINT (graceful: responses in progress get [`SHUTDOWN_GRACE`]).
 pub async fn run(state: AppState, listeners: Vec<TcpListener>) -> std::io::Result<()> {
     let data = web::Data::new(state);
-    let app_data = data.clone();
-    let mut server = HttpServer::new(move || {
-        App::new()
-            .wrap(access_log())
-            .app_data(app_data.clone())
-            .configure(configure)
-    })
-    .tcp_nodelay(true)
-    .shutdown_timeout(SHUTDOWN_GRACE.as_secs());
+    let mut builder = actix_server::Server::build().shutdown_timeout(SHUTDOWN_GRACE.as_secs());
+    let mut addrs = Vec::new();
     for l in listeners {
-        server = server.listen(l)?;
+        let addr = l.local_addr()?;
+        addrs.push(addr);
+        let data = data.clone();
+        builder = builder.listen(format!("pkgstash-{addr}"), l, move || {
+            connection_service(data.clone(), addr)
+        })?;
     }
-    let addrs = server.addrs();
-    let server = server.run();
+    let server = builder.run();
     if let Some(interval) = data.cfg.refresh.interval {
         actix_web::rt::spawn(crate::refresh::run_schedule(data.clone(), interval));
     }

@@ -437,3 +437,91 @@ fn sigterm_shuts_down_cleanly() {
     assert_eq!(get(&p.url(PKG_URL)).0, 200);
     assert_eq!(p.terminate(), Some(0));
 }
+
+/// Read one HTTP/1.1 response (head + `content-length` body) from a raw connection.
+fn read_response(
+    r: &mut std::io::BufReader<std::net::TcpStream>,
+    head_only: bool,
+) -> (String, Vec<u8>) {
+    use std::io::{BufRead, Read};
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line).expect("head line");
+        assert!(!line.is_empty(), "connection closed mid-head: {head}");
+        head.push_str(&line);
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let len = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; if head_only { 0 } else { len }];
+    r.read_exact(&mut body).expect("body");
+    (head, body)
+}
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+#[test]
+fn keep_alive_connection_mixes_fast_hits_pipelining_and_ranges() {
+    let up = FakeMirror::start();
+    let data = payload(300_000, 21);
+    up.put(PKG, data.clone());
+    let p = Pkgstash::start(&config(&[&up], ""));
+    assert_eq!(get(&p.url(PKG_URL)).1, data);
+    wait_cached(&p, "arch/core/os/x86_64/foo-1:2.0-1-x86_64.pkg.tar.zst");
+
+    use std::io::Write;
+    let conn = std::net::TcpStream::connect(p.addr).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut w = conn.try_clone().expect("clone");
+    let mut r = std::io::BufReader::new(conn);
+    // Two hits and a HEAD pipelined in one write, then a Range and a conditional request
+    // (answered by the full handler) on the same connection, then a hit again.
+    let req = |extra: &str, method: &str| {
+        format!("{method} {PKG_URL} HTTP/1.1\r\nHost: x\r\n{extra}\r\n")
+    };
+    w.write_all(format!("{}{}{}", req("", "GET"), req("", "GET"), req("", "HEAD")).as_bytes())
+        .expect("write");
+    let (h1, b1) = read_response(&mut r, false);
+    let (h2, b2) = read_response(&mut r, false);
+    let (h3, b3) = read_response(&mut r, true);
+    for (h, b) in [(&h1, &b1), (&h2, &b2)] {
+        assert!(h.starts_with("HTTP/1.1 200"), "{h}");
+        assert_eq!(header(h, "x-cache-status"), Some("hit"));
+        assert!(b == &data, "hit body");
+    }
+    assert!(h3.starts_with("HTTP/1.1 200") && b3.is_empty(), "{h3}");
+    assert_eq!(header(&h3, "content-length"), Some("300000"));
+    let etag = header(&h1, "etag").expect("etag").to_string();
+
+    w.write_all(req("Range: bytes=100-199\r\n", "GET").as_bytes())
+        .expect("write");
+    let (h4, b4) = read_response(&mut r, false);
+    assert!(h4.starts_with("HTTP/1.1 206"), "{h4}");
+    assert_eq!(b4, &data[100..200]);
+    // The same validators whichever path answered.
+    assert_eq!(header(&h4, "etag"), Some(etag.as_str()));
+    w.write_all(req(&format!("If-None-Match: {etag}\r\n"), "GET").as_bytes())
+        .expect("write");
+    let (h5, _) = read_response(&mut r, true);
+    assert!(h5.starts_with("HTTP/1.1 304"), "{h5}");
+    w.write_all(req("", "GET").as_bytes()).expect("write");
+    let (h6, b6) = read_response(&mut r, false);
+    assert!(h6.starts_with("HTTP/1.1 200"), "{h6}");
+    assert!(b6 == data);
+    assert_eq!(up.count(PKG), 1);
+}
