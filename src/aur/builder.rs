@@ -161,7 +161,20 @@ fn on_path(tool: &str) -> Option<PathBuf> {
     })
 }
 
-/// The command line that runs makepkg in `ws` (pure: tested without running it).
+/// The namespaces a build runs in: everything unshared but the network, `/` read-only, fresh
+/// `/dev` and `/proc`. The probe below tries exactly these.
+const BWRAP_NAMESPACES: [&str; 9] = [
+    "--unshare-all",
+    "--share-net",
+    "--ro-bind",
+    "/",
+    "/",
+    "--dev",
+    "/dev",
+    "--proc",
+    "/proc",
+];
+
 /// Is bubblewrap installed and able to create its namespaces on this machine (containers
 /// often forbid them)? Probed once.
 fn bwrap_usable() -> bool {
@@ -169,18 +182,8 @@ fn bwrap_usable() -> bool {
     *USABLE.get_or_init(|| {
         on_path("bwrap").is_some()
             && std::process::Command::new("bwrap")
-                .args([
-                    "--unshare-all",
-                    "--share-net",
-                    "--ro-bind",
-                    "/",
-                    "/",
-                    "--dev",
-                    "/dev",
-                    "--proc",
-                    "/proc",
-                    "true",
-                ])
+                .args(BWRAP_NAMESPACES)
+                .arg("true")
                 .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
@@ -189,6 +192,7 @@ fn bwrap_usable() -> bool {
     })
 }
 
+/// The command line that runs makepkg in `ws` (pure: tested without running it).
 pub fn command_line(ws_root: &Path, user: Option<BuildUser>, bwrap: bool) -> Vec<String> {
     let root = ws_root.display().to_string();
     let tree = ws_root.join("tree").display().to_string();
@@ -205,27 +209,14 @@ pub fn command_line(ws_root: &Path, user: Option<BuildUser>, bwrap: bool) -> Vec
     }
     if bwrap {
         argv.extend(
+            ["bwrap", "--die-with-parent", "--new-session"]
+                .into_iter()
+                .chain(BWRAP_NAMESPACES)
+                .map(String::from),
+        );
+        argv.extend(
             [
-                "bwrap",
-                "--die-with-parent",
-                "--new-session",
-                "--unshare-all",
-                "--share-net",
-                "--ro-bind",
-                "/",
-                "/",
-                "--dev",
-                "/dev",
-                "--proc",
-                "/proc",
-                "--tmpfs",
-                "/tmp",
-                "--bind",
-                &root,
-                &root,
-                "--chdir",
-                &tree,
-                "--",
+                "--tmpfs", "/tmp", "--bind", &root, &root, "--chdir", &tree, "--",
             ]
             .map(String::from),
         );
