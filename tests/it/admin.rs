@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use reqwest::blocking::Client;
 use reqwest::Method;
 
-use crate::support::{bin, require_tool, Pkgstash};
+use crate::support::{bin, require_tool, wait_for, Pkgstash};
 use crate::upstream::{payload, Behaviour, FakeMirror};
 
 const TOKEN: &str = "t0ken-for-tests-5f2a9c";
@@ -53,14 +53,6 @@ fn call(p: &Pkgstash, method: &str, path: &str, auth: Option<&str>) -> reqwest::
         req = req.header("Authorization", a);
     }
     req.send().expect("request")
-}
-
-fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(30));
-    }
 }
 
 #[test]

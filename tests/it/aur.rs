@@ -17,19 +17,12 @@ use std::time::{Duration, Instant};
 use reqwest::blocking::Client;
 use serde_json::Value;
 
-use crate::support::{bin, require_tool, Pkgstash};
+use crate::sandbox::Sandbox;
+use crate::support::{bin, is_root, require_tool, wait_for, Pkgstash};
 
 const TOKEN: &str = "aur-t0ken-for-tests";
 const BUILD_USER: &str = "pkgstash-build";
 const PATIENCE: Duration = Duration::from_secs(120);
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
 
 /// makepkg, fakeroot, bsdtar, git, repo-add, pacman here, and (as root) the build user.
 fn tools() -> bool {
@@ -61,14 +54,6 @@ fn tools() -> bool {
         }
     }
     ok
-}
-
-fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// Read one HTTP request: (request line, body).
@@ -471,45 +456,9 @@ fn client() -> Client {
 /// Install `pkg` from the custom repo at `server` with the real pacman in a sandbox; answer
 /// the installed file's content.
 fn pacman_install(server: &str, pkg: &str) -> String {
-    let sb = tempfile::tempdir().expect("tempdir");
-    let r = sb.path();
-    for d in ["db", "cache", "gnupg", "hooks"] {
-        std::fs::create_dir_all(r.join(d)).expect("mkdir");
-    }
-    let conf = format!(
-        "[options]\nRootDir = {r}\nDBPath = {r}/db/\nCacheDir = {r}/cache/\nLogFile = {r}/pacman.log\n\
-         GPGDir = {r}/gnupg/\nHookDir = {r}/hooks/\nArchitecture = x86_64\nSigLevel = Never\n\
-         LocalFileSigLevel = Never\n\n[custom]\nServer = {server}\n",
-        r = r.display()
-    );
-    std::fs::write(r.join("pacman.conf"), conf).expect("conf");
-    let mut cmd = Command::new("timeout");
-    cmd.args(["-k", "5", "120"]);
-    if !is_root() {
-        cmd.arg("fakeroot");
-    }
-    let out = cmd
-        .arg("pacman")
-        .arg("--root")
-        .arg(r)
-        .arg("--dbpath")
-        .arg(r.join("db"))
-        .arg("--cachedir")
-        .arg(r.join("cache"))
-        .arg("--config")
-        .arg(r.join("pacman.conf"))
-        .args(["--noconfirm", "--noprogressbar", "-Sy", pkg])
-        .env("LC_ALL", "C")
-        .stdin(Stdio::null())
-        .output()
-        .expect("pacman");
-    assert!(
-        out.status.success(),
-        "pacman -Sy {pkg} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::read_to_string(r.join("usr/share").join(pkg).join("version"))
+    let sb = Sandbox::new(&[("custom", server)], "Never");
+    sb.ok(&["-Sy", pkg]);
+    std::fs::read_to_string(sb.root().join("usr/share").join(pkg).join("version"))
         .expect("installed file")
         .trim()
         .to_string()

@@ -11,6 +11,7 @@ use std::time::Duration;
 use reqwest::blocking::Client;
 
 use crate::fixture::{make_pkg, repo_add, tools_available};
+use crate::sandbox::Sandbox;
 use crate::support::{bin, require_tool, Pkgstash};
 
 const TOKEN: &str = "repo-token-31337";
@@ -179,47 +180,11 @@ fn custom_repo_real_pacman_syncs_and_installs() {
         let (code, body) = s.upload(p);
         assert_eq!(code, 200, "{body}");
     }
-    let root = tempfile::tempdir().expect("tempdir");
-    let r = root.path();
-    for d in ["db", "cache"] {
-        std::fs::create_dir_all(r.join(d)).expect("mkdir");
-    }
-    std::fs::write(
-        r.join("pacman.conf"),
-        format!(
-            "[options]\nArchitecture = x86_64\nSigLevel = Optional TrustAll\n\n[custom]\nServer = {}\n",
-            s.p.url("/custom/os/$arch")
-        ),
-    )
-    .expect("conf");
-    let pacman = |args: &[&str]| {
-        let mut cmd = Command::new("pacman");
-        if !crate::nginx::is_root() {
-            cmd = Command::new("fakeroot");
-            cmd.arg("pacman");
-        }
-        let out = cmd
-            .arg("--root")
-            .arg(r)
-            .arg("--dbpath")
-            .arg(r.join("db"))
-            .arg("--cachedir")
-            .arg(r.join("cache"))
-            .arg("--config")
-            .arg(r.join("pacman.conf"))
-            .arg("--noconfirm")
-            .args(args)
-            .env("LC_ALL", "C")
-            .output()
-            .expect("pacman");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success(), "pacman {args:?}:\n{text}");
-        text
-    };
+    let sb = Sandbox::new(
+        &[("custom", &s.p.url("/custom/os/$arch"))],
+        "Optional TrustAll",
+    );
+    let pacman = |args: &[&str]| sb.ok(args);
     pacman(&["-Sy"]);
     let info = pacman(&["-Si", "app"]);
     assert!(info.contains("Version         : 1.0-1"), "{info}");
@@ -230,7 +195,7 @@ fn custom_repo_real_pacman_syncs_and_installs() {
         q.contains("app 1.0-1") && q.contains("libfoo 1:2.0-1"),
         "{q}"
     );
-    assert!(r.join("usr/share/app/data").is_file());
+    assert!(sb.root().join("usr/share/app/data").is_file());
 }
 
 #[test]

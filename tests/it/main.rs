@@ -11,5 +11,6 @@ mod packaging;
 mod pacman;
 mod proxy;
 mod refresh;
+mod sandbox;
 mod support;
 mod upstream;

@@ -5,15 +5,15 @@
 //! Run only this suite: `cargo test --test it pacman_e2e`.
 //! `PKGSTASH_E2E_BIG_MIB` sets the size of the large package (default 64).
 
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Child, Command};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::fixture::{tools_available, ArchMirror, PkgSpec};
 use crate::nginx::Nginx;
-use crate::support::{require_tool, Pkgstash};
+use crate::sandbox::Sandbox;
+use crate::support::{is_root, require_tool, wait_for, Pkgstash};
 
 const MIB: usize = 1 << 20;
 
@@ -60,14 +60,6 @@ fn e2e_tools() -> bool {
     ok
 }
 
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
 /// The shared mirror (core + extra with the large package), built once per test run under
 /// cargo's target tmp dir.
 fn shared_mirror() -> &'static ArchMirror {
@@ -94,111 +86,10 @@ fn pkgstash(mirrors: &[String], extra: &str) -> Pkgstash {
     ))
 }
 
-/// A pacman sandbox: its own root, dbpath, cachedir and pacman.conf.
-struct Sandbox {
-    dir: tempfile::TempDir,
-}
-
-impl Sandbox {
-    fn new(p: &Pkgstash) -> Sandbox {
-        Self::with_server(&p.url("/arch/$repo/os/$arch"))
-    }
-
-    fn with_server(server: &str) -> Sandbox {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let r = dir.path();
-        for d in ["db", "cache", "gnupg", "hooks"] {
-            std::fs::create_dir_all(r.join(d)).expect("mkdir");
-        }
-        let conf = format!(
-            "[options]\n\
-             RootDir = {r}\n\
-             DBPath = {r}/db/\n\
-             CacheDir = {r}/cache/\n\
-             LogFile = {r}/pacman.log\n\
-             GPGDir = {r}/gnupg/\n\
-             HookDir = {r}/hooks/\n\
-             Architecture = x86_64\n\
-             SigLevel = Never\n\
-             LocalFileSigLevel = Never\n\
-             ParallelDownloads = 5\n\
-             \n[core]\nServer = {server}\n\
-             \n[extra]\nServer = {server}\n",
-            r = r.display()
-        );
-        std::fs::write(r.join("pacman.conf"), conf).expect("pacman.conf");
-        Sandbox { dir }
-    }
-
-    fn root(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let r = self.root();
-        let mut cmd = Command::new("timeout");
-        // Own process group, so `kill_group` reaches pacman behind `timeout`/`fakeroot`.
-        cmd.process_group(0).args(["-k", "5", "300"]);
-        if !is_root() {
-            cmd.arg("fakeroot");
-        }
-        cmd.arg("pacman")
-            .arg("--root")
-            .arg(r)
-            .arg("--dbpath")
-            .arg(r.join("db"))
-            .arg("--cachedir")
-            .arg(r.join("cache"))
-            .arg("--config")
-            .arg(r.join("pacman.conf"))
-            .arg("--noconfirm")
-            .args(args)
-            .args(
-                args.first()
-                    .filter(|a| a.starts_with("-S"))
-                    .map(|_| "--noprogressbar"),
-            )
-            .stdin(Stdio::null())
-            .env("LC_ALL", "C");
-        cmd
-    }
-
-    /// Run pacman and return its output.
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().expect("run pacman")
-    }
-
-    /// Run pacman, assert success, return stdout + stderr.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success(), "pacman {args:?} failed:\n{text}");
-        text
-    }
-
-    /// Start pacman in the background (stdout/stderr discarded).
-    fn spawn(&self, args: &[&str]) -> Child {
-        self.command(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn pacman")
-    }
-
-    fn cache_file(&self, name: &str) -> PathBuf {
-        self.root().join("cache").join(name)
-    }
-
-    /// The version the synced db offers for `pkg`.
-    fn sync_version(&self, pkg: &str) -> String {
-        self.ok(&["-Sp", "--print-format", "%v", pkg])
-            .trim()
-            .to_string()
-    }
+/// A sandbox syncing `core` and `extra` through pkgstash's `arch` upstream.
+fn arch_sandbox(p: &Pkgstash) -> Sandbox {
+    let server = p.url("/arch/$repo/os/$arch");
+    Sandbox::new(&[("core", &server), ("extra", &server)], "Never")
 }
 
 /// Assert every package of `mirror` sits in the sandbox cache, byte-identical to the pool.
@@ -232,14 +123,6 @@ fn kill_group(child: &mut Child) {
     let _ = child.wait();
 }
 
-fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn pacman_e2e_sync_and_download_every_package_byte_identical() {
     if !e2e_tools() {
@@ -248,7 +131,7 @@ fn pacman_e2e_sync_and_download_every_package_byte_identical() {
     let mirror = shared_mirror();
     let nginx = Nginx::serve(&mirror.root, "0");
     let p = pkgstash(&[nginx.url()], "");
-    let sb = Sandbox::new(&p);
+    let sb = arch_sandbox(&p);
     sb.ok(&["-Syy"]);
     let mut args = vec!["-Sw"];
     args.extend(all_names());
@@ -284,14 +167,14 @@ fn pacman_e2e_warm_cache_makes_no_upstream_package_request() {
     let p = pkgstash(&[nginx.url()], "");
     let mut args = vec!["-Syyw"];
     args.extend(all_names());
-    Sandbox::new(&p).ok(&args);
+    arch_sandbox(&p).ok(&args);
     let before = nginx.log().len();
     let names = package_files(mirror);
     for n in &names {
         assert_eq!(fetches(&nginx, n), 1, "{n} fetched once when cold");
     }
     // A second machine on the LAN: everything comes from the cache.
-    let warm = Sandbox::new(&p);
+    let warm = arch_sandbox(&p);
     warm.ok(&args);
     assert_identical(mirror, &warm, &names);
     let after = nginx.log();
@@ -314,7 +197,7 @@ fn pacman_e2e_install_with_dependencies() {
     let mirror = shared_mirror();
     let nginx = Nginx::serve(&mirror.root, "0");
     let p = pkgstash(&[nginx.url()], "");
-    let sb = Sandbox::new(&p);
+    let sb = arch_sandbox(&p);
     sb.ok(&["-Sy", "app"]);
     let installed = sb.ok(&["-Q"]);
     for pkg in ["app 1.0-1", "libfoo 1:2.0-1", "foo+bar 1.0-1"] {
@@ -337,7 +220,7 @@ fn pacman_e2e_eight_parallel_pacmans_fetch_each_file_once() {
     // Slow enough that the clients overlap on the large package.
     let nginx = Nginx::serve(&mirror.root, "16m");
     let p = pkgstash(&[nginx.url()], "");
-    let sandboxes: Vec<Sandbox> = (0..8).map(|_| Sandbox::new(&p)).collect();
+    let sandboxes: Vec<Sandbox> = (0..8).map(|_| arch_sandbox(&p)).collect();
     let mut args = vec!["-Syyw"];
     args.extend(all_names());
     let children: Vec<Child> = sandboxes.iter().map(|sb| sb.spawn(&args)).collect();
@@ -366,8 +249,8 @@ fn pacman_e2e_large_package_slow_mirror_default_timeout() {
     let mirror = shared_mirror();
     let nginx = Nginx::serve(&mirror.root, "2m");
     let p = pkgstash(&[nginx.url()], "");
-    let first = Sandbox::new(&p);
-    let late = Sandbox::new(&p);
+    let first = arch_sandbox(&p);
+    let late = arch_sandbox(&p);
     first.ok(&["-Syy"]);
     late.ok(&["-Syy"]);
     let big = big_package().file_name();
@@ -403,7 +286,7 @@ fn pacman_e2e_repo_bump_and_unchanged_db_304() {
     let nginx = Nginx::serve(&mirror.root, "0");
     // Revalidate on every request: pacman's -Sy must see upstream changes at once.
     let p = pkgstash(&[nginx.url()], "db_max_age = \"0s\"");
-    let sb = Sandbox::new(&p);
+    let sb = arch_sandbox(&p);
     sb.ok(&["-Sy"]);
     assert_eq!(sb.sync_version("app"), "1.0-1");
 
@@ -451,7 +334,7 @@ fn pacman_e2e_interrupted_download_resumed_with_range() {
     let mirror = shared_mirror();
     let nginx = Nginx::serve(&mirror.root, "8m");
     let p = pkgstash(&[nginx.url()], "");
-    let sb = Sandbox::new(&p);
+    let sb = arch_sandbox(&p);
     sb.ok(&["-Syy"]);
     let big = big_package().file_name();
     let part = sb.cache_file(&format!("{big}.part"));
@@ -488,7 +371,7 @@ fn pacman_e2e_first_mirror_down_second_serves() {
     let nginx = Nginx::serve(&mirror.root, "0");
     dead.stop();
     let p = pkgstash(&[dead_url.clone(), nginx.url()], "");
-    let sb = Sandbox::new(&p);
+    let sb = arch_sandbox(&p);
     let mut args = vec!["-Syyw"];
     args.extend(all_names());
     sb.ok(&args);

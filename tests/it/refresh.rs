@@ -4,12 +4,12 @@
 use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use reqwest::blocking::Client;
 
 use crate::fixture::{tools_available, Repo};
-use crate::support::Pkgstash;
+use crate::support::{wait_for, Pkgstash};
 use crate::upstream::{Behaviour, FakeMirror};
 
 const DIR: &str = "/core/os/x86_64";
@@ -31,14 +31,6 @@ fn name_of(p: &Path) -> String {
 /// URL path below pkgstash for a file of the repo dir (`:` percent-encoded like pacman does).
 fn url_path(name: &str) -> String {
     format!("/arch{DIR}/{}", name.replace(':', "%3A"))
-}
-
-fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]
