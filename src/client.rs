@@ -101,8 +101,11 @@ impl AdminClient {
                     let file = std::fs::File::open(&up.file)
                         .map_err(|e| format!("cannot read {}: {e}", up.file.display()))?;
                     let len = file.metadata().map_err(|e| e.to_string())?.len();
-                    req.send_body(awc::body::SizedStream::new(len, file_stream(file)))
-                        .await
+                    req.send_body(awc::body::SizedStream::new(
+                        len,
+                        crate::filebody::file_range(file, 0, len),
+                    ))
+                    .await
                 }
             };
             let mut resp = sent.map_err(|e| e.to_string())?;
@@ -162,26 +165,6 @@ impl AdminClient {
 pub struct Upload {
     pub file: std::path::PathBuf,
     pub headers: Vec<(String, String)>,
-}
-
-/// A file as a stream of 256 KiB chunks (the CLI does nothing else meanwhile, so plain
-/// blocking reads are fine).
-fn file_stream(
-    file: std::fs::File,
-) -> impl futures::Stream<Item = Result<bytes::Bytes, std::io::Error>> {
-    futures::stream::unfold(Some(file), |state| async move {
-        use std::io::Read;
-        let mut file = state?;
-        let mut buf = vec![0u8; 256 << 10];
-        match file.read(&mut buf) {
-            Ok(0) => None,
-            Ok(n) => {
-                buf.truncate(n);
-                Some((Ok(bytes::Bytes::from(buf)), Some(file)))
-            }
-            Err(e) => Some((Err(e), None)),
-        }
-    })
 }
 
 /// Human-readable byte size.
