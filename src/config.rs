@@ -497,11 +497,11 @@ impl Config {
                 },
             );
         }
-        let aur = match raw.aur {
+        let mut aur = match raw.aur {
             Some(a) => Some(crate::aur::config::validate(a)?),
             None => None,
         };
-        if let Some(a) = &aur {
+        if let Some(a) = &mut aur {
             if !repos.contains_key(&a.repo) {
                 return Err(invalid(
                     "aur.repo",
@@ -511,6 +511,7 @@ impl Config {
                     ),
                 ));
             }
+            check_dep_repos(&mut a.builder, &a.repo, &repos, &upstreams)?;
         }
         Ok(Config {
             repos,
@@ -530,19 +531,64 @@ impl Config {
     /// The address client commands use to reach the running server: the first `listen`
     /// entry, with a wildcard host replaced by loopback.
     pub fn admin_base_url(&self) -> String {
-        let addr = self
-            .listen
-            .first()
-            .map(String::as_str)
-            .unwrap_or("127.0.0.1:7878");
-        let (host, port) = addr.rsplit_once(':').unwrap_or(("127.0.0.1", "7878"));
-        let host = match host {
-            "0.0.0.0" | "" => "127.0.0.1",
-            "[::]" => "[::1]",
-            h => h,
-        };
-        format!("http://{host}:{port}")
+        base_url_of(&self.listen)
     }
+}
+
+/// `http://HOST:PORT` of the first `listen` entry, a wildcard host replaced by loopback.
+fn base_url_of(listen: &[String]) -> String {
+    let addr = listen
+        .first()
+        .map(String::as_str)
+        .unwrap_or("127.0.0.1:7878");
+    let (host, port) = addr.rsplit_once(':').unwrap_or(("127.0.0.1", "7878"));
+    let host = match host {
+        "0.0.0.0" | "" => "127.0.0.1",
+        "[::]" => "[::1]",
+        h => h,
+    };
+    format!("http://{host}:{port}")
+}
+
+/// `aur.builder.dep_repos` must name served repos; absent, it is every custom repo
+/// (`aur.repo` first: AUR packages depending on other AUR builds).
+fn check_dep_repos(
+    builder: &mut crate::aur::config::BuilderConfig,
+    aur_repo: &str,
+    repos: &BTreeMap<String, RepoConfig>,
+    upstreams: &BTreeMap<String, UpstreamConfig>,
+) -> Result<(), ConfigError> {
+    use crate::aur::config::DepRepoRef;
+    match &builder.dep_repos {
+        Some(list) => {
+            for (i, r) in list.iter().enumerate() {
+                let key = format!("aur.builder.dep_repos[{i}]");
+                match r {
+                    DepRepoRef::Custom(n) if !repos.contains_key(n) => {
+                        return Err(invalid(&key, format!("`{n}` is not a [repos.NAME] table")))
+                    }
+                    DepRepoRef::Upstream { upstream, .. } if !upstreams.contains_key(upstream) => {
+                        return Err(invalid(
+                            &key,
+                            format!("`{upstream}` is not an [upstreams.NAME] table"),
+                        ))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        None => {
+            let mut list = vec![DepRepoRef::Custom(aur_repo.to_string())];
+            list.extend(
+                repos
+                    .keys()
+                    .filter(|n| n.as_str() != aur_repo)
+                    .map(|n| DepRepoRef::Custom(n.clone())),
+            );
+            builder.dep_repos = Some(list);
+        }
+    }
+    Ok(())
 }
 
 fn fmt_duration(d: Duration) -> String {
@@ -754,6 +800,16 @@ mod tests {
         assert_eq!(aur.git_url_for("yay"), "https://aur.archlinux.org/yay.git");
         assert_eq!(aur.check_interval, Duration::from_secs(6 * 3600));
         assert_eq!(aur.builder.user, "pkgstash-build");
+        // Dependencies come from the served repos: by default every custom repo.
+        assert_eq!(aur.builder.dependencies.as_str(), "repos");
+        assert_eq!(aur.builder.siglevel, "Required DatabaseOptional");
+        let names: Vec<String> = aur
+            .builder
+            .dep_repos()
+            .iter()
+            .map(|r| r.to_string())
+            .collect();
+        assert_eq!(names, vec!["custom"]);
         assert!(load(MIN, &[]).expect("valid").aur.is_none());
         let e = err_text(&format!("{MIN}[aur]\nrepo = \"custom\"\n"));
         assert!(e.contains("aur.repo") && e.contains("[repos.NAME]"), "{e}");
@@ -767,6 +823,38 @@ mod tests {
         assert!(with("git_url = \"https://x/y.git\"\n").contains("aur.git_url"));
         assert!(with("[aur.builder]\nuser = \"root\"\n").contains("aur.builder.user"));
         assert!(with("[aur.builder]\nisolation = \"chroot\"\n").contains("aur.builder.isolation"));
+        assert!(
+            with("[aur.builder]\ndependencies = \"auto\"\n").contains("aur.builder.dependencies")
+        );
+        assert!(with("[aur.builder]\nsiglevel = \"Sometimes\"\n").contains("aur.builder.siglevel"));
+        let e = with("[aur.builder]\ndep_repos = [\"custom\", \"nowhere/core\"]\n");
+        assert!(
+            e.contains("aur.builder.dep_repos[1]") && e.contains("[upstreams.NAME]"),
+            "{e}"
+        );
+        let e = with("[aur.builder]\ndep_repos = [\"other\"]\n");
+        assert!(
+            e.contains("aur.builder.dep_repos[0]") && e.contains("[repos.NAME]"),
+            "{e}"
+        );
+        let e = with("[aur.builder]\ndep_repos = [\"a/b/c\"]\n");
+        assert!(e.contains("aur.builder.dep_repos[0]"), "{e}");
+        let e = with("[aur.builder]\ndep_repos = [\"archlinux/core\", \"other/core\"]\n");
+        assert!(
+            e.contains("aur.builder.dep_repos[1]") && e.contains("unique"),
+            "{e}"
+        );
+        let c = load(
+            &format!("{MIN}[repos.custom]\n[aur]\nrepo = \"custom\"\n[aur.builder]\ndep_repos = [\"archlinux/core\", \"custom\"]\nsiglevel = \"Optional  TrustAll\"\n"),
+            &[],
+        )
+        .expect("valid");
+        let shown = c.to_string();
+        assert!(
+            shown.contains("dep_repos = [\"archlinux/core\", \"custom\"]")
+                && shown.contains("siglevel = \"Optional TrustAll\""),
+            "{shown}"
+        );
         assert!(with("[aur.notify]\nwebhook = \"ftp://x\"\n").contains("aur.notify.webhook"));
         assert!(with("bogus = 1\n").contains("bogus"));
         assert!(

@@ -214,7 +214,11 @@ pub async fn run(state: AppState, listeners: Vec<TcpListener>) -> std::io::Resul
     }
     actix_web::rt::spawn(persist_index_periodically(data.clone()));
     if let Some(aur) = &data.aur {
-        actix_web::rt::spawn(crate::aur::run(aur.clone()));
+        let own_url = addrs
+            .first()
+            .map(|a| loopback_url(*a))
+            .unwrap_or_else(|| data.cfg.admin_base_url());
+        actix_web::rt::spawn(crate::aur::run(aur.clone(), own_url));
     }
     for a in addrs {
         log::info!("listening on http://{a}");
@@ -227,6 +231,19 @@ pub async fn run(state: AppState, listeners: Vec<TcpListener>) -> std::io::Resul
     Ok(())
 }
 
+/// `http://ADDR` of a bound listener, a wildcard address replaced by loopback (how local
+/// helpers such as the AUR builder's pacman reach this server).
+fn loopback_url(mut addr: std::net::SocketAddr) -> String {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            std::net::SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    format!("http://{addr}")
+}
+
 /// Save last-served times every few minutes (only when they changed).
 async fn persist_index_periodically(state: web::Data<AppState>) {
     loop {
@@ -237,5 +254,18 @@ async fn persist_index_periodically(state: web::Data<AppState>) {
             Ok(Err(e)) => log::warn!("cannot persist last-served times: {e}"),
             Err(e) => log::warn!("cannot persist last-served times: {e}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loopback_url;
+
+    #[test]
+    fn wildcards_become_loopback() {
+        let url = |s: &str| loopback_url(s.parse().expect("addr"));
+        assert_eq!(url("0.0.0.0:7878"), "http://127.0.0.1:7878");
+        assert_eq!(url("[::]:7878"), "http://[::1]:7878");
+        assert_eq!(url("192.0.2.7:80"), "http://192.0.2.7:80");
     }
 }

@@ -12,8 +12,10 @@
 //! - **Bounded.** makepkg runs in its own process group; after `aur.builder.timeout` the
 //!   whole group is killed and the build fails.
 //! - **Logged.** stdout and stderr go to the log file the caller names (kept after the build).
-//! - `makepkg --nodeps`: the host's pacman database does not know the build's dependencies;
-//!   a package whose build needs missing tools fails with the reason in its log.
+//! - **Dependencies** the host lacks (`pacman -T`) are installed first, from the repos pkgstash
+//!   serves, into the build's own root ([`super::deps`]), which makepkg then sees overlaid on
+//!   `/usr` ([`super::overlay`]); makepkg itself runs with `--nodeps`. With
+//!   `dependencies = "host"` a missing one fails the build at once, naming it.
 
 use std::io::Write as _;
 use std::os::unix::fs::MetadataExt as _;
@@ -21,7 +23,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::aur::config::{BuilderConfig, Isolation};
+use crate::aur::config::{BuilderConfig, Dependencies, Isolation};
+use crate::aur::deps::{self, DepRoot};
+use crate::aur::overlay::Overlay;
 
 /// Why a build failed.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +36,8 @@ pub enum BuildError {
     Timeout(String),
     #[error("makepkg failed ({0})")]
     Failed(String),
+    #[error("installing the build dependencies failed ({0}): see the log")]
+    Dependencies(String),
     #[error("makepkg made no package")]
     NoPackage,
 }
@@ -192,8 +198,14 @@ fn bwrap_usable() -> bool {
     })
 }
 
-/// The command line that runs makepkg in `ws` (pure: tested without running it).
-pub fn command_line(ws_root: &Path, user: Option<BuildUser>, bwrap: bool) -> Vec<String> {
+/// The command line that runs `program` in `ws` as `user`, inside bubblewrap when `bwrap`
+/// (pure: tested without running it).
+pub fn wrapped(
+    ws_root: &Path,
+    user: Option<BuildUser>,
+    bwrap: bool,
+    program: &[String],
+) -> Vec<String> {
     let root = ws_root.display().to_string();
     let tree = ws_root.join("tree").display().to_string();
     let mut argv: Vec<String> = Vec::new();
@@ -221,39 +233,27 @@ pub fn command_line(ws_root: &Path, user: Option<BuildUser>, bwrap: bool) -> Vec
             .map(String::from),
         );
     }
-    argv.extend(
-        [
-            "makepkg",
-            "--noconfirm",
-            "--nodeps",
-            "--noprogressbar",
-            "--nocolor",
-        ]
-        .map(String::from),
-    );
+    argv.extend(program.iter().cloned());
     argv
 }
 
-/// Run makepkg in `ws` with `cfg`, output to `log`. Packages are in [`Workspace::packages`].
-pub async fn run_makepkg(
-    ws: &Workspace,
-    cfg: &BuilderConfig,
-    log: &Path,
-) -> Result<(), BuildError> {
-    let user = if running_as_root() {
-        let user = lookup_user(&cfg.user)?;
-        chown_tree(ws.root(), user).map_err(|e| {
-            BuildError::Setup(format!(
-                "cannot hand the build directory to {}: {e}",
-                cfg.user
-            ))
-        })?;
-        Some(user)
-    } else {
-        None
-    };
-    let bwrap = match cfg.isolation {
-        Isolation::None => false,
+/// The command line that runs makepkg in `ws`.
+pub fn command_line(ws_root: &Path, user: Option<BuildUser>, bwrap: bool) -> Vec<String> {
+    let makepkg = [
+        "makepkg",
+        "--noconfirm",
+        "--nodeps",
+        "--noprogressbar",
+        "--nocolor",
+    ]
+    .map(String::from);
+    wrapped(ws_root, user, bwrap, &makepkg)
+}
+
+/// Should makepkg run in bubblewrap? (An error when `"bwrap"` is required but missing.)
+fn use_bwrap(isolation: Isolation) -> Result<bool, BuildError> {
+    match isolation {
+        Isolation::None => Ok(false),
         Isolation::Bwrap => {
             if on_path("bwrap").is_none() {
                 return Err(BuildError::Setup(
@@ -262,7 +262,7 @@ pub async fn run_makepkg(
                         .into(),
                 ));
             }
-            true
+            Ok(true)
         }
         Isolation::Auto => {
             let usable = bwrap_usable();
@@ -273,25 +273,117 @@ pub async fn run_makepkg(
                      only); install bubblewrap / allow user namespaces"
                 );
             }
-            usable
+            Ok(usable)
         }
-    };
-    let argv = command_line(ws.root(), user, bwrap);
-    let mut file = std::fs::File::create(log)
+    }
+}
+
+/// Append a `==> pkgstash: …` line to the build log.
+fn log_line(log: &Path, msg: &str) {
+    if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(log) {
+        let _ = writeln!(f, "==> pkgstash: {msg}");
+    }
+}
+
+/// Run makepkg in `ws` with `cfg`, output to `log`. Packages are in [`Workspace::packages`].
+pub async fn run_makepkg(
+    ws: &Workspace,
+    cfg: &BuilderConfig,
+    log: &Path,
+) -> Result<(), BuildError> {
+    std::fs::File::create(log)
         .map_err(|e| BuildError::Setup(format!("cannot create log {}: {e}", log.display())))?;
-    // makepkg runs with --nodeps (it cannot install anything as an unprivileged user): check
-    // the build dependencies up front, so a missing one is a clear error, not a broken build.
+    let as_root = running_as_root();
+    let user = if as_root {
+        Some(lookup_user(&cfg.user)?)
+    } else {
+        None
+    };
+    let bwrap = use_bwrap(cfg.isolation)?;
+    // makepkg runs with --nodeps (it cannot install anything as an unprivileged user): what
+    // the host lacks is installed from pkgstash's repos into the build's dependency root,
+    // or (dependencies = "host") fails the build at once with a clear reason.
     let deps = build_dependencies(&ws.tree().join(".SRCINFO"));
-    if let Some(missing) = missing_dependencies(&deps) {
+    let missing = missing_dependencies(&deps).unwrap_or_default();
+    let dep_root = if missing.is_empty() {
+        None
+    } else if cfg.dependencies == Dependencies::Host {
         let msg = format!(
             "missing build dependencies on this host: {} (install them on the build \
-             host, e.g. `pacman -S --asdeps …`)",
+             host, or set aur.builder.dependencies = \"repos\")",
             missing.join(", ")
         );
-        let _ = writeln!(file, "==> pkgstash: {msg}");
+        log_line(log, &msg);
         return Err(BuildError::Setup(msg));
+    } else if cfg.server_url.is_empty() {
+        return Err(BuildError::Setup(
+            "this server's own address is not known yet: cannot install dependencies".into(),
+        ));
+    } else {
+        let dep_root = DepRoot::new(ws.root());
+        let seeded = dep_root
+            .prepare(cfg, Path::new(deps::HOST_DBPATH))
+            .map_err(|e| BuildError::Setup(format!("cannot prepare the dependency root: {e}")))?;
+        let repos: Vec<String> = cfg.dep_repos().iter().map(|r| r.to_string()).collect();
+        log_line(
+            log,
+            &format!(
+                "installing build dependencies {} from {} (repos: {}; {seeded} host packages \
+                 count as installed)",
+                missing.join(", "),
+                cfg.server_url,
+                repos.join(", ")
+            ),
+        );
+        Some(dep_root)
+    };
+    if let Some(u) = user {
+        chown_tree(ws.root(), u).map_err(|e| {
+            BuildError::Setup(format!(
+                "cannot hand the build directory to {}: {e}",
+                cfg.user
+            ))
+        })?;
     }
-    let _ = writeln!(file, "==> pkgstash: {}", argv.join(" "));
+    let overlay = match &dep_root {
+        Some(d) => {
+            let install = wrapped(ws.root(), user, bwrap, &d.install_command(&missing));
+            run_logged(ws, &install, None, cfg.timeout, log)
+                .await
+                .map_err(|e| match e {
+                    BuildError::Failed(status) => BuildError::Dependencies(status),
+                    other => other,
+                })?;
+            let overlay = Overlay::for_root(&d.root(), as_root).map_err(BuildError::Setup)?;
+            if let Some(o) = &overlay {
+                log_line(log, &format!("dependencies overlaid on {}", o.targets()));
+            }
+            overlay.map(std::sync::Arc::new)
+        }
+        None => None,
+    };
+    let argv = command_line(ws.root(), user, bwrap);
+    run_logged(ws, &argv, overlay, cfg.timeout, log).await?;
+    if ws.packages().is_empty() {
+        return Err(BuildError::NoPackage);
+    }
+    Ok(())
+}
+
+/// Run `argv` in `ws` (its own process group, a clean environment, stdout/stderr appended to
+/// `log`), inside `overlay` when given; killed after `timeout`.
+async fn run_logged(
+    ws: &Workspace,
+    argv: &[String],
+    overlay: Option<std::sync::Arc<Overlay>>,
+    timeout: Duration,
+    log: &Path,
+) -> Result<(), BuildError> {
+    log_line(log, &argv.join(" "));
+    let file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(log)
+        .map_err(|e| BuildError::Setup(format!("cannot open log {}: {e}", log.display())))?;
     let stderr = file
         .try_clone()
         .map_err(|e| BuildError::Setup(format!("log: {e}")))?;
@@ -314,14 +406,25 @@ pub async fn run_makepkg(
         .stderr(Stdio::from(stderr))
         .process_group(0)
         .kill_on_drop(true);
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| BuildError::Setup(format!("cannot start {}: {e}", argv[0])))?;
+    if let Some(o) = &overlay {
+        let o = o.clone();
+        // SAFETY: `enter` only makes system calls on strings prepared before the fork.
+        unsafe {
+            cmd.pre_exec(move || o.enter());
+        }
+    }
+    let mut child = cmd.spawn().map_err(|e| match overlay {
+        Some(_) => BuildError::Setup(format!(
+            "cannot overlay the build dependencies ({e}): needs root, or unprivileged user \
+             namespaces with overlayfs (Linux 5.11 or later)"
+        )),
+        None => BuildError::Setup(format!("cannot start {}: {e}", argv[0])),
+    })?;
     let pid = child.id();
-    match tokio::time::timeout(cfg.timeout, child.wait()).await {
-        Ok(Ok(status)) if status.success() => {}
-        Ok(Ok(status)) => return Err(BuildError::Failed(status.to_string())),
-        Ok(Err(e)) => return Err(BuildError::Failed(e.to_string())),
+    match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(Ok(status)) if status.success() => Ok(()),
+        Ok(Ok(status)) => Err(BuildError::Failed(status.to_string())),
+        Ok(Err(e)) => Err(BuildError::Failed(e.to_string())),
         Err(_) => {
             if let Some(pid) = pid {
                 // The whole process group: makepkg's children too.
@@ -330,17 +433,11 @@ pub async fn run_makepkg(
                     .status();
             }
             let _ = child.kill().await;
-            let limit = humantime::format_duration(Duration::from_secs(cfg.timeout.as_secs()));
-            if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(log) {
-                let _ = writeln!(f, "==> pkgstash: killed after {limit}");
-            }
-            return Err(BuildError::Timeout(limit.to_string()));
+            let limit = humantime::format_duration(Duration::from_secs(timeout.as_secs()));
+            log_line(log, &format!("killed after {limit}"));
+            Err(BuildError::Timeout(limit.to_string()))
         }
     }
-    if ws.packages().is_empty() {
-        return Err(BuildError::NoPackage);
-    }
-    Ok(())
 }
 
 /// `depends`, `makedepends` and `checkdepends` (also `_<arch>` variants of the host arch)

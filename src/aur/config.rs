@@ -35,6 +35,9 @@ struct RawBuilder {
     timeout: Option<String>,
     user: Option<String>,
     isolation: Option<String>,
+    dependencies: Option<String>,
+    dep_repos: Option<Vec<String>>,
+    siglevel: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -64,14 +67,122 @@ impl Isolation {
     }
 }
 
+/// Where a build's dependencies come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dependencies {
+    /// Those the build host lacks are installed from the repos pkgstash serves
+    /// ([`BuilderConfig::dep_repos`]) into the build's own dependency root.
+    Repos,
+    /// Only the build host's packages: a missing dependency fails the build.
+    Host,
+}
+
+impl Dependencies {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dependencies::Repos => "repos",
+            Dependencies::Host => "host",
+        }
+    }
+}
+
+/// One repo build dependencies are installed from, as written in `aur.builder.dep_repos`:
+/// `"NAME"` (a `[repos.NAME]` custom repo) or `"UPSTREAM/REPO"` (a repo of an upstream with
+/// the Arch layout `/<upstream>/<repo>/os/<arch>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DepRepoRef {
+    Custom(String),
+    Upstream { upstream: String, repo: String },
+}
+
+impl DepRepoRef {
+    /// The repo name pacman knows it by (its db is `<name>.db`).
+    pub fn name(&self) -> &str {
+        match self {
+            DepRepoRef::Custom(n) => n,
+            DepRepoRef::Upstream { repo, .. } => repo,
+        }
+    }
+
+    /// The URL path pkgstash serves it at, with pacman's `$arch`.
+    pub fn path(&self) -> String {
+        match self {
+            DepRepoRef::Custom(n) => format!("/{n}/os/$arch"),
+            DepRepoRef::Upstream { upstream, repo } => format!("/{upstream}/{repo}/os/$arch"),
+        }
+    }
+}
+
+impl std::fmt::Display for DepRepoRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DepRepoRef::Custom(n) => write!(f, "{n}"),
+            DepRepoRef::Upstream { upstream, repo } => write!(f, "{upstream}/{repo}"),
+        }
+    }
+}
+
+/// pacman's default `SigLevel`, used for the upstream repos dependencies come from.
+pub const DEFAULT_SIGLEVEL: &str = "Required DatabaseOptional";
+
 /// Builder settings.
 #[derive(Debug, Clone)]
 pub struct BuilderConfig {
-    /// A build running longer is killed (whole process group) and counts as failed.
+    /// A build running longer is killed (whole process group) and counts as failed; the
+    /// dependency installation before it has the same limit.
     pub timeout: Duration,
     /// The unprivileged user makepkg runs as when pkgstash runs as root.
     pub user: String,
     pub isolation: Isolation,
+    pub dependencies: Dependencies,
+    /// Repos dependencies are installed from, in pacman's order. `None` until
+    /// `Config::validate` fills the default (every custom repo, `aur.repo` first).
+    pub dep_repos: Option<Vec<DepRepoRef>>,
+    /// pacman `SigLevel` for the upstream repos in `dep_repos` (custom repos: `Never`, their
+    /// packages are pkgstash's own).
+    pub siglevel: String,
+    /// This server's own base URL (`http://127.0.0.1:7878`): dependencies are downloaded
+    /// through it, so they are cached like any client's. Set once the server listens.
+    pub server_url: String,
+}
+
+impl BuilderConfig {
+    /// The dependency repos (empty before `Config::validate` filled them).
+    pub fn dep_repos(&self) -> &[DepRepoRef] {
+        self.dep_repos.as_deref().unwrap_or(&[])
+    }
+}
+
+/// The words pacman's `SigLevel` accepts.
+fn valid_siglevel(v: &str) -> bool {
+    !v.trim().is_empty()
+        && v.split_whitespace().all(|w| {
+            let w = w
+                .strip_prefix("Package")
+                .or_else(|| w.strip_prefix("Database"))
+                .unwrap_or(w);
+            ["Never", "Optional", "Required", "TrustedOnly", "TrustAll"].contains(&w)
+        })
+}
+
+/// Parse one `aur.builder.dep_repos` entry.
+fn dep_repo(key: &str, value: &str) -> Result<DepRepoRef, ConfigError> {
+    let value = value.trim();
+    let name_ok = |n: &str| crate::config::valid_upstream_name(n) && n != "local";
+    match value.split_once('/') {
+        None if name_ok(value) => Ok(DepRepoRef::Custom(value.to_string())),
+        Some((up, repo)) if name_ok(up) && name_ok(repo) => Ok(DepRepoRef::Upstream {
+            upstream: up.to_string(),
+            repo: repo.to_string(),
+        }),
+        _ => Err(invalid(
+            key,
+            format!(
+                "`{value}` is neither a custom repo name nor UPSTREAM/REPO \
+                 (e.g. \"archlinux/core\")"
+            ),
+        )),
+    }
 }
 
 /// The validated `[aur]` section.
@@ -217,6 +328,48 @@ pub(crate) fn validate(raw: RawAur) -> Result<AurConfig, ConfigError> {
             ))
         }
     };
+    let dependencies = match raw.builder.dependencies.as_deref().unwrap_or("repos") {
+        "repos" => Dependencies::Repos,
+        "host" => Dependencies::Host,
+        other => {
+            return Err(invalid(
+                "aur.builder.dependencies",
+                format!("`{other}` is not one of \"repos\", \"host\""),
+            ))
+        }
+    };
+    let dep_repos = match raw.builder.dep_repos {
+        Some(list) => {
+            let mut v: Vec<DepRepoRef> = Vec::new();
+            for (i, e) in list.iter().enumerate() {
+                let key = format!("aur.builder.dep_repos[{i}]");
+                let r = dep_repo(&key, e)?;
+                if v.iter().any(|o| o.name() == r.name()) {
+                    return Err(invalid(
+                        &key,
+                        format!(
+                            "a second repo named `{}` (pacman needs unique names)",
+                            r.name()
+                        ),
+                    ));
+                }
+                v.push(r);
+            }
+            Some(v)
+        }
+        None => None,
+    };
+    let siglevel = raw
+        .builder
+        .siglevel
+        .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| DEFAULT_SIGLEVEL.to_string());
+    if !valid_siglevel(&siglevel) {
+        return Err(invalid(
+            "aur.builder.siglevel",
+            format!("`{siglevel}` is not a pacman SigLevel (e.g. \"{DEFAULT_SIGLEVEL}\")"),
+        ));
+    }
     let webhook = match raw.notify.webhook {
         Some(w) => Some(http_url("aur.notify.webhook", &w)?),
         None => None,
@@ -231,6 +384,10 @@ pub(crate) fn validate(raw: RawAur) -> Result<AurConfig, ConfigError> {
             timeout,
             user,
             isolation,
+            dependencies,
+            dep_repos,
+            siglevel,
+            server_url: String::new(),
         },
         webhook,
     })
@@ -262,6 +419,19 @@ impl std::fmt::Display for AurConfig {
         )?;
         writeln!(f, "user = {}", toml_str(&self.builder.user))?;
         writeln!(f, "isolation = \"{}\"", self.builder.isolation.as_str())?;
+        writeln!(
+            f,
+            "dependencies = \"{}\"",
+            self.builder.dependencies.as_str()
+        )?;
+        let repos: Vec<String> = self
+            .builder
+            .dep_repos()
+            .iter()
+            .map(|r| toml_str(&r.to_string()))
+            .collect();
+        writeln!(f, "dep_repos = [{}]", repos.join(", "))?;
+        writeln!(f, "siglevel = {}", toml_str(&self.builder.siglevel))?;
         if self.webhook.is_some() {
             // The URL often carries a secret (chat webhooks): never printed.
             writeln!(f, "\n[aur.notify]\n# webhook: set (redacted)")?;

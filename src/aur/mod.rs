@@ -24,8 +24,10 @@ pub mod api;
 pub mod approval;
 pub mod builder;
 pub mod config;
+pub mod deps;
 pub mod git;
 pub mod notify;
+pub mod overlay;
 pub mod publish;
 pub mod queue;
 pub mod rpc;
@@ -102,6 +104,9 @@ pub struct AurService {
     wake_check: Notify,
     building: Mutex<Option<Job>>,
     last_check: Mutex<(Option<u64>, Option<String>)>,
+    /// This server's own URL (its first bound listener, a wildcard made loopback): builds
+    /// download their dependencies through it. Set by [`run`].
+    server_url: std::sync::OnceLock<String>,
 }
 
 impl AurService {
@@ -125,6 +130,7 @@ impl AurService {
             wake_check: Notify::new(),
             building: Mutex::new(None),
             last_check: Mutex::new((None, None)),
+            server_url: std::sync::OnceLock::new(),
         })
     }
 
@@ -462,7 +468,11 @@ impl AurService {
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
-        builder::run_makepkg(&ws, &self.cfg.builder, log_path)
+        let mut builder_cfg = self.cfg.builder.clone();
+        if let Some(url) = self.server_url.get() {
+            builder_cfg.server_url = url.clone();
+        }
+        builder::run_makepkg(&ws, &builder_cfg, log_path)
             .await
             .map_err(|e| e.to_string())?;
         let mut published = Vec::new();
@@ -498,13 +508,29 @@ async fn build_loop(svc: Arc<AurService>) {
 }
 
 /// Run the build server: the build loop and the check loop (spawn on the actix runtime).
-pub async fn run(svc: Arc<AurService>) {
+pub async fn run(svc: Arc<AurService>, server_url: String) {
     log::info!(
         "aur: build server on: {} package(s), checking every {}, publishing to repo {}",
         svc.cfg.packages.len(),
         humantime::format_duration(svc.cfg.check_interval),
         svc.cfg.repo
     );
+    let _ = svc.server_url.set(server_url);
+    if svc.cfg.builder.dependencies == config::Dependencies::Repos
+        && !svc
+            .cfg
+            .builder
+            .dep_repos()
+            .iter()
+            .any(|r| matches!(r, config::DepRepoRef::Upstream { .. }))
+    {
+        log::warn!(
+            "aur: build dependencies the build host lacks are installed only from the custom \
+             repos; list upstream repos too in aur.builder.dep_repos (e.g. \
+             [\"{}\", \"archlinux/core\", \"archlinux/extra\"])",
+            svc.cfg.repo
+        );
+    }
     actix_web::rt::spawn(build_loop(svc.clone()));
     loop {
         svc.check_once().await;

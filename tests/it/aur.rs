@@ -271,6 +271,10 @@ struct World {
     work: tempfile::TempDir,
     server: Option<Pkgstash>,
     timeout: &'static str,
+    /// The `arch` upstream's mirror.
+    mirror: String,
+    /// More `[aur.builder]` lines.
+    builder_extra: String,
 }
 
 impl World {
@@ -282,6 +286,8 @@ impl World {
             work: tempfile::tempdir().expect("tempdir"),
             server: None,
             timeout: "120s",
+            mirror: "http://127.0.0.1:9".into(),
+            builder_extra: String::new(),
         }
     }
 
@@ -292,17 +298,19 @@ impl World {
     fn config(&self, packages: &[&str]) -> String {
         let list: Vec<String> = packages.iter().map(|p| format!("\"{p}\"")).collect();
         format!(
-            "[upstreams.arch]\nmirrors = [\"http://127.0.0.1:9\"]\n\n\
+            "[upstreams.arch]\nmirrors = [\"{}\"]\n\n\
              [repos.custom]\npath = \"{}\"\n\n\
              [aur]\npackages = [{}]\nrepo = \"custom\"\nrpc_url = \"{}\"\n\
              git_url = \"{}/{{pkgbase}}.git\"\ncheck_interval = \"1s\"\n\n\
-             [aur.builder]\nuser = \"{BUILD_USER}\"\ntimeout = \"{}\"\nisolation = \"auto\"\n\n\
+             [aur.builder]\nuser = \"{BUILD_USER}\"\ntimeout = \"{}\"\nisolation = \"auto\"\n{}\n\
              [aur.notify]\nwebhook = \"{}\"\n",
+            self.mirror,
             self.work.path().join("repo").display(),
             list.join(", "),
             self.aur.rpc_url(),
             self.git_root.path().display(),
             self.timeout,
+            self.builder_extra,
             self.hook.url()
         )
     }
@@ -442,7 +450,17 @@ impl World {
         assert_eq!(a["rev"], rev);
         assert_eq!(a["by"], "admin");
         let b = self.wait_build(name, version);
-        assert_eq!(b["ok"], true, "build: {b}");
+        if b["ok"] != true {
+            let logs: Vec<String> = self
+                .logs()
+                .iter()
+                .map(|l| std::fs::read_to_string(l).unwrap_or_default())
+                .collect();
+            panic!(
+                "build of {name} failed: {b}\nlogs:\n{}",
+                logs.join("\n---\n")
+            );
+        }
     }
 }
 
@@ -830,11 +848,110 @@ fn aur_missing_build_dependency_is_a_clear_failure() {
         !w.hook.events("build_failed").is_empty()
     });
     let n = &w.hook.events("build_failed")[0];
+    assert!(
+        n["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("installing the build dependencies failed"),
+        "{n}"
+    );
     let log = PathBuf::from(n["log"].as_str().expect("log path"));
     let text = std::fs::read_to_string(&log).expect("log kept");
+    // The host lacks it, so pacman looked for it in the repos pkgstash serves (here only the
+    // custom repo) and said which target it could not find; makepkg never ran.
     assert!(
-        text.contains("missing build dependencies") && text.contains(dep),
+        text.contains(&format!("installing build dependencies {dep} from http://"))
+            && text.contains(&format!("target not found: {dep}"))
+            && !text.contains("makepkg --noconfirm"),
         "{text}"
     );
     assert_eq!(std::fs::read(w.db_path()).expect("db"), db_before);
+}
+
+/// A PKGBUILD whose build needs `aurdep-tool>=2` (from the upstream mirror, via pkgstash) and
+/// whose package depends on `name`'s sibling `dep_pkg` (an earlier AUR build in the custom
+/// repo): `build()` copies the tool's data file into the package.
+fn package_with_dependencies(name: &str, dep_pkg: &str) -> Vec<(&'static str, String)> {
+    let pkgbuild = format!(
+        "pkgname={name}\npkgver=1.0\npkgrel=1\npkgdesc=\"needs dependencies\"\narch=('any')\n\
+         license=('MIT')\ndepends=('{dep_pkg}')\nmakedepends=('aurdep-tool>=2')\n\n\
+         build() {{\n  test -f /usr/share/{dep_pkg}/version\n  \
+         cp /usr/share/aurdep-tool/data \"$srcdir/tool-data\"\n}}\n\n\
+         package() {{\n  install -Dm644 \"$srcdir/tool-data\" \"$pkgdir/usr/share/{name}/tool-data\"\n}}\n"
+    );
+    let srcinfo = format!(
+        "pkgbase = {name}\n\tpkgdesc = needs dependencies\n\tpkgver = 1.0\n\tpkgrel = 1\n\
+         \tarch = any\n\tlicense = MIT\n\tmakedepends = aurdep-tool>=2\n\tdepends = {dep_pkg}\n\n\
+         pkgname = {name}\n"
+    );
+    vec![("PKGBUILD", pkgbuild), (".SRCINFO", srcinfo)]
+}
+
+#[test]
+fn aur_build_dependencies_come_from_the_repos_pkgstash_serves() {
+    if !tools() || !crate::nginx::available() || !crate::fixture::tools_available() {
+        return;
+    }
+    // The upstream mirror (real nginx) has the build tool; pkgstash caches it on the way.
+    let mut mirror = crate::fixture::ArchMirror::new();
+    let tool = crate::fixture::PkgSpec::new("aurdep-tool", "2.0-1", 4096);
+    mirror.add("core", std::slice::from_ref(&tool));
+    let nginx = crate::nginx::Nginx::serve(&mirror.root, "0");
+    let mut w = World::new();
+    w.mirror = nginx.url();
+    w.builder_extra = "dep_repos = [\"custom\", \"arch/core\"]\nsiglevel = \"Never\"\n".into();
+
+    // First an AUR package the second one depends on, built into the custom repo.
+    let lib = w.repo("lib-aur");
+    let lib_rev = lib.commit(&package_files("lib-aur", "1.0", 1, "  true"), "1.0-1");
+    w.aur.set("lib-aur", "1.0-1");
+    let app = w.repo("app-aur");
+    let app_rev = app.commit(&package_with_dependencies("app-aur", "lib-aur"), "1.0-1");
+    w.start(&["lib-aur", "app-aur"]);
+    w.approve_first("lib-aur", &lib_rev, "1.0-1");
+    w.aur.set("app-aur", "1.0-1");
+    w.approve_first("app-aur", &app_rev, "1.0-1");
+    assert_eq!(w.repo_entries(), vec!["app-aur-1.0-1", "lib-aur-1.0-1"]);
+
+    // Both dependencies were installed for the build by pacman from pkgstash, and seen at
+    // their real paths; the host's /usr never had them.
+    let log = std::fs::read_to_string(
+        w.logs()
+            .into_iter()
+            .find(|l| l.to_string_lossy().contains("app-aur"))
+            .expect("app-aur log"),
+    )
+    .expect("log");
+    assert!(
+        log.contains("installing build dependencies aurdep-tool>=2, lib-aur from http://")
+            && log.contains("dependencies overlaid on /usr")
+            && log.contains("installing aurdep-tool..."),
+        "{log}"
+    );
+    assert!(!Path::new("/usr/share/aurdep-tool").exists());
+    // The tool came through the cache: one upstream download, now a cached file.
+    let cached = w
+        .cache_dir()
+        .join("arch/core/os/x86_64")
+        .join(tool.file_name());
+    assert_eq!(
+        std::fs::read(&cached).expect("cached tool"),
+        std::fs::read(mirror.pool_file(&tool.file_name())).expect("mirror tool")
+    );
+    assert_eq!(nginx.requests_ending(&tool.file_name()).len(), 1);
+
+    // The built package carries the tool's file, byte for byte; pacman installs it (pulling
+    // lib-aur from the custom repo too).
+    let sb = Sandbox::new(&[("custom", &w.pacman_server())], "Never");
+    sb.ok(&["-Sy", "app-aur"]);
+    let tool_data = std::fs::read(sb.root().join("usr/share/app-aur/tool-data")).expect("file");
+    let expected = Command::new("bsdtar")
+        .arg("-xOf")
+        .arg(mirror.pool_file(&tool.file_name()))
+        .arg("usr/share/aurdep-tool/data")
+        .output()
+        .expect("bsdtar");
+    assert!(expected.status.success());
+    assert_eq!(tool_data, expected.stdout);
+    assert!(sb.root().join("usr/share/lib-aur/version").is_file());
 }
