@@ -101,7 +101,8 @@ enum AurAction {
         #[command(flatten)]
         json: JsonFlag,
     },
-    /// Approve a package's pending revision and queue its build
+    /// Approve a package's pending revision and queue its build (with none pending: build
+    /// its failed revision again)
     Approve {
         /// Package name or package base
         name: String,

@@ -3,7 +3,7 @@
 //! | route | does |
 //! |---|---|
 //! | `GET aur/pending` | revisions waiting for approval, with reasons and diff |
-//! | `POST aur/approve/{name}?rev=SHA` | approve the pending revision (must be `SHA` when given) and queue it |
+//! | `POST aur/approve/{name}?rev=SHA` | approve the pending revision (must be `SHA` when given) and queue it; with none pending, queue a failed build of the approved revision again |
 //! | `POST aur/reject/{name}` | drop the pending revision; it is not held again |
 //! | `POST aur/check` | check the AUR now |
 //!

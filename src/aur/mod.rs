@@ -153,7 +153,8 @@ impl AurService {
         self.state.lock().pending()
     }
 
-    /// An admin approves `name`'s pending revision (`rev`, when given, must be it).
+    /// An admin approves `name`'s pending revision (`rev`, when given, must be it), or queues
+    /// its failed build again.
     pub fn approve(&self, name: &str, rev: Option<&str>) -> Result<Approval, DecisionError> {
         let approval = self.update(|s| s.approve_pending(name, rev))?;
         log::info!(
@@ -430,6 +431,8 @@ impl AurService {
             log: log_path.clone(),
             packages: result.as_ref().cloned().unwrap_or_default(),
             error: result.as_ref().err().cloned(),
+            pkgnames: job.pkgnames.clone(),
+            old_version: job.old_version.clone(),
         };
         self.update(|s| s.finish(&job, record));
         *self.building.lock() = None;

@@ -83,6 +83,11 @@ pub struct BuildRecord {
     #[serde(default)]
     pub packages: Vec<String>,
     pub error: Option<String>,
+    /// The job's package names and the repo's version before it (to queue it again).
+    #[serde(default)]
+    pub pkgnames: Vec<String>,
+    #[serde(default)]
+    pub old_version: Option<String>,
 }
 
 /// Everything known about one package base.
@@ -110,7 +115,7 @@ pub struct AurState {
 /// Why an approve/reject request cannot be done.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecisionError {
-    #[error("nothing is pending for `{0}`")]
+    #[error("nothing is pending for `{0}` (and its last build did not fail)")]
     NothingPending(String),
     #[error("`{name}`: the pending revision is {pending}, not {asked}")]
     RevMismatch {
@@ -135,11 +140,22 @@ impl AurState {
         if self.packages.contains_key(name) {
             return Some(name.to_string());
         }
-        self.packages
+        let pending = self
+            .packages
             .values()
             .filter_map(|p| p.pending.as_ref())
             .find(|p| p.pkgnames.iter().any(|n| n == name))
-            .map(|p| p.pkgbase.clone())
+            .map(|p| p.pkgbase.clone());
+        pending.or_else(|| {
+            self.packages
+                .iter()
+                .find(|(_, p)| {
+                    p.last_build
+                        .as_ref()
+                        .is_some_and(|b| b.pkgnames.iter().any(|n| n == name))
+                })
+                .map(|(base, _)| base.clone())
+        })
     }
 
     fn record(&mut self, approval: Approval, job: Job) {
@@ -192,41 +208,58 @@ impl AurState {
     }
 
     /// An admin approves the pending revision of `name` (which must be `rev` when given).
+    /// With nothing pending, a failed build of the approved revision is queued again (the
+    /// admin fixed what made it fail).
     pub fn approve_pending(
         &mut self,
         name: &str,
         rev: Option<&str>,
     ) -> Result<Approval, DecisionError> {
-        let pending = self
-            .resolve(name)
-            .and_then(|base| self.packages.get(&base))
-            .and_then(|p| p.pending.clone())
-            .ok_or_else(|| DecisionError::NothingPending(name.to_string()))?;
+        let base = self.resolve(name);
+        let pkg = base.as_ref().and_then(|b| self.packages.get(b));
+        let job = match pkg.and_then(|p| p.pending.clone()) {
+            Some(pending) => Job {
+                pkgbase: pending.pkgbase,
+                pkgnames: pending.pkgnames,
+                rev: pending.rev,
+                version: pending.version,
+                old_version: pending.old_version,
+                by: ApprovedBy::Admin,
+                queued_at: now(),
+            },
+            None => {
+                let failed = pkg
+                    .and_then(|p| p.last_build.clone().zip(p.approved.as_ref()))
+                    .filter(|(b, a)| !b.ok && b.rev == a.rev)
+                    .map(|(b, _)| b)
+                    .filter(|b| !self.queue.iter().any(|j| j.rev == b.rev))
+                    .ok_or_else(|| DecisionError::NothingPending(name.to_string()))?;
+                Job {
+                    pkgbase: base.clone().unwrap_or_default(),
+                    pkgnames: failed.pkgnames,
+                    rev: failed.rev,
+                    version: failed.version,
+                    old_version: failed.old_version,
+                    by: ApprovedBy::Admin,
+                    queued_at: now(),
+                }
+            }
+        };
         if let Some(asked) = rev {
-            if !asked.eq_ignore_ascii_case(&pending.rev) {
+            if !asked.eq_ignore_ascii_case(&job.rev) {
                 return Err(DecisionError::RevMismatch {
                     name: name.to_string(),
-                    pending: pending.rev,
+                    pending: job.rev,
                     asked: asked.to_string(),
                 });
             }
         }
-        let at = now();
         let approval = Approval {
-            pkgbase: pending.pkgbase.clone(),
-            rev: pending.rev.clone(),
-            version: pending.version.clone(),
+            pkgbase: job.pkgbase.clone(),
+            rev: job.rev.clone(),
+            version: job.version.clone(),
             by: ApprovedBy::Admin,
-            at,
-        };
-        let job = Job {
-            pkgbase: pending.pkgbase,
-            pkgnames: pending.pkgnames,
-            rev: pending.rev,
-            version: pending.version,
-            old_version: pending.old_version,
-            by: ApprovedBy::Admin,
-            queued_at: at,
+            at: job.queued_at,
         };
         self.record(approval.clone(), job);
         Ok(approval)
@@ -400,11 +433,54 @@ mod tests {
                 log: PathBuf::from("/x"),
                 packages: vec![],
                 error: None,
+                pkgnames: vec!["hello".into()],
+                old_version: None,
             },
         );
         assert!(s.queue.is_empty());
         assert!(s.handled("hello", "aaaa"));
         assert!(!s.handled("hello", "cccc"));
+        // A successful build is not queued again.
+        assert_eq!(
+            s.approve_pending("hello", None),
+            Err(DecisionError::NothingPending("hello".into()))
+        );
+    }
+
+    #[test]
+    fn approving_a_failed_build_queues_it_again() {
+        let mut s = AurState::default();
+        s.hold(pending("aaaa"));
+        s.approve_pending("hello", None).expect("approve");
+        let job = s.queue[0].clone();
+        let failed = BuildRecord {
+            rev: "aaaa".into(),
+            version: "1.1-1".into(),
+            ok: false,
+            at: 0,
+            log: PathBuf::from("/x"),
+            packages: vec![],
+            error: Some("makepkg failed".into()),
+            pkgnames: job.pkgnames.clone(),
+            old_version: job.old_version.clone(),
+        };
+        s.finish(&job, failed);
+        assert!(s.queue.is_empty());
+        assert!(matches!(
+            s.approve_pending("hello", Some("bbbb")),
+            Err(DecisionError::RevMismatch { .. })
+        ));
+        // By a split package's name too.
+        let a = s
+            .approve_pending("hello-docs", Some("aaaa"))
+            .expect("retry");
+        assert_eq!((a.rev.as_str(), a.by), ("aaaa", ApprovedBy::Admin));
+        assert_eq!(s.queue.len(), 1);
+        assert_eq!(s.queue[0].pkgnames, job.pkgnames);
+        assert_eq!(s.history.len(), 2, "the retry is on record");
+        // Queued already: nothing more to approve.
+        assert!(s.approve_pending("hello", None).is_err());
+        assert_eq!(s.queue.len(), 1);
     }
 
     #[test]

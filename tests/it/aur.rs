@@ -823,7 +823,7 @@ fn aur_missing_build_dependency_is_a_clear_failure() {
     w.approve_first("deps-aur", &rev1, "1.0-1");
     let db_before = std::fs::read(w.db_path()).expect("db");
 
-    let dep = "pkgstash-no-such-dependency";
+    let dep = "aurtest-helper";
     let mut files = package_files("deps-aur", "1.1", 1, "  true");
     files[0].1 = files[0].1.replace(
         "license=('MIT')",
@@ -866,6 +866,32 @@ fn aur_missing_build_dependency_is_a_clear_failure() {
         "{text}"
     );
     assert_eq!(std::fs::read(w.db_path()).expect("db"), db_before);
+
+    // The admin publishes the dependency to the custom repo and approves the failed
+    // revision again: it is queued, and now builds.
+    let pkgs = tempfile::tempdir().expect("tempdir");
+    let helper = crate::fixture::make_pkg(pkgs.path(), dep, "1.0-1", "x86_64", 64, &[]);
+    let out = w.cli(&["repo", "add", "custom", &helper.display().to_string()]);
+    assert!(out.status.success(), "{out:?}");
+    let out = w.cli(&["aur", "approve", "deps-aur", "--rev", &rev2]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.contains("approved deps-aur 1.1-1"),
+        "{out:?}"
+    );
+    wait_for("the retried build", PATIENCE, || {
+        w.status()["aur"]["builds"].as_array().is_some_and(|b| {
+            b.iter()
+                .any(|b| b["pkgbase"] == "deps-aur" && b["ok"] == true)
+        })
+    });
+    assert_eq!(
+        w.repo_entries(),
+        vec![format!("{dep}-1.0-1"), "deps-aur-1.1-1".to_string()]
+    );
+    // Built: approving it once more has nothing to do.
+    let out = w.cli(&["aur", "approve", "deps-aur"]);
+    assert!(!out.status.success(), "{out:?}");
 }
 
 /// A PKGBUILD whose build needs `aurdep-tool>=2` (from the upstream mirror, via pkgstash) and
