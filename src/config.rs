@@ -802,6 +802,7 @@ mod tests {
         assert_eq!(aur.builder.user, "pkgstash-build");
         // Dependencies come from the served repos: by default every custom repo.
         assert_eq!(aur.builder.dependencies.as_str(), "repos");
+        assert_eq!(aur.builder.concurrent_builds, 1);
         assert_eq!(aur.builder.siglevel, "Required DatabaseOptional");
         let names: Vec<String> = aur
             .builder
@@ -827,6 +828,8 @@ mod tests {
             with("[aur.builder]\ndependencies = \"auto\"\n").contains("aur.builder.dependencies")
         );
         assert!(with("[aur.builder]\nsiglevel = \"Sometimes\"\n").contains("aur.builder.siglevel"));
+        assert!(with("[aur.builder]\nconcurrent_builds = 0\n")
+            .contains("aur.builder.concurrent_builds"));
         let e = with("[aur.builder]\ndep_repos = [\"custom\", \"nowhere/core\"]\n");
         assert!(
             e.contains("aur.builder.dep_repos[1]") && e.contains("[upstreams.NAME]"),

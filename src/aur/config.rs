@@ -35,6 +35,7 @@ struct RawBuilder {
     timeout: Option<String>,
     user: Option<String>,
     isolation: Option<String>,
+    concurrent_builds: Option<i64>,
     dependencies: Option<String>,
     dep_repos: Option<Vec<String>>,
     siglevel: Option<String>,
@@ -134,6 +135,8 @@ pub struct BuilderConfig {
     /// The unprivileged user makepkg runs as when pkgstash runs as root.
     pub user: String,
     pub isolation: Isolation,
+    /// Builds running at once (default 1; never two of one package base).
+    pub concurrent_builds: usize,
     pub dependencies: Dependencies,
     /// Repos dependencies are installed from, in pacman's order. `None` until
     /// `Config::validate` fills the default (every custom repo, `aur.repo` first).
@@ -328,6 +331,16 @@ pub(crate) fn validate(raw: RawAur) -> Result<AurConfig, ConfigError> {
             ))
         }
     };
+    let concurrent_builds = match raw.builder.concurrent_builds {
+        None => 1,
+        Some(n) if (1..=64).contains(&n) => n as usize,
+        Some(n) => {
+            return Err(invalid(
+                "aur.builder.concurrent_builds",
+                format!("{n} is not between 1 and 64"),
+            ))
+        }
+    };
     let dependencies = match raw.builder.dependencies.as_deref().unwrap_or("repos") {
         "repos" => Dependencies::Repos,
         "host" => Dependencies::Host,
@@ -384,6 +397,7 @@ pub(crate) fn validate(raw: RawAur) -> Result<AurConfig, ConfigError> {
             timeout,
             user,
             isolation,
+            concurrent_builds,
             dependencies,
             dep_repos,
             siglevel,
@@ -419,6 +433,7 @@ impl std::fmt::Display for AurConfig {
         )?;
         writeln!(f, "user = {}", toml_str(&self.builder.user))?;
         writeln!(f, "isolation = \"{}\"", self.builder.isolation.as_str())?;
+        writeln!(f, "concurrent_builds = {}", self.builder.concurrent_builds)?;
         writeln!(
             f,
             "dependencies = \"{}\"",

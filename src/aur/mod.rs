@@ -11,7 +11,8 @@
 //!    package's first revision and everything else is held, with a notification ([`notify`])
 //!    carrying the diff, until an admin approves (`pkgstash aur approve NAME --rev SHA`) or
 //!    rejects it.
-//! 3. **Build** ([`builder`]): one job at a time from the persisted queue ([`queue`]): the
+//! 3. **Build** ([`builder`]): one job at a time (`concurrent_builds`) from the persisted
+//!    queue ([`queue`]), dependencies from the served repos ([`deps`], [`overlay`]): the
 //!    exact approved revision is exported into a throw-away directory, makepkg runs there as
 //!    an unprivileged user with a time limit, the log is kept under `<state>/logs/`.
 //! 4. **Publish** ([`publish`]): every built package goes to the custom repo; a failure
@@ -102,7 +103,8 @@ pub struct AurService {
     wake_builder: Notify,
     /// Wakes the check loop (`POST aur/check`).
     wake_check: Notify,
-    building: Mutex<Option<Job>>,
+    /// Jobs being built now (at most `aur.builder.concurrent_builds`, one per package base).
+    building: Mutex<Vec<Job>>,
     last_check: Mutex<(Option<u64>, Option<String>)>,
     /// This server's own URL (its first bound listener, a wildcard made loopback): builds
     /// download their dependencies through it. Set by [`run`].
@@ -128,7 +130,7 @@ impl AurService {
             publisher,
             wake_builder: Notify::new(),
             wake_check: Notify::new(),
-            building: Mutex::new(None),
+            building: Mutex::new(Vec::new()),
             last_check: Mutex::new((None, None)),
             server_url: std::sync::OnceLock::new(),
         })
@@ -209,11 +211,15 @@ impl AurService {
             pending: pending.len(),
             pending_names: pending.iter().map(|p| p.pkgbase.clone()).collect(),
             queued: state.queue.len(),
-            building: self
-                .building
-                .lock()
-                .as_ref()
-                .map(|j| format!("{} {}", j.pkgbase, j.version)),
+            building: {
+                let now: Vec<String> = self
+                    .building
+                    .lock()
+                    .iter()
+                    .map(|j| format!("{} {}", j.pkgbase, j.version))
+                    .collect();
+                (!now.is_empty()).then(|| now.join(", "))
+            },
             last_check,
             last_check_error,
             builds,
@@ -375,9 +381,23 @@ impl AurService {
         Ok(())
     }
 
-    /// The next job to build, if any.
-    fn next_job(&self) -> Option<Job> {
-        self.state.lock().queue.front().cloned()
+    /// The next job to build, if any: the first queued one whose package base is not being
+    /// built already. It counts as building from now on.
+    fn take_next_job(&self) -> Option<Job> {
+        let state = self.state.lock();
+        let mut building = self.building.lock();
+        let job = state
+            .queue
+            .iter()
+            .find(|j| !building.iter().any(|b| b.pkgbase == j.pkgbase))?
+            .clone();
+        building.push(job.clone());
+        Some(job)
+    }
+
+    /// `job` is no longer building.
+    fn done_building(&self, job: &Job) {
+        self.building.lock().retain(|b| b != job);
     }
 
     /// Was exactly `job.rev` approved? (Defence in depth: the queue only gets approved jobs.)
@@ -411,9 +431,9 @@ impl AurService {
                 job.rev
             );
             self.update(|s| s.queue.retain(|j| j != &job));
+            self.done_building(&job);
             return;
         }
-        *self.building.lock() = Some(job.clone());
         log::info!(
             "aur: building {} {} (rev {}, approved {:?}); log {}",
             job.pkgbase,
@@ -435,7 +455,7 @@ impl AurService {
             old_version: job.old_version.clone(),
         };
         self.update(|s| s.finish(&job, record));
-        *self.building.lock() = None;
+        self.done_building(&job);
         let notice = Notice {
             event: if result.is_ok() {
                 Event::Built
@@ -496,17 +516,26 @@ impl AurService {
     }
 }
 
-/// The build loop: one job at a time, resuming the persisted queue at start.
+/// The build loop: up to `concurrent_builds` jobs at a time, resuming the persisted queue at start.
 async fn build_loop(svc: Arc<AurService>) {
     let queued = svc.state.lock().queue.len();
     if queued > 0 {
         log::info!("aur: resuming {queued} queued build(s)");
     }
+    let limit = svc.cfg.builder.concurrent_builds;
+    let mut running = futures::stream::FuturesUnordered::new();
     loop {
-        while let Some(job) = svc.next_job() {
-            svc.run_job(job).await;
+        while running.len() < limit {
+            let Some(job) = svc.take_next_job() else {
+                break;
+            };
+            let svc = svc.clone();
+            running.push(async move { svc.run_job(job).await });
         }
-        svc.wake_builder.notified().await;
+        tokio::select! {
+            Some(()) = futures::StreamExt::next(&mut running), if !running.is_empty() => {}
+            _ = svc.wake_builder.notified() => {}
+        }
     }
 }
 

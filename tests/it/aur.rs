@@ -981,3 +981,64 @@ fn aur_build_dependencies_come_from_the_repos_pkgstash_serves() {
     assert_eq!(tool_data, expected.stdout);
     assert!(sb.root().join("usr/share/lib-aur/version").is_file());
 }
+
+/// `Making package` / `Finished making` times (seconds) of a makepkg log.
+fn build_span(log: &Path) -> (u64, u64) {
+    let text = std::fs::read_to_string(log).expect("log");
+    let when = |marker: &str| -> u64 {
+        let line = text
+            .lines()
+            .find(|l| l.contains(marker))
+            .unwrap_or_else(|| panic!("no `{marker}` in {text}"));
+        // `==> Making package: a 1.0-1 (Wed Nov 25 18:41:38 2026)`
+        let date = line
+            .rsplit_once('(')
+            .and_then(|(_, d)| d.strip_suffix(')'))
+            .expect("date");
+        let out = Command::new("date")
+            .args(["-d", date, "+%s"])
+            .output()
+            .expect("date");
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("epoch")
+    };
+    (when("Making package:"), when("Finished making:"))
+}
+
+#[test]
+fn aur_concurrent_builds_overlap() {
+    if !tools() {
+        return;
+    }
+    let mut w = World::new();
+    w.builder_extra = "concurrent_builds = 2\n".into();
+    let mut revs = Vec::new();
+    for name in ["slow-a", "slow-b"] {
+        let repo = w.repo(name);
+        revs.push(repo.commit(&package_files(name, "1.0", 1, "  sleep 3"), "1.0-1"));
+        w.aur.set(name, "1.0-1");
+    }
+    w.start(&["slow-a", "slow-b"]);
+    for (name, rev) in ["slow-a", "slow-b"].iter().zip(&revs) {
+        w.wait_pending(name, rev);
+    }
+    for (name, rev) in ["slow-a", "slow-b"].iter().zip(&revs) {
+        let (st, a) = w.api(
+            reqwest::Method::POST,
+            &format!("aur/approve/{name}?rev={rev}"),
+        );
+        assert_eq!(st, 200, "{a}");
+    }
+    for name in ["slow-a", "slow-b"] {
+        let b = w.wait_build(name, "1.0-1");
+        assert_eq!(b["ok"], true, "{b}");
+    }
+    let logs = w.logs();
+    assert_eq!(logs.len(), 2);
+    let (a, b) = (build_span(&logs[0]), build_span(&logs[1]));
+    // Each one started before the other finished: they ran side by side.
+    assert!(a.0 < b.1 && b.0 < a.1, "{a:?} {b:?}");
+    assert_eq!(w.repo_entries(), vec!["slow-a-1.0-1", "slow-b-1.0-1"]);
+}
