@@ -167,6 +167,7 @@ async fn evict(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespo
     std::fs::remove_file(&file)
         .map_err(|e| ApiError::Internal(format!("cannot remove {path}: {e}")))?;
     state.index.remove(&path.key());
+    state.open_files.forget(&path.key());
     log::info!("admin: evicted {path} ({bytes} bytes)");
     Ok(json(&Evicted {
         path: path.to_string(),

@@ -98,8 +98,7 @@ impl AsyncWrite for Prefixed {
 
 /// A plain hit, ready to send.
 struct Hit {
-    file: std::fs::File,
-    meta: std::fs::Metadata,
+    open: std::sync::Arc<crate::open_files::OpenFile>,
     key: String,
     head_only: bool,
     close: bool,
@@ -245,15 +244,11 @@ fn plain_hit(head: &[u8], state: &AppState) -> Option<Hit> {
     {
         return None;
     }
-    let file = std::fs::File::open(state.store.final_path(&path)).ok()?;
-    let meta = file.metadata().ok()?;
-    if !meta.is_file() {
-        return None;
-    }
+    let key = path.key();
+    let open = state.open_files.get(&key, &state.store.final_path(&path))?;
     Some(Hit {
-        file,
-        meta,
-        key: path.key(),
+        open,
+        key,
         head_only,
         close,
         line: format!("{method} {target}"),
@@ -262,12 +257,13 @@ fn plain_hit(head: &[u8], state: &AppState) -> Option<Hit> {
 
 /// The response head actix-files would send for this file.
 fn response_head(hit: &Hit) -> String {
-    let len = hit.meta.len();
-    let mtime = hit.meta.modified().unwrap_or(UNIX_EPOCH);
+    let meta = &hit.open.meta;
+    let len = meta.len();
+    let mtime = meta.modified().unwrap_or(UNIX_EPOCH);
     let since = mtime.duration_since(UNIX_EPOCH).unwrap_or_default();
     let etag = format!(
         "\"{:x}:{:x}:{:x}:{:x}\"",
-        hit.meta.ino(),
+        meta.ino(),
         len,
         since.as_secs(),
         since.subsec_nanos()
@@ -288,18 +284,36 @@ fn response_head(hit: &Hit) -> String {
 
 /// Write the head, then the file with `sendfile`. Returns the body bytes sent.
 async fn send_hit(stream: &mut TcpStream, hit: &Hit) -> io::Result<u64> {
-    stream.write_all(response_head(hit).as_bytes()).await?;
+    let head = response_head(hit);
     if hit.head_only {
+        stream.write_all(head.as_bytes()).await?;
         return Ok(0);
     }
-    let len = hit.meta.len();
+    // MSG_MORE: the head waits for the body's first bytes, so both leave in one segment
+    // (one wake-up of the client instead of two).
+    let mut rest = head.as_bytes();
+    while !rest.is_empty() {
+        let sock: &TcpStream = stream;
+        let n = sock
+            .async_io(Interest::WRITABLE, || {
+                rustix::net::send(
+                    sock,
+                    rest,
+                    rustix::net::SendFlags::MORE | rustix::net::SendFlags::NOSIGNAL,
+                )
+                .map_err(io::Error::from)
+            })
+            .await?;
+        rest = &rest[n..];
+    }
+    let len = hit.open.meta.len();
     let mut offset = 0u64;
     while offset < len {
         let want = (len - offset).min(1 << 30) as usize;
         let sock: &TcpStream = stream;
         let sent = sock
             .async_io(Interest::WRITABLE, || {
-                rustix::fs::sendfile(sock, &hit.file, Some(&mut offset), want)
+                rustix::fs::sendfile(sock, &hit.open.file, Some(&mut offset), want)
                     .map_err(io::Error::from)
             })
             .await?;

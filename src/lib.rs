@@ -12,6 +12,7 @@
 //! - [`upstream`]: the mirror pool: ordering, health, failover, Range resume.
 //! - [`fetch`]: the download task: upstream body → partial file → verify → publish.
 //! - [`fastpath`]: plain cache hits served with sendfile before actix sees the connection.
+//! - [`open_files`]: open handles of recently hit files, revalidated by one stat per use.
 //! - [`filebody`]: large cached files as response bodies (big reads, one read ahead).
 //! - [`store`]: the on-disk cache: final paths, partial dir, atomic publish.
 //! - [`cache_index`]: in-memory index of cached files (size, mtime, last served).
@@ -47,6 +48,7 @@ pub mod localrepo;
 pub mod metrics;
 pub mod mirror;
 pub mod mirrorlist;
+pub mod open_files;
 pub mod path;
 pub mod pkgfile;
 pub mod refresh;

@@ -410,6 +410,7 @@ fn serve(cfg: Config) -> Result<(), Failure> {
     let store = pkgstash::store::Store::open(&cfg.cache_dir).map_err(usage)?;
     let repos = pkgstash::localrepo::LocalRepos::open(&cfg).map_err(usage)?;
     let listeners = pkgstash::server::bind(&cfg).map_err(runtime)?;
+    pkgstash::server::raise_file_limit();
     actix_web::rt::System::new()
         .block_on(async move {
             let state = pkgstash::server::AppState::new(cfg, store, repos);

@@ -45,6 +45,8 @@ pub struct AppState {
     pub refresh_lock: tokio::sync::Mutex<()>,
     /// The AUR build server, when `[aur]` is configured.
     pub aur: Option<Arc<crate::aur::AurService>>,
+    /// Open handles of recently hit files (the fast path's).
+    pub open_files: Arc<crate::open_files::OpenFiles>,
 }
 
 impl AppState {
@@ -93,6 +95,25 @@ impl AppState {
             started: Instant::now(),
             last_refresh: parking_lot::Mutex::new(None),
             refresh_lock: tokio::sync::Mutex::new(()),
+            open_files: Arc::new(crate::open_files::OpenFiles::sized_for_this_process()),
+        }
+    }
+}
+
+/// Raise the soft open-file limit to the hard one (many clients, cached handles): systemd
+/// and shells start services with a soft limit of 1024.
+pub fn raise_file_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut lim = getrlimit(Resource::Nofile);
+    if lim.current < lim.maximum {
+        let before = lim.current;
+        lim.current = lim.maximum;
+        match setrlimit(Resource::Nofile, lim) {
+            Ok(()) => log::debug!(
+                "open-file limit raised from {before:?} to {:?}",
+                lim.maximum
+            ),
+            Err(e) => log::debug!("cannot raise the open-file limit: {e}"),
         }
     }
 }
@@ -213,6 +234,7 @@ pub async fn run(state: AppState, listeners: Vec<TcpListener>) -> std::io::Resul
         actix_web::rt::spawn(crate::refresh::run_schedule(data.clone(), interval));
     }
     actix_web::rt::spawn(persist_index_periodically(data.clone()));
+    actix_web::rt::spawn(sweep_open_files(data.clone()));
     if let Some(aur) = &data.aur {
         let own_url = addrs
             .first()
@@ -242,6 +264,14 @@ fn loopback_url(mut addr: std::net::SocketAddr) -> String {
         });
     }
     format!("http://{addr}")
+}
+
+/// Close idle cached file handles (so removed files release their space).
+async fn sweep_open_files(state: web::Data<AppState>) {
+    loop {
+        tokio::time::sleep(crate::open_files::IDLE).await;
+        state.open_files.sweep();
+    }
 }
 
 /// Save last-served times every few minutes (only when they changed).

@@ -525,3 +525,37 @@ fn keep_alive_connection_mixes_fast_hits_pipelining_and_ranges() {
     assert!(b6 == data);
     assert_eq!(up.count(PKG), 1);
 }
+
+#[test]
+fn a_hit_never_comes_from_a_file_removed_or_replaced_behind_the_servers_back() {
+    let up = FakeMirror::start();
+    let data = payload(256 << 10, 7);
+    up.put(PKG, data.clone());
+    let p = Pkgstash::start(&config(&[&up], ""));
+    let cached = p
+        .cache_dir
+        .join("arch/core/os/x86_64/foo-1:2.0-1-x86_64.pkg.tar.zst");
+    assert_eq!(get(&p.url(PKG_URL)).1, data);
+    wait_cached(&p, "arch/core/os/x86_64/foo-1:2.0-1-x86_64.pkg.tar.zst");
+    // Hits (the second keeps the file's handle open in the server).
+    for _ in 0..2 {
+        let resp = client().get(p.url(PKG_URL)).send().expect("hit");
+        assert_eq!(resp.headers()["x-cache-status"], "hit");
+        assert_eq!(resp.bytes().expect("body").to_vec(), data);
+    }
+    // Removed by someone else (an admin's rm, `pkgstash verify`'s quarantine): a miss again.
+    std::fs::remove_file(&cached).expect("rm");
+    let resp = client().get(p.url(PKG_URL)).send().expect("miss");
+    assert_ne!(resp.headers()["x-cache-status"], "hit");
+    assert_eq!(resp.bytes().expect("body").to_vec(), data);
+    assert_eq!(up.count(PKG), 2, "fetched again");
+    wait_cached(&p, "arch/core/os/x86_64/foo-1:2.0-1-x86_64.pkg.tar.zst");
+    // Replaced by other bytes (same size, a new file): those are served, not the old handle's.
+    let other = payload(256 << 10, 8);
+    let tmp = p.cache_dir.join("arch/core/os/x86_64/replacement");
+    std::fs::write(&tmp, &other).expect("write");
+    std::fs::rename(&tmp, &cached).expect("rename");
+    let (s, body) = get(&p.url(PKG_URL));
+    assert_eq!(s, 200);
+    assert_eq!(body, other);
+}
