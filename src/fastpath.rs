@@ -24,7 +24,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest, Re
 use tokio::net::TcpStream;
 
 use crate::metrics::Outcome;
-use crate::path::{FileKind, RepoPath};
+use crate::path::RepoPath;
 use crate::server::{AppState, ACCESS_LOG_TARGET};
 
 /// An idle keep-alive connection is closed after this long (actix's default too).
@@ -238,10 +238,7 @@ fn plain_hit(head: &[u8], state: &AppState) -> Option<Hit> {
         }
     }
     let path = RepoPath::parse(target).ok()?;
-    if path.kind() != FileKind::Immutable
-        || state.repos.get(path.upstream()).is_some()
-        || state.pools.get(path.upstream()).is_none()
-    {
+    if !crate::mirror::is_mirrored_package(state, &path) {
         return None;
     }
     let key = path.key();
@@ -255,19 +252,29 @@ fn plain_hit(head: &[u8], state: &AppState) -> Option<Hit> {
     })
 }
 
+/// The `ETag` actix-files gives this file (its format is private there: a test below compares
+/// the two, so a change in actix-files cannot go unnoticed).
+fn etag(meta: &std::fs::Metadata) -> String {
+    let since = meta
+        .modified()
+        .unwrap_or(UNIX_EPOCH)
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    format!(
+        "\"{:x}:{:x}:{:x}:{:x}\"",
+        meta.ino(),
+        meta.len(),
+        since.as_secs(),
+        since.subsec_nanos()
+    )
+}
+
 /// The response head actix-files would send for this file.
 fn response_head(hit: &Hit) -> String {
     let meta = &hit.open.meta;
     let len = meta.len();
     let mtime = meta.modified().unwrap_or(UNIX_EPOCH);
-    let since = mtime.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let etag = format!(
-        "\"{:x}:{:x}:{:x}:{:x}\"",
-        meta.ino(),
-        len,
-        since.as_secs(),
-        since.subsec_nanos()
-    );
+    let etag = etag(meta);
     format!(
         "HTTP/1.1 200 OK\r\ncontent-length: {len}\r\ncontent-type: application/octet-stream\r\n\
          last-modified: {}\r\netag: {etag}\r\naccept-ranges: bytes\r\nx-cache-status: hit\r\n\
@@ -335,6 +342,31 @@ mod tests {
     fn head_end_is_found() {
         assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nrest"), Some(27));
         assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: x\r\n"), None);
+    }
+
+    #[actix_web::test]
+    async fn etag_and_last_modified_match_actix_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("a.pkg.tar.zst");
+        std::fs::write(&p, vec![7u8; 1000]).expect("write");
+        let named = actix_files::NamedFile::open(&p).expect("open");
+        let req = actix_web::test::TestRequest::get().to_http_request();
+        let resp = named
+            .use_etag(true)
+            .use_last_modified(true)
+            .into_response(&req);
+        let header = |name| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(String::from)
+        };
+        let meta = std::fs::metadata(&p).expect("meta");
+        assert_eq!(header("etag"), Some(etag(&meta)));
+        assert_eq!(
+            header("last-modified"),
+            Some(httpdate::fmt_http_date(meta.modified().expect("mtime")))
+        );
     }
 
     #[tokio::test]

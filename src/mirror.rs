@@ -60,6 +60,14 @@ pub async fn handle(
 /// Response header naming how a request was answered (hit, miss, joined, …).
 pub const RESULT_HEADER: &str = "x-cache-status";
 
+/// Is `path` a package (or signature) of a mirrored upstream, cached forever once
+/// downloaded? Hits on exactly these may be answered by [`crate::fastpath`].
+pub fn is_mirrored_package(state: &AppState, path: &RepoPath) -> bool {
+    path.kind() == FileKind::Immutable
+        && state.repos.get(path.upstream()).is_none()
+        && state.pools.get(path.upstream()).is_some()
+}
+
 async fn serve(req: &HttpRequest, state: &AppState) -> Result<(HttpResponse, Outcome), ApiError> {
     // 1. validate
     if req.method() != Method::GET && req.method() != Method::HEAD {
@@ -81,7 +89,7 @@ async fn serve(req: &HttpRequest, state: &AppState) -> Result<(HttpResponse, Out
     let db_max_age = state.cfg.db_max_age;
 
     // 2. cache. A package is opened straight away (one syscall on a hit, the hot path).
-    if path.kind() == FileKind::Immutable {
+    if is_mirrored_package(state, &path) {
         match NamedFile::open(&final_path) {
             Ok(named) if named.metadata().is_file() => {
                 state.index.touch(&path.key());
