@@ -5,10 +5,12 @@
 //! - `pool/<file>` (+ `.sig`): every package file kept (current and, per the cleanup policy's
 //!   `keep_versions`, older versions);
 //! - `.pkgstash/state.json`: the source of truth — metadata of every current package —
-//!   replaced atomically (temp + fsync + rename);
+//!   replaced atomically (temp + fsync + rename); `.pkgstash/dbs.stamp`: the digest of the
+//!   state (+ arches, signing key) the published dbs were made from, written last;
 //! - `<arch>/<name>.db.tar.gz`, `<arch>/<name>.files.tar.gz` (+ `.sig` when signing), with
 //!   `<name>.db` / `<name>.files` symlinks as `repo-add` makes them: regenerated from the state
-//!   after every change and at start (so a crash between two renames heals itself).
+//!   after every change, and at start when the stamp or a db file says they are not the
+//!   state's (so a crash between two renames heals itself).
 //!
 //! Changes of one repo are serialized by its mutex; db regeneration swaps both dbs under a
 //! write lock that readers hold while opening a db file, so a client never sees a new `.db`
@@ -229,12 +231,20 @@ impl LocalRepo {
         };
         {
             let st = repo.state.lock();
-            repo.write_dbs(&st)?;
+            // Only when the dbs are not those of this state (a crash between saving the state
+            // and publishing its dbs, a config change, a deleted db): rewriting them at every
+            // start would change their Last-Modified (every client re-downloads them) and
+            // need the signing key at every start.
+            let fresh = repo.dbs_match(&st);
+            if !fresh {
+                repo.write_dbs(&st)?;
+            }
             log::info!(
-                "custom repo {}: {} packages in {}",
+                "custom repo {}: {} packages in {}{}",
                 repo.cfg.name,
                 st.packages.len(),
-                repo.cfg.path.display()
+                repo.cfg.path.display(),
+                if fresh { "" } else { " (dbs regenerated)" }
             );
         }
         Ok(repo)
@@ -349,6 +359,42 @@ impl LocalRepo {
         write_atomic(&path, &data).map_err(io_err(&self.cfg.name, "cannot save state"))
     }
 
+    /// What the dbs are made from: the state, the arches and the signing key. Its digest is
+    /// kept next to the state after every db generation.
+    fn db_stamp(&self, st: &State) -> String {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        h.update(serde_json::to_vec(st).unwrap_or_default());
+        h.update(self.cfg.arch.join(",").as_bytes());
+        h.update([0]);
+        h.update(self.cfg.sign_key.as_deref().unwrap_or("").as_bytes());
+        hex::encode(h.finalize())
+    }
+
+    fn stamp_path(&self) -> PathBuf {
+        self.cfg.path.join(".pkgstash/dbs.stamp")
+    }
+
+    /// Are the published dbs those of `st` (stamp matches, every db file is there)?
+    fn dbs_match(&self, st: &State) -> bool {
+        let stamp_ok =
+            std::fs::read_to_string(self.stamp_path()).is_ok_and(|s| s.trim() == self.db_stamp(st));
+        let name = &self.cfg.name;
+        stamp_ok
+            && self.cfg.arch.iter().all(|arch| {
+                ["db", "files"].iter().all(|kind| {
+                    let db = self
+                        .cfg
+                        .path
+                        .join(arch)
+                        .join(format!("{name}.{kind}.tar.gz"));
+                    let sig_ok = self.cfg.sign_key.is_none()
+                        || PathBuf::from(format!("{}.sig", db.display())).is_file();
+                    db.is_file() && sig_ok
+                })
+            })
+    }
+
     /// Regenerate every arch's `.db` and `.files` from the state and swap them in together.
     fn write_dbs(&self, st: &State) -> Result<(), RepoError> {
         let name = &self.cfg.name;
@@ -400,6 +446,9 @@ impl LocalRepo {
         for arch in &self.cfg.arch {
             sync_dir(&self.cfg.path.join(arch));
         }
+        // Last: a crash before this regenerates the dbs at the next start.
+        write_atomic(&self.stamp_path(), self.db_stamp(st).as_bytes())
+            .map_err(io_err(name, "cannot write the db stamp"))?;
         Ok(())
     }
 

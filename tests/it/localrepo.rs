@@ -241,7 +241,7 @@ fn custom_repo_refuses_bad_uploads_and_keeps_the_db() {
         .expect("dir")
         .flatten()
         .map(|e| e.file_name())
-        .filter(|n| n != "state.json")
+        .filter(|n| n != "state.json" && n != "dbs.stamp")
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
     let pool: Vec<_> = std::fs::read_dir(s.repo_dir.path().join("pool"))
@@ -304,10 +304,18 @@ fn custom_repo_add_replace_remove_with_the_cli() {
     assert_eq!(code, 1);
     assert!(err.contains("no repo named"), "{err}");
 
-    // The state survives a restart; the dbs are regenerated from it.
+    // The state survives a restart. Dbs that match it are left alone (same file, same
+    // Last-Modified: clients do not download them again); a missing one is regenerated.
     let (code, _, _) = s.cli(&["repo", "add", "custom", &path(&v2)]);
     assert_eq!(code, 0);
     let db = members(&s.db("db"));
+    let db_file = s.repo_dir.path().join("x86_64/custom.db.tar.gz");
+    let identity = |f: &Path| {
+        use std::os::unix::fs::MetadataExt as _;
+        let m = std::fs::metadata(f).expect("db file");
+        (m.ino(), m.mtime(), m.mtime_nsec())
+    };
+    let before = identity(&db_file);
     let work = s.p.config_path.parent().expect("dir").to_path_buf();
     let cache = s.p.cache_dir.clone();
     let body = std::fs::read_to_string(&s.p.config_path).expect("config");
@@ -319,6 +327,17 @@ fn custom_repo_add_replace_remove_with_the_cli() {
         .send()
         .expect("get");
     assert_eq!(members(&r.bytes().expect("db")), db);
+    assert_eq!(identity(&db_file), before, "not rewritten at start");
+    assert!(!p2.log().contains("dbs regenerated"), "{}", p2.log());
+    std::fs::remove_file(&db_file).expect("rm db");
+    let dir = p2.kill9();
+    let p3 = Pkgstash::start_in(&work, &cache, &body, &[], dir);
+    let r = client()
+        .get(p3.url("/custom/os/x86_64/custom.db"))
+        .send()
+        .expect("get");
+    assert_eq!(members(&r.bytes().expect("db")), db);
+    assert!(p3.log().contains("(dbs regenerated)"), "{}", p3.log());
 }
 
 #[test]
