@@ -6,23 +6,15 @@ use std::io::Read;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use reqwest::blocking::Client;
 use reqwest::Method;
 
-use crate::support::{bin, require_tool, wait_for, Pkgstash};
+use crate::support::{bin, client, require_tool, wait_for, Pkgstash};
 use crate::upstream::{payload, Behaviour, FakeMirror};
 
 const TOKEN: &str = "t0ken-for-tests-5f2a9c";
 const PKG: &str = "/core/os/x86_64/foo-1.0-1-x86_64.pkg.tar.zst";
 const PKG_URL: &str = "/arch/core/os/x86_64/foo-1.0-1-x86_64.pkg.tar.zst";
 const CACHED: &str = "arch/core/os/x86_64/foo-1.0-1-x86_64.pkg.tar.zst";
-
-fn client() -> Client {
-    Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .expect("client")
-}
 
 fn start(up: &FakeMirror, token: Option<&str>) -> Pkgstash {
     let cfg = format!("[upstreams.arch]\nmirrors = [\"{}\"]\n", up.url());

@@ -14,11 +14,10 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use reqwest::blocking::Client;
 use serde_json::Value;
 
 use crate::sandbox::Sandbox;
-use crate::support::{bin, is_root, require_tool, wait_for, Pkgstash};
+use crate::support::{bin, client, is_root, require_tool, wait_for, Pkgstash};
 
 const TOKEN: &str = "aur-t0ken-for-tests";
 const BUILD_USER: &str = "pkgstash-build";
@@ -462,13 +461,6 @@ impl World {
             );
         }
     }
-}
-
-fn client() -> Client {
-    Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("client")
 }
 
 /// Install `pkg` from the custom repo at `server` with the real pacman in a sandbox; answer

@@ -6,22 +6,12 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
-
-use reqwest::blocking::Client;
 
 use crate::fixture::{make_pkg, repo_add, tools_available};
 use crate::sandbox::Sandbox;
-use crate::support::{bin, require_tool, Pkgstash};
+use crate::support::{bin, client, require_tool, Pkgstash};
 
 const TOKEN: &str = "repo-token-31337";
-
-fn client() -> Client {
-    Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .expect("client")
-}
 
 struct Setup {
     p: Pkgstash,

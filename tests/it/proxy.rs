@@ -4,22 +4,14 @@
 use std::io::Read;
 use std::time::{Duration, Instant, SystemTime};
 
-use reqwest::blocking::Client;
 use reqwest::header;
 
-use crate::support::{sha256_hex, Pkgstash};
+use crate::support::{client, sha256_hex, Pkgstash};
 use crate::upstream::{payload, Behaviour, FakeMirror};
 
 const PKG: &str = "/core/os/x86_64/foo-1:2.0-1-x86_64.pkg.tar.zst";
 const PKG_URL: &str = "/arch/core/os/x86_64/foo-1%3A2.0-1-x86_64.pkg.tar.zst";
 const DB: &str = "/core/os/x86_64/core.db";
-
-fn client() -> Client {
-    Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .expect("client")
-}
 
 fn config(mirrors: &[&FakeMirror], extra: &str) -> String {
     let list: Vec<String> = mirrors.iter().map(|m| format!("\"{}\"", m.url())).collect();

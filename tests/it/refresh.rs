@@ -6,20 +6,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use reqwest::blocking::Client;
-
 use crate::fixture::{tools_available, Repo};
-use crate::support::{wait_for, Pkgstash};
+use crate::support::{client, wait_for, Pkgstash};
 use crate::upstream::{Behaviour, FakeMirror};
 
 const DIR: &str = "/core/os/x86_64";
-
-fn client() -> Client {
-    Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .expect("client")
-}
 
 fn name_of(p: &Path) -> String {
     p.file_name()
