@@ -36,6 +36,10 @@ use crate::upstream::{MirrorPool, Pools};
 
 /// Window over which a download's rate is compared with `min_rate`.
 const SLOW_WINDOW: Duration = Duration::from_secs(10);
+/// Clients are told of progress every this many bytes...
+const NOTIFY_BYTES: u64 = 1 << 20;
+/// ... or this long after bytes they have not heard of were written.
+const NOTIFY_DELAY: Duration = Duration::from_millis(50);
 
 /// What the repo db says a package must be.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,6 +152,8 @@ impl Fetcher {
                     expected,
                     partial: None,
                     written: 0,
+                    notified: 0,
+                    notified_at: Instant::now(),
                     hasher: Sha256::new(),
                     meta: None,
                 };
@@ -194,6 +200,9 @@ struct Job<'a> {
     expected: Option<Expected>,
     partial: Option<tempfile::NamedTempFile>,
     written: u64,
+    /// `written` as clients last heard it, and when.
+    notified: u64,
+    notified_at: Instant,
     hasher: Sha256,
     meta: Option<BodyMeta>,
 }
@@ -217,7 +226,9 @@ impl Job<'_> {
                 .mirror
                 .store(i as u64, std::sync::atomic::Ordering::Relaxed);
             let before = self.written;
-            match self.attempt(i, &path).await {
+            let attempt = self.attempt(i, &path).await;
+            self.notify_progress();
+            match attempt {
                 Attempt::Complete => {
                     self.complete(i, &path, started).await;
                     return;
@@ -367,7 +378,21 @@ impl Job<'_> {
         let mut window_start = Instant::now();
         let mut window_bytes = 0u64;
         loop {
-            let chunk = match tokio::time::timeout(timeout, resp.next()).await {
+            // Bytes clients have not heard of yet are announced at the latest NOTIFY_DELAY
+            // after the last announcement, also while upstream is quiet.
+            let next = if self.written > self.notified {
+                let due = self.notified_at + NOTIFY_DELAY;
+                match tokio::time::timeout_at(due.into(), resp.next()).await {
+                    Ok(c) => Ok(c),
+                    Err(_) => {
+                        self.notify_progress();
+                        tokio::time::timeout(timeout, resp.next()).await
+                    }
+                }
+            } else {
+                tokio::time::timeout(timeout, resp.next()).await
+            };
+            let chunk = match next {
                 Err(_) => {
                     return Attempt::Failed(format!(
                         "stalled: no data for {}",
@@ -462,8 +487,22 @@ impl Job<'_> {
         partial.as_file_mut().write_all(bytes)?;
         self.hasher.update(bytes);
         self.written += bytes.len() as u64;
-        self.download.advance(self.written);
+        // Clients hear of progress in steps, not per socket read (a read is often a few KiB:
+        // waking every tailing client for each would cost more than sending the bytes); the
+        // first bytes at once, then every NOTIFY_BYTES, the rest by the body loop's deadline.
+        if self.notified == 0 || self.written - self.notified >= NOTIFY_BYTES {
+            self.notify_progress();
+        }
         Ok(())
+    }
+
+    /// Tell clients how much is written (if that changed).
+    fn notify_progress(&mut self) {
+        if self.written != self.notified {
+            self.download.advance(self.written);
+            self.notified = self.written;
+            self.notified_at = Instant::now();
+        }
     }
 
     /// Are the bytes at `offset` of the partial file equal to `data`?

@@ -14,7 +14,7 @@
 use std::fs::Metadata;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use actix_files::NamedFile;
 use actix_web::body::{BodyStream, SizedStream};
@@ -23,11 +23,12 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::error::ApiError;
 use crate::fetch::FetchRequest;
-use crate::inflight::{BodyMeta, Download, Joined, Phase};
+use crate::inflight::{BodyMeta, Download, Joined, Phase, Progress};
 use crate::metrics::Outcome;
 use crate::path::{FileKind, RepoPath};
 use crate::server::AppState;
 use crate::tail::Tail;
+use tokio::sync::watch;
 
 /// Cached files up to this size are read synchronously on the worker.
 const SYNC_READ_LIMIT: u64 = 1 << 20;
@@ -122,33 +123,16 @@ async fn serve(req: &HttpRequest, state: &AppState) -> Result<(HttpResponse, Out
         (FileKind::Mutable, Some(m)) => m.modified().ok(),
         _ => None,
     };
-    let joined = state.registry.join_or_start(&path, || {
+    let joined = join_or_start(state, &path, if_modified_since, || {
         // Under the registry lock: a download that just finished has published by now.
         !(final_path.is_file() && fresh(&state.store))
     });
-    let (download, outcome) = match joined {
-        None => return Ok((serve_file(req, state, &final_path).await?, Outcome::Hit)),
-        Some(Joined::Existing(d)) => (d, Outcome::Joined),
-        Some(Joined::Started(d, guard)) => {
-            log::debug!("miss: {path}");
-            state.fetcher.start(FetchRequest {
-                download: d.clone(),
-                guard,
-                if_modified_since,
-                expected: None,
-            });
-            (d, Outcome::Miss)
-        }
+    let Some((download, outcome)) = joined else {
+        return Ok((serve_file(req, state, &final_path).await?, Outcome::Hit));
     };
 
     // 5. answer
-    let mut rx = download.subscribe();
-    let limit = answer_limit(state, &path);
-    let progress = match tokio::time::timeout(limit, rx.wait_for(|p| p.answered())).await {
-        Ok(Ok(p)) => p.clone(),
-        Ok(Err(_)) => return Err(ApiError::Upstream("download task went away".into())),
-        Err(_) => return Err(ApiError::UpstreamTimeout),
-    };
+    let (progress, rx) = wait_answered(state, &path, &download).await?;
     match progress.phase {
         Phase::Streaming(meta) => Ok((tail_response(req, state, &download, &meta, rx)?, outcome)),
         Phase::Done(_) => Ok((serve_file(req, state, &final_path).await?, outcome)),
@@ -167,6 +151,52 @@ async fn serve(req: &HttpRequest, state: &AppState) -> Result<(HttpResponse, Out
         }
         Phase::Connecting => Err(ApiError::Internal("download not answered".into())),
     }
+}
+
+/// Join the download of `path` in flight, or start it (`needed` decides, under the registry
+/// lock, whether a download is still needed): the download and how the request counts.
+/// `None`: not needed (the file was published meanwhile).
+pub fn join_or_start(
+    state: &AppState,
+    path: &RepoPath,
+    if_modified_since: Option<SystemTime>,
+    needed: impl FnOnce() -> bool,
+) -> Option<(Arc<Download>, Outcome)> {
+    match state.registry.join_or_start(path, needed)? {
+        Joined::Existing(d) => Some((d, Outcome::Joined)),
+        Joined::Started(d, guard) => {
+            log::debug!("miss: {path}");
+            state.fetcher.start(FetchRequest {
+                download: d.clone(),
+                guard,
+                if_modified_since,
+                expected: None,
+            });
+            Some((d, Outcome::Miss))
+        }
+    }
+}
+
+/// Wait (within [`answer_limit`]) until upstream has answered `download`: its progress then,
+/// and a receiver of what follows.
+pub async fn wait_answered(
+    state: &AppState,
+    path: &RepoPath,
+    download: &Download,
+) -> Result<(Progress, watch::Receiver<Progress>), ApiError> {
+    let mut rx = download.subscribe();
+    let limit = answer_limit(state, path);
+    let progress = match tokio::time::timeout(limit, rx.wait_for(|p| p.answered())).await {
+        Ok(Ok(p)) => p.clone(),
+        Ok(Err(_)) => return Err(ApiError::Upstream("download task went away".into())),
+        Err(_) => return Err(ApiError::UpstreamTimeout),
+    };
+    Ok((progress, rx))
+}
+
+/// How long a client tailing a download waits for its next bytes before giving up.
+pub fn tail_stall_limit(state: &AppState) -> Duration {
+    state.cfg.upstream_timeout * 4 + Duration::from_secs(30)
 }
 
 /// How long a client waits for upstream's first answer: every mirror's head timeout, plus slack.
@@ -277,7 +307,7 @@ fn tail_response(
     state: &AppState,
     download: &Arc<Download>,
     meta: &BodyMeta,
-    rx: tokio::sync::watch::Receiver<crate::inflight::Progress>,
+    rx: watch::Receiver<Progress>,
 ) -> Result<HttpResponse, ApiError> {
     let file = download
         .file()
@@ -324,7 +354,7 @@ fn tail_response(
             None => resp.finish(),
         });
     }
-    let stall = state.cfg.upstream_timeout * 4 + Duration::from_secs(30);
+    let stall = tail_stall_limit(state);
     let tail = Tail::new(file, rx, start, end, stall, Some(download.attach()));
     let metrics = state.metrics.clone();
     let stream = futures::StreamExt::inspect(tail.into_stream(), move |chunk| {

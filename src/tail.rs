@@ -58,6 +58,31 @@ impl Tail {
 
     /// The next chunk: `Ok(Some)` bytes, `Ok(None)` clean end, `Err` abort.
     pub async fn next_chunk(&mut self) -> io::Result<Option<Bytes>> {
+        let Some((pos, len)) = self.next_range().await? else {
+            return Ok(None);
+        };
+        let want = len.min(MAX_CHUNK) as usize;
+        let mut buf = vec![0u8; want];
+        let n = self.file.read_at(&mut buf, pos)?;
+        if n == 0 {
+            return self.abort(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "partial file shorter than reported",
+            ));
+        }
+        buf.truncate(n);
+        self.consumed(n as u64);
+        Ok(Some(Bytes::from(buf)))
+    }
+
+    /// The partial file (for `sendfile` of the ranges [`Tail::next_range`] gives).
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// Wait until bytes may be sent: `Ok(Some((offset, length)))` of the partial file,
+    /// `Ok(None)` clean end, `Err` abort. Tell [`Tail::consumed`] how many were sent.
+    pub async fn next_range(&mut self) -> io::Result<Option<(u64, u64)>> {
         if self.finished {
             return Ok(None);
         }
@@ -89,18 +114,7 @@ impl Tail {
                 None => progress.written,
             };
             if self.pos < readable {
-                let want = (readable - self.pos).min(MAX_CHUNK) as usize;
-                let mut buf = vec![0u8; want];
-                let n = self.file.read_at(&mut buf, self.pos)?;
-                if n == 0 {
-                    return self.abort(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "partial file shorter than reported",
-                    ));
-                }
-                buf.truncate(n);
-                self.pos += n as u64;
-                return Ok(Some(Bytes::from(buf)));
+                return Ok(Some((self.pos, readable - self.pos)));
             }
             if done {
                 if self.end.is_some_and(|end| self.pos < end) {
@@ -122,7 +136,12 @@ impl Tail {
         }
     }
 
-    fn abort(&mut self, e: io::Error) -> io::Result<Option<Bytes>> {
+    /// `n` bytes from the range [`Tail::next_range`] gave were sent.
+    pub fn consumed(&mut self, n: u64) {
+        self.pos += n;
+    }
+
+    fn abort<T>(&mut self, e: io::Error) -> io::Result<Option<T>> {
         self.finished = true;
         Err(e)
     }
