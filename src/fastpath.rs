@@ -148,18 +148,12 @@ where
     let _ = stream.set_nodelay(true);
     let peer = stream.peer_addr().ok();
     let mut buf = BytesMut::with_capacity(4096);
+    // Serve here until a request is for actix (the loop ends), or the connection ends.
     loop {
         let started = Instant::now();
         let (plain, result) = match next_request(&mut stream, &mut buf, state).await {
             Next::Closed => return,
-            Next::HandOff => {
-                let io = Prefixed {
-                    prefix: buf.freeze(),
-                    inner: stream,
-                };
-                handoff(io, peer).await;
-                return;
-            }
+            Next::HandOff => break,
             Next::Hit(plain, open, head_len) => {
                 let r = send_hit(&mut stream, &plain, &open).await.map(|sent| {
                     state.metrics.bytes_from_cache.inc_by(sent);
@@ -189,14 +183,7 @@ where
                     outcome.as_str()
                 );
             }
-            Ok(Served::HandOff) => {
-                let io = Prefixed {
-                    prefix: buf.freeze(),
-                    inner: stream,
-                };
-                handoff(io, peer).await;
-                return;
-            }
+            Ok(Served::HandOff) => break,
             Err(e) => {
                 // A body cut short: closing the connection is how the client learns it.
                 log::debug!("{}: connection closed: {e}", plain.line);
@@ -208,6 +195,11 @@ where
             return;
         }
     }
+    let io = Prefixed {
+        prefix: buf.freeze(),
+        inner: stream,
+    };
+    handoff(io, peer).await;
 }
 
 /// Read the next request head and decide: a hit or miss served here, or hand off to actix.

@@ -168,6 +168,32 @@ fn valid_siglevel(v: &str) -> bool {
         })
 }
 
+/// The one of `choices` named `value` (absent: the first, the default).
+fn keyword<T: Copy>(
+    key: &str,
+    value: Option<&str>,
+    choices: &[T],
+    name: fn(T) -> &'static str,
+) -> Result<T, ConfigError> {
+    let Some(value) = value else {
+        return choices
+            .first()
+            .copied()
+            .ok_or_else(|| invalid(key, "has no choices"));
+    };
+    choices
+        .iter()
+        .copied()
+        .find(|c| name(*c) == value)
+        .ok_or_else(|| {
+            let names: Vec<String> = choices
+                .iter()
+                .map(|c| format!("\"{}\"", name(*c)))
+                .collect();
+            invalid(key, format!("`{value}` is not one of {}", names.join(", ")))
+        })
+}
+
 /// Parse one `aur.builder.dep_repos` entry.
 fn dep_repo(key: &str, value: &str) -> Result<DepRepoRef, ConfigError> {
     let value = value.trim();
@@ -320,17 +346,12 @@ pub(crate) fn validate(raw: RawAur) -> Result<AurConfig, ConfigError> {
             format!("`{user}` must be an unprivileged user name (not root)"),
         ));
     }
-    let isolation = match raw.builder.isolation.as_deref().unwrap_or("auto") {
-        "auto" => Isolation::Auto,
-        "bwrap" => Isolation::Bwrap,
-        "none" => Isolation::None,
-        other => {
-            return Err(invalid(
-                "aur.builder.isolation",
-                format!("`{other}` is not one of \"auto\", \"bwrap\", \"none\""),
-            ))
-        }
-    };
+    let isolation = keyword(
+        "aur.builder.isolation",
+        raw.builder.isolation.as_deref(),
+        &[Isolation::Auto, Isolation::Bwrap, Isolation::None],
+        Isolation::as_str,
+    )?;
     let concurrent_builds = match raw.builder.concurrent_builds {
         None => 1,
         Some(n) if (1..=64).contains(&n) => n as usize,
@@ -341,16 +362,12 @@ pub(crate) fn validate(raw: RawAur) -> Result<AurConfig, ConfigError> {
             ))
         }
     };
-    let dependencies = match raw.builder.dependencies.as_deref().unwrap_or("repos") {
-        "repos" => Dependencies::Repos,
-        "host" => Dependencies::Host,
-        other => {
-            return Err(invalid(
-                "aur.builder.dependencies",
-                format!("`{other}` is not one of \"repos\", \"host\""),
-            ))
-        }
-    };
+    let dependencies = keyword(
+        "aur.builder.dependencies",
+        raw.builder.dependencies.as_deref(),
+        &[Dependencies::Repos, Dependencies::Host],
+        Dependencies::as_str,
+    )?;
     let dep_repos = match raw.builder.dep_repos {
         Some(list) => {
             let mut v: Vec<DepRepoRef> = Vec::new();

@@ -310,23 +310,23 @@ fn custom_repo_add_replace_remove_with_the_cli() {
     let cache = s.p.cache_dir.clone();
     let body = std::fs::read_to_string(&s.p.config_path).expect("config");
     let body = body.lines().skip(2).collect::<Vec<_>>().join("\n");
-    let dir = s.p.kill9();
-    let p2 = Pkgstash::start_in(&work, &cache, &body, &[], dir);
-    let r = client()
-        .get(p2.url("/custom/os/x86_64/custom.db"))
-        .send()
-        .expect("get");
-    assert_eq!(members(&r.bytes().expect("db")), db);
+    // Kill `p`, start again on the same config and cache: the new server and its db's entries.
+    let restart = |p: Pkgstash| {
+        let p = Pkgstash::start_in(&work, &cache, &body, &[], p.kill9());
+        let r = client()
+            .get(p.url("/custom/os/x86_64/custom.db"))
+            .send()
+            .expect("get");
+        let listed = members(&r.bytes().expect("db"));
+        (p, listed)
+    };
+    let (p2, listed) = restart(s.p);
+    assert_eq!(listed, db);
     assert_eq!(identity(&db_file), before, "not rewritten at start");
     assert!(!p2.log().contains("dbs regenerated"), "{}", p2.log());
     std::fs::remove_file(&db_file).expect("rm db");
-    let dir = p2.kill9();
-    let p3 = Pkgstash::start_in(&work, &cache, &body, &[], dir);
-    let r = client()
-        .get(p3.url("/custom/os/x86_64/custom.db"))
-        .send()
-        .expect("get");
-    assert_eq!(members(&r.bytes().expect("db")), db);
+    let (p3, listed) = restart(p2);
+    assert_eq!(listed, db);
     assert!(p3.log().contains("(dbs regenerated)"), "{}", p3.log());
 }
 
