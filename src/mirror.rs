@@ -146,7 +146,7 @@ async fn serve(req: &HttpRequest, state: &AppState) -> Result<(HttpResponse, Out
                 log::warn!("serving stale {path}: every mirror failed ({reason})");
                 Ok((serve_file(req, state, &final_path).await?, Outcome::Stale))
             } else {
-                Err(ApiError::Upstream(reason.to_string()))
+                Err(ApiError::from(&reason))
             }
         }
         Phase::Connecting => Err(ApiError::Internal("download not answered".into())),
