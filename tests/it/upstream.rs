@@ -47,11 +47,15 @@ pub enum Behaviour {
     CloseDelimitedHttp10,
     /// `Transfer-Encoding: chunked`, no Content-Length.
     Chunked,
-    /// A chunked body that never ends (repeats the file until the client goes away).
+    /// A chunked body that does not end (repeats the file until the client goes away, or
+    /// [`ENDLESS_CAP`] bytes: a broken pkgstash must not fill the test machine's disk).
     Endless,
     /// 401 unless `Authorization` is exactly this value; then normal.
     RequireAuth(String),
 }
+
+/// Where an `Endless` body stops after all.
+pub const ENDLESS_CAP: u64 = 64 << 20;
 
 /// One request as the fake mirror saw it.
 #[derive(Debug, Clone)]
@@ -320,14 +324,16 @@ fn serve_conn(conn: TcpStream, s: &Shared) -> std::io::Result<()> {
                 conn,
                 "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\nLast-Modified: {lm}\r\nConnection: close\r\n\r\n"
             )?;
+            let mut sent = 0u64;
             loop {
                 for c in data.chunks(64 * 1024) {
                     write!(conn, "{:x}\r\n", c.len())?;
                     conn.write_all(c)?;
                     conn.write_all(b"\r\n")?;
                     s.body_bytes.fetch_add(c.len() as u64, Ordering::SeqCst);
+                    sent += c.len() as u64;
                 }
-                if behaviour == Behaviour::Chunked || data.is_empty() {
+                if behaviour == Behaviour::Chunked || data.is_empty() || sent >= ENDLESS_CAP {
                     break;
                 }
             }
