@@ -44,6 +44,8 @@ pub struct MirrorUrl {
     /// The URL requests use: without userinfo.
     base: String,
     credentials: Option<Credentials>,
+    /// The only form ever shown: the base with `user:***@` (as the user name was written).
+    shown: String,
 }
 
 impl MirrorUrl {
@@ -56,7 +58,12 @@ impl MirrorUrl {
             {
                 (s.to_ascii_lowercase(), rest)
             }
-            _ => return Err(error(raw, "is not an http:// or https:// URL")),
+            _ => {
+                return Err(MirrorUrlError {
+                    shown: redact(raw),
+                    reason: "is not an http:// or https:// URL",
+                })
+            }
         };
         let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
         let (authority, path) = rest.split_at(authority_end);
@@ -65,16 +72,20 @@ impl MirrorUrl {
             None => (None, authority),
         };
         let base = format!("{scheme}://{hostport}{path}");
+        let shown = redact(&format!(
+            "{scheme}://{}{hostport}{path}",
+            userinfo.map(|u| format!("{u}@")).unwrap_or_default()
+        ));
         let err = |reason| {
             Err(MirrorUrlError {
-                shown: redacted(&base, userinfo),
+                shown: shown.clone(),
                 reason,
             })
         };
         if hostport.is_empty() {
             return err("has no host");
         }
-        if base.contains(['?', '#', ' ', '$', '@']) {
+        if base.contains(['?', '#', ' ', '$']) {
             return err("must be a plain base URL (no query, fragment, spaces or $variables)");
         }
         if base.parse::<awc::http::Uri>().is_err() || url::Url::parse(&base).is_err() {
@@ -98,7 +109,11 @@ impl MirrorUrl {
                 Some(Credentials { user, password })
             }
         };
-        Ok(MirrorUrl { base, credentials })
+        Ok(MirrorUrl {
+            base,
+            credentials,
+            shown,
+        })
     }
 
     /// The base URL requests go to: without credentials, without a trailing slash.
@@ -117,47 +132,28 @@ impl MirrorUrl {
     }
 }
 
-/// `scheme://user:***@rest` (or `***@` when there is only a user name: it may be a token).
-fn redacted(base: &str, userinfo: Option<&str>) -> String {
-    let Some(info) = userinfo else {
-        return base.to_string();
+/// `text` (a URL, or what was meant to be one) with the password of its userinfo replaced:
+/// `scheme://user:***@rest`, or `***@rest` when there is only a user name (it may be a token).
+fn redact(text: &str) -> String {
+    let (scheme, rest) = match text.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), text),
     };
-    let Some((scheme, rest)) = base.split_once("://") else {
-        return base.to_string();
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some((info, hostport)) = rest[..end].rsplit_once('@') else {
+        return text.to_string();
     };
+    let tail = &rest[end..];
     match info.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{rest}"),
-        None => format!("{scheme}://***@{rest}"),
+        Some((user, _)) => format!("{scheme}{user}:***@{hostport}{tail}"),
+        None => format!("{scheme}***@{hostport}{tail}"),
     }
-}
-
-fn error(raw: &str, reason: &'static str) -> MirrorUrlError {
-    // Not a URL we understand: still never echo what could be a password.
-    let shown = match raw.split_once("://") {
-        Some((scheme, rest)) => {
-            let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-            match rest[..end].rsplit_once('@') {
-                Some((info, _)) => redacted(
-                    &format!("{scheme}://{}", &rest[info.len() + 1..]),
-                    Some(info),
-                ),
-                None => raw.to_string(),
-            }
-        }
-        None => raw.to_string(),
-    };
-    MirrorUrlError { shown, reason }
 }
 
 /// The redacted form: `http://user:***@host/path`.
 impl fmt::Display for MirrorUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let shown = match &self.credentials {
-            None => return f.write_str(&self.base),
-            Some(Credentials { password: None, .. }) => redacted(&self.base, Some("")),
-            Some(Credentials { user, .. }) => redacted(&self.base, Some(&format!("{user}:"))),
-        };
-        f.write_str(&shown)
+        f.write_str(&self.shown)
     }
 }
 
@@ -223,6 +219,14 @@ mod tests {
             p.credentials().and_then(|c| c.password.clone()),
             Some("p@ss".into())
         );
+        // The user name is shown as written; an `@` in the path is fine.
+        let enc = MirrorUrl::parse("http://alice%40corp:pw@h/a@b").expect("valid");
+        assert_eq!(enc.to_string(), "http://alice%40corp:***@h/a@b");
+        assert_eq!(
+            enc.credentials().map(|c| c.user.as_str()),
+            Some("alice@corp")
+        );
+        assert_eq!(enc.base(), "http://h/a@b");
         // Without credentials the URL is shown as is.
         let plain = MirrorUrl::parse("http://m.example/archlinux").expect("valid");
         assert_eq!(plain.to_string(), "http://m.example/archlinux");
@@ -232,6 +236,7 @@ mod tests {
     #[test]
     fn errors_never_show_the_password() {
         for bad in [
+            "u:hunter2@h/arch",
             "ftp://u:hunter2@h",
             "http://u:hunter2@",
             "http://u:hunter2@h/a?x=1",
