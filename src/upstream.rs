@@ -302,4 +302,27 @@ mod tests {
             "http://b/core/os/x86_64/a-1-1-any.pkg.tar.zst"
         );
     }
+
+    #[test]
+    fn status_shows_redacted_urls_and_redirects() {
+        let urls =
+            ["http://u:secret@a/arch", "http://b"].map(|u| MirrorUrl::parse(u).expect("url"));
+        let pool = MirrorPool::new("arch", &urls);
+        let pkg = RepoPath::parse("/arch/core/os/x86_64/a-1-1-any.pkg.tar.zst").expect("path");
+        // Requests never carry the credentials in the URL.
+        assert_eq!(
+            pool.url(0, &pkg),
+            "http://a/arch/core/os/x86_64/a-1-1-any.pkg.tar.zst"
+        );
+        pool.record_redirect(1, Some("https://c.example/arch".into()));
+        let st = pool.status();
+        assert_eq!(st[0].url, "http://u:***@a/arch");
+        assert_eq!(st[0].redirects_to, None);
+        assert_eq!(
+            st[1].redirects_to.as_deref(),
+            Some("https://c.example/arch")
+        );
+        pool.record_redirect(1, None);
+        assert_eq!(pool.status()[1].redirects_to, None);
+    }
 }
