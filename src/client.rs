@@ -262,6 +262,15 @@ pub fn render_status(s: &Status) -> String {
             &rows,
         ));
     }
+    if let Some(e) = &s.storage_error {
+        let _ = writeln!(
+            out,
+            "\ndisk trouble: {} download(s) could not be stored; last {} ago: {}",
+            e.errors,
+            humantime::format_duration(Duration::from_secs(s.now.saturating_sub(e.at))),
+            e.message
+        );
+    }
     out.push('\n');
     out.push_str(&render_mirrors(&s.mirrors));
     if let Some(aur) = &s.aur {
@@ -299,6 +308,7 @@ pub fn render_mirrors(mirrors: &[MirrorStatus]) -> String {
             vec![
                 m.upstream.clone(),
                 m.url.clone(),
+                m.redirects_to.clone().unwrap_or_default(),
                 if m.healthy {
                     "healthy".to_string()
                 } else {
@@ -315,6 +325,7 @@ pub fn render_mirrors(mirrors: &[MirrorStatus]) -> String {
         &[
             "UPSTREAM",
             "MIRROR",
+            "REDIRECTS TO",
             "HEALTH",
             ">OK",
             ">FAILED",

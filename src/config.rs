@@ -13,10 +13,15 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::mirror_url::MirrorUrl;
 use crate::mirrorlist;
 
 /// Where the config file is looked for when neither `-c` nor `$PKGSTASH_CONFIG` is given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/pkgstash/pkgstash.toml";
+
+/// Default of `max_unknown_size`: above the largest Arch package (a few GiB), far below a
+/// filesystem an endless body would fill.
+pub const DEFAULT_MAX_UNKNOWN_SIZE: u64 = 8 << 30;
 
 /// A configuration problem. The message always names the key (or file and line).
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +64,7 @@ struct RawConfig {
     db_max_age: Option<String>,
     upstream_timeout: Option<String>,
     min_rate: Option<String>,
+    max_unknown_size: Option<String>,
     #[serde(default)]
     upstreams: BTreeMap<String, RawUpstream>,
     #[serde(default)]
@@ -137,8 +143,8 @@ impl fmt::Debug for Token {
 #[derive(Debug, Clone)]
 pub struct UpstreamConfig {
     pub name: String,
-    /// Mirror base URLs in preference order, without a trailing slash.
-    pub mirrors: Vec<String>,
+    /// Mirror base URLs in preference order (credentials held apart, shown redacted).
+    pub mirrors: Vec<MirrorUrl>,
 }
 
 /// Scheduled refresh and prefetch.
@@ -182,6 +188,9 @@ pub struct Config {
     pub upstream_timeout: Duration,
     /// Switch away from a mirror whose rate stays under this many bytes/s (if another is healthy).
     pub min_rate: Option<u64>,
+    /// Largest file downloaded when no cached repo db states its size, bytes: a longer body
+    /// (or a larger `Content-Length`) fails the download.
+    pub max_unknown_size: u64,
     pub upstreams: BTreeMap<String, UpstreamConfig>,
     pub refresh: RefreshConfig,
     pub cleanup: CleanupConfig,
@@ -226,25 +235,9 @@ fn parse_rate(key: &str, value: &str) -> Result<u64, ConfigError> {
     parse_size(key, v)
 }
 
-/// Validate a mirror base URL and strip its trailing slash.
-fn normalize_mirror(key: &str, url: &str) -> Result<String, ConfigError> {
-    let url = url.trim().trim_end_matches('/');
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))
-        .ok_or_else(|| invalid(key, format!("`{url}` is not an http:// or https:// URL")))?;
-    if rest.is_empty() || rest.starts_with('/') {
-        return Err(invalid(key, format!("`{url}` has no host")));
-    }
-    if url.contains(['?', '#', ' ', '$']) {
-        return Err(invalid(
-            key,
-            format!("`{url}` must be a plain base URL (no query, fragment, spaces or $variables)"),
-        ));
-    }
-    url.parse::<awc::http::Uri>()
-        .map_err(|e| invalid(key, format!("`{url}` is not a valid URL: {e}")))?;
-    Ok(url.to_string())
+/// Validate a mirror base URL (credentials split off, trailing slash stripped).
+fn normalize_mirror(key: &str, url: &str) -> Result<MirrorUrl, ConfigError> {
+    MirrorUrl::parse(url).map_err(|e| invalid(key, e.to_string()))
 }
 
 impl Config {
@@ -357,6 +350,13 @@ impl Config {
             Some(v) => Some(parse_rate("min_rate", &v)?).filter(|r| *r > 0),
             None => None,
         };
+        let max_unknown_size = match raw.max_unknown_size {
+            Some(v) => parse_size("max_unknown_size", &v)?,
+            None => DEFAULT_MAX_UNKNOWN_SIZE,
+        };
+        if max_unknown_size == 0 {
+            return Err(invalid("max_unknown_size", "must be more than 0"));
+        }
         if raw.upstreams.is_empty() && raw.repos.is_empty() {
             return Err(invalid(
                 "upstreams",
@@ -520,6 +520,7 @@ impl Config {
             db_max_age,
             upstream_timeout,
             min_rate,
+            max_unknown_size,
             upstreams,
             refresh,
             cleanup,
@@ -624,6 +625,11 @@ impl fmt::Display for Config {
         }
         writeln!(
             f,
+            "max_unknown_size = \"{}\"",
+            bytesize::ByteSize(self.max_unknown_size).to_string_as(true)
+        )?;
+        writeln!(
+            f,
             "# admin token (PKGSTASH_TOKEN): {}",
             if self.token.is_some() {
                 "set (redacted)"
@@ -633,7 +639,12 @@ impl fmt::Display for Config {
         )?;
         for up in self.upstreams.values() {
             writeln!(f, "\n[upstreams.{}]", up.name)?;
-            let m: Vec<String> = up.mirrors.iter().map(|m| toml_str(m)).collect();
+            // Redacted (`user:***@`): check-config output is shown and pasted around.
+            let m: Vec<String> = up
+                .mirrors
+                .iter()
+                .map(|m| toml_str(&m.to_string()))
+                .collect();
             writeln!(f, "mirrors = [{}]", m.join(", "))?;
         }
         for r in self.repos.values() {
@@ -695,6 +706,14 @@ mod tests {
         Config::load_with_env(&p, &env)
     }
 
+    fn bases<'a>(c: &'a Config, upstream: &str) -> Vec<&'a str> {
+        c.upstreams[upstream]
+            .mirrors
+            .iter()
+            .map(|m| m.base())
+            .collect()
+    }
+
     const MIN: &str = "[upstreams.archlinux]\nmirrors = [\"https://geo.mirror.pkgbuild.com/\"]\n";
 
     fn err_text(toml: &str) -> String {
@@ -711,9 +730,10 @@ mod tests {
         assert_eq!(c.db_max_age, Duration::from_secs(30));
         assert_eq!(c.upstream_timeout, Duration::from_secs(15));
         assert_eq!(
-            c.upstreams["archlinux"].mirrors,
+            bases(&c, "archlinux"),
             vec!["https://geo.mirror.pkgbuild.com"]
         );
+        assert_eq!(c.max_unknown_size, DEFAULT_MAX_UNKNOWN_SIZE);
         assert_eq!(c.cleanup.keep_versions, 3);
         assert!(c.refresh.prefetch);
         assert!(c.token.is_none());
@@ -763,6 +783,70 @@ mod tests {
     }
 
     #[test]
+    fn mirror_credentials_are_kept_apart_and_never_shown() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("mirrorlist"),
+            "Server = https://bob:list%23pw@b.example/arch/$repo/os/$arch\n",
+        )
+        .expect("write");
+        let p = dir.path().join("c.toml");
+        std::fs::write(
+            &p,
+            "[upstreams.arch]\nmirrors = [\"http://alice:s3cret@a.example/\"]\nmirrorlist = \"mirrorlist\"\n",
+        )
+        .expect("write");
+        let c = Config::load_with_env(&p, &HashMap::new()).expect("valid");
+        assert_eq!(
+            bases(&c, "arch"),
+            vec!["http://a.example", "https://b.example/arch"]
+        );
+        let creds: Vec<(String, Option<String>)> = c.upstreams["arch"]
+            .mirrors
+            .iter()
+            .filter_map(|m| m.credentials())
+            .map(|c| (c.user.clone(), c.password.clone()))
+            .collect();
+        assert_eq!(
+            creds,
+            vec![
+                ("alice".to_string(), Some("s3cret".to_string())),
+                ("bob".to_string(), Some("list#pw".to_string()))
+            ]
+        );
+        let shown = format!("{c}\n{c:?}");
+        assert!(
+            shown.contains("http://alice:***@a.example")
+                && shown.contains("https://bob:***@b.example/arch"),
+            "{shown}"
+        );
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("list#pw") && !shown.contains("list%23pw"),
+            "{shown}"
+        );
+        // A bad URL's message does not show the password either.
+        let e = err_text("[upstreams.x]\nmirrors = [\"http://u:hunter2@h/?q\"]\n");
+        assert!(
+            e.contains("upstreams.x.mirrors[0]") && !e.contains("hunter2"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn max_unknown_size_is_a_size() {
+        let c = load(&format!("max_unknown_size = \"512MiB\"\n{MIN}"), &[]).expect("valid");
+        assert_eq!(c.max_unknown_size, 512 << 20);
+        assert!(
+            c.to_string().contains("max_unknown_size = \"512.0 MiB\""),
+            "{c}"
+        );
+        assert!(
+            err_text(&format!("max_unknown_size = \"huge\"\n{MIN}")).contains("max_unknown_size")
+        );
+        assert!(err_text(&format!("max_unknown_size = \"0\"\n{MIN}")).contains("max_unknown_size"));
+    }
+
+    #[test]
     fn mirrorlist_is_read_relative_to_config() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(
@@ -778,7 +862,7 @@ mod tests {
         .expect("write");
         let c = Config::load_with_env(&p, &HashMap::new()).expect("valid");
         assert_eq!(
-            c.upstreams["archlinux"].mirrors,
+            bases(&c, "archlinux"),
             vec![
                 "http://first",
                 "http://a.example/archlinux",

@@ -4,7 +4,9 @@
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 
+use crate::inflight::Failure;
 use crate::path::PathError;
+use crate::store::StorageErrorKind;
 
 /// An error answered to an HTTP client.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +38,24 @@ pub enum ApiError {
     PayloadTooLarge(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// The cache's filesystem is full (RFC 4918 §11.5); details are in the log only.
+    #[error("insufficient storage")]
+    InsufficientStorage,
+}
+
+/// A failed download as answered to its clients: the mirrors' fault is a 502; the cache's own
+/// trouble a 507 (full) or a 500 — never with the local error text or a path in the body.
+impl From<&Failure> for ApiError {
+    fn from(f: &Failure) -> Self {
+        match f {
+            Failure::Upstream(why) => ApiError::Upstream(why.to_string()),
+            Failure::Storage(e) if e.kind == StorageErrorKind::NoSpace => {
+                ApiError::InsufficientStorage
+            }
+            Failure::Storage(_) => ApiError::Internal("the cache cannot store files".into()),
+            Failure::Internal(why) => ApiError::Internal(why.to_string()),
+        }
+    }
 }
 
 impl From<PathError> for ApiError {
@@ -63,6 +83,7 @@ impl ResponseError for ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
         }
     }
 

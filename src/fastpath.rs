@@ -430,7 +430,7 @@ async fn serve_miss(stream: &mut TcpStream, state: &AppState, plain: &Plain) -> 
     let meta = match progress.phase {
         Phase::Streaming(meta) => meta,
         Phase::Failed(reason) => {
-            return send_error(stream, ApiError::Upstream(reason.to_string()), plain.close).await
+            return send_error(stream, ApiError::from(&reason), plain.close).await
         }
         _ => return Ok(Served::HandOff),
     };

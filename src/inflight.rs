@@ -19,6 +19,7 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use crate::path::RepoPath;
+use crate::store::StorageError;
 
 /// What a client needs to answer once upstream has answered: length and date.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,8 +42,30 @@ pub enum Phase {
     NotModified,
     /// Every mirror answered 404.
     NotFound,
-    /// No mirror could deliver the file; the partial is gone.
-    Failed(Arc<str>),
+    /// The file could not be delivered; the partial is gone.
+    Failed(Failure),
+}
+
+/// Why a download failed: whose fault decides the client's answer (502, 507, 500).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Failure {
+    /// No mirror delivered a usable file; the text says what the last one did (for logs and
+    /// reports: clients get a generic answer).
+    #[error("{0}")]
+    Upstream(Arc<str>),
+    /// The cache could not store the file (disk full, read-only, …): not the mirrors' fault.
+    #[error("cannot store the file in the cache: {0}")]
+    Storage(StorageError),
+    /// The download task itself went wrong (it ended without an outcome, …).
+    #[error("{0}")]
+    Internal(Arc<str>),
+}
+
+impl Failure {
+    /// A failure of the mirrors, described by `why`.
+    pub fn upstream(why: &str) -> Failure {
+        Failure::Upstream(Arc::from(why))
+    }
 }
 
 /// The value on a download's watch channel.
@@ -180,7 +203,9 @@ impl Drop for EntryGuard {
         let p = self.download.progress();
         if matches!(p.phase, Phase::Connecting | Phase::Streaming(_)) {
             self.download
-                .finish(Phase::Failed(Arc::from("download task ended unexpectedly")));
+                .finish(Phase::Failed(Failure::Internal(Arc::from(
+                    "download task ended unexpectedly",
+                ))));
         }
         let key = self.download.path.key();
         let mut map = self.registry.map.lock();

@@ -6,6 +6,7 @@
 //! - [`server`]: the actix `App`, shared state, listeners, graceful shutdown.
 //! - [`mirror`]: the GET/HEAD handler: hit from disk, miss via the in-flight registry.
 //! - [`mirrorlist`]: pacman mirrorlist files → mirror base URLs.
+//! - [`mirror_url`]: a mirror base URL: credentials apart, shown only redacted.
 //! - [`metrics`]: Prometheus counters and gauges.
 //! - [`inflight`]: one download per file; clients tail the growing partial file.
 //! - [`tail`]: the body stream a client reads from a growing (or finished) file.
@@ -47,6 +48,7 @@ pub mod inflight;
 pub mod localrepo;
 pub mod metrics;
 pub mod mirror;
+pub mod mirror_url;
 pub mod mirrorlist;
 pub mod open_files;
 pub mod path;

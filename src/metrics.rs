@@ -62,6 +62,9 @@ pub struct Metrics {
     pub upstream_bytes: IntCounterVec,
     /// Failed mirror attempts, by upstream.
     pub mirror_failures: IntCounterVec,
+    /// Downloads the cache could not store (local I/O errors), by kind
+    /// (`no_space`, `read_only`, `other`).
+    pub local_errors: IntCounterVec,
     pub download_seconds: Histogram,
     pub inflight: IntGauge,
     pub cache_bytes: IntGauge,
@@ -101,6 +104,14 @@ impl Metrics {
                 &["upstream"],
             )
             .expect("static metric definition"),
+            local_errors: IntCounterVec::new(
+                Opts::new(
+                    "local_errors_total",
+                    "Downloads the cache could not store (local I/O errors)",
+                ),
+                &["kind"],
+            )
+            .expect("static metric definition"),
             download_seconds: Histogram::with_opts(
                 HistogramOpts::new(
                     "download_duration_seconds",
@@ -118,11 +129,16 @@ impl Metrics {
             requests,
             registry,
         };
+        // Exported at 0 from the start, so a dashboard sees the series before the first error.
+        for kind in ["no_space", "read_only", "other"] {
+            m.local_errors.with_label_values(&[kind]);
+        }
         for c in [
             Box::new(requests_vec) as Box<dyn prometheus::core::Collector>,
             Box::new(served),
             Box::new(m.upstream_bytes.clone()),
             Box::new(m.mirror_failures.clone()),
+            Box::new(m.local_errors.clone()),
             Box::new(m.download_seconds.clone()),
             Box::new(m.inflight.clone()),
             Box::new(m.cache_bytes.clone()),
@@ -199,5 +215,12 @@ mod tests {
             "{text}"
         );
         assert_eq!(m.requests_of(Outcome::Hit), 2);
+        m.local_errors.with_label_values(&["no_space"]).inc();
+        assert!(
+            m.render()
+                .contains("pkgstash_local_errors_total{kind=\"no_space\"} 1"),
+            "{}",
+            m.render()
+        );
     }
 }

@@ -143,10 +143,10 @@ async fn serve(req: &HttpRequest, state: &AppState) -> Result<(HttpResponse, Out
         Phase::NotFound => Err(ApiError::NotFound),
         Phase::Failed(reason) => {
             if path.kind() == FileKind::Mutable && final_path.is_file() {
-                log::warn!("serving stale {path}: every mirror failed ({reason})");
+                log::warn!("serving stale {path}: its download failed ({reason})");
                 Ok((serve_file(req, state, &final_path).await?, Outcome::Stale))
             } else {
-                Err(ApiError::Upstream(reason.to_string()))
+                Err(ApiError::from(&reason))
             }
         }
         Phase::Connecting => Err(ApiError::Internal("download not answered".into())),

@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::cache_index::{unix_secs, FileInfo};
 use crate::catalog::{is_package_name, Catalog};
 use crate::fetch::{Expected, FetchRequest};
-use crate::inflight::{Joined, Phase};
+use crate::inflight::{Failure, Joined, Phase};
 use crate::path::{FileKind, RepoPath};
 use crate::server::AppState;
 use crate::vercmp::{parse_pkg_filename, vercmp};
@@ -60,7 +60,7 @@ pub async fn fetch_and_wait(
             });
             d
         }
-        None => return Phase::Failed("not started".into()),
+        None => return Phase::Failed(Failure::Internal("not started".into())),
     };
     let mut rx = download.subscribe();
     let done = rx
@@ -73,7 +73,7 @@ pub async fn fetch_and_wait(
         .await;
     match done {
         Ok(p) => p.phase.clone(),
-        Err(_) => Phase::Failed("download task went away".into()),
+        Err(_) => Phase::Failed(Failure::Internal("download task went away".into())),
     }
 }
 

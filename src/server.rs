@@ -72,6 +72,7 @@ impl AppState {
             metrics: metrics.clone(),
             timeout: cfg.upstream_timeout,
             min_rate: cfg.min_rate,
+            max_unknown_size: cfg.max_unknown_size,
         }));
         let repos = Arc::new(repos);
         let aur = cfg.aur.as_ref().map(|aur_cfg| {

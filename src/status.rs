@@ -33,7 +33,7 @@ pub struct InflightStatus {
     pub rate_bps: u64,
     pub clients: usize,
     pub elapsed_ms: u64,
-    /// Mirror the bytes come from.
+    /// Mirror the bytes come from (credentials redacted).
     pub mirror: Option<String>,
 }
 
@@ -47,6 +47,19 @@ pub struct RequestCounts {
     pub stale: u64,
     pub not_found: u64,
     pub error: u64,
+}
+
+/// The cache's last local storage error (disk full, read-only, …): what and when, never a path.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StorageStatus {
+    /// Unix time of the last error.
+    pub at: u64,
+    /// `no_space`, `read_only` or `other`.
+    pub kind: String,
+    /// What failed, e.g. "write partial file: No space left on device (os error 28)".
+    pub message: String,
+    /// Local storage errors since start.
+    pub errors: u64,
 }
 
 /// Everything the status page and `pkgstash status` show.
@@ -68,6 +81,9 @@ pub struct Status {
     pub bytes_from_upstream: u64,
     pub inflight: Vec<InflightStatus>,
     pub mirrors: Vec<MirrorStatus>,
+    /// The last time the cache could not store a download (`None`: never since start).
+    #[serde(default)]
+    pub storage_error: Option<StorageStatus>,
     pub last_refresh: Option<RefreshReport>,
     /// Is the admin API enabled (a token configured)?
     pub admin_enabled: bool,
@@ -123,7 +139,7 @@ impl Status {
                 let secs = elapsed.as_secs_f64().max(0.001);
                 let mirror = state.pools.get(d.path.upstream()).and_then(|pool| {
                     let i = d.mirror.load(std::sync::atomic::Ordering::Relaxed) as usize;
-                    pool.mirrors.get(i).map(|m| m.base.clone())
+                    pool.mirrors.get(i).map(|m| m.url.to_string())
                 });
                 InflightStatus {
                     path: format!("/{}", d.path.key()),
@@ -151,6 +167,15 @@ impl Status {
             bytes_from_upstream: m.bytes_from_upstream.get(),
             inflight,
             mirrors: state.pools.iter().flat_map(|p| p.status()).collect(),
+            storage_error: state
+                .store
+                .last_error()
+                .map(|(at, e, errors)| StorageStatus {
+                    at: unix_secs(at),
+                    kind: e.kind.as_str().to_string(),
+                    message: e.to_string(),
+                    errors,
+                }),
             last_refresh: state.last_refresh.lock().clone(),
             admin_enabled: state.cfg.token.is_some(),
             aur: state.aur.as_ref().map(|a| a.summary()),

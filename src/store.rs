@@ -6,12 +6,16 @@
 //! restart ([`Store::open`] empties it); a final path is only ever built from a [`RepoPath`].
 //!
 //! Also owns the in-memory freshness facts: when a mutable file was last revalidated, and
-//! which paths upstream recently answered 404 for (a short negative cache).
+//! which paths upstream recently answered 404 for (a short negative cache); and the disk's own
+//! trouble: [`StorageError`] classifies a local I/O failure (full, read-only, other) so it is
+//! never blamed on a mirror, and the last one is kept for the status page.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::Mutex;
@@ -30,6 +34,112 @@ pub struct Store {
     validated: Mutex<HashMap<String, Instant>>,
     /// key → when every mirror answered 404.
     not_found: Mutex<HashMap<String, Instant>>,
+    /// The last local storage error and when it happened.
+    last_error: Mutex<Option<(SystemTime, StorageError)>>,
+    /// Local storage errors since start.
+    errors: AtomicU64,
+}
+
+/// What a local storage error means for the cache (and for the HTTP answer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageErrorKind {
+    /// The filesystem or the quota is full (`ENOSPC`, `EDQUOT`): 507 Insufficient Storage.
+    NoSpace,
+    /// The cache is on a read-only filesystem (`EROFS`).
+    ReadOnly,
+    /// Any other local I/O error (permissions, I/O error, …).
+    Other,
+}
+
+impl StorageErrorKind {
+    /// Short name for metrics labels and status output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StorageErrorKind::NoSpace => "no_space",
+            StorageErrorKind::ReadOnly => "read_only",
+            StorageErrorKind::Other => "other",
+        }
+    }
+}
+
+/// A local I/O failure while storing a download: the cache's fault, never a mirror's.
+/// `detail` is the OS's text without any path (safe for the unauthenticated status page);
+/// the log line written where it happened has the full error with its path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{op}: {detail}")]
+pub struct StorageError {
+    pub kind: StorageErrorKind,
+    /// What was being done, e.g. "write partial file".
+    pub op: &'static str,
+    pub detail: Arc<str>,
+}
+
+impl StorageError {
+    /// Classify `e`, which happened while doing `op`.
+    pub fn new(op: &'static str, e: &io::Error) -> StorageError {
+        use rustix::io::Errno;
+        let code = os_code(e);
+        let errno = code.map(Errno::from_raw_os_error);
+        let kind = if errno.is_some_and(|n| n == Errno::NOSPC || n == Errno::DQUOT)
+            || matches!(
+                e.kind(),
+                io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+            ) {
+            StorageErrorKind::NoSpace
+        } else if errno == Some(Errno::ROFS) || e.kind() == io::ErrorKind::ReadOnlyFilesystem {
+            StorageErrorKind::ReadOnly
+        } else {
+            StorageErrorKind::Other
+        };
+        let detail = match code {
+            Some(c) => io::Error::from_raw_os_error(c).to_string(),
+            None => e.kind().to_string(),
+        };
+        StorageError {
+            kind,
+            op,
+            detail: Arc::from(detail),
+        }
+    }
+}
+
+/// The OS error code of `e`, also when a library wrapped it (tempfile adds the path).
+fn os_code(e: &io::Error) -> Option<i32> {
+    if let Some(c) = e.raw_os_error() {
+        return Some(c);
+    }
+    let mut source = e
+        .get_ref()
+        .map(|inner| inner as &(dyn std::error::Error + 'static));
+    while let Some(err) = source {
+        if let Some(c) = err
+            .downcast_ref::<io::Error>()
+            .and_then(io::Error::raw_os_error)
+        {
+            return Some(c);
+        }
+        source = err.source();
+    }
+    None
+}
+
+/// Reserve `len` bytes of disk for `file` without changing its length (`fallocate` with
+/// `FALLOC_FL_KEEP_SIZE`), so a file that cannot fit fails before any byte is fetched.
+/// Only a lack of space is an error: a filesystem without `fallocate` simply is not reserved.
+pub fn reserve(file: &File, len: u64) -> io::Result<()> {
+    if len == 0 {
+        return Ok(());
+    }
+    match rustix::fs::fallocate(file, rustix::fs::FallocateFlags::KEEP_SIZE, 0, len) {
+        Ok(()) => Ok(()),
+        Err(e) if e == rustix::io::Errno::NOSPC || e == rustix::io::Errno::DQUOT => {
+            Err(io::Error::from(e))
+        }
+        Err(e) => {
+            log::debug!("cannot reserve {len} bytes for a download: {e}");
+            Ok(())
+        }
+    }
 }
 
 /// Why the cache directory cannot be used.
@@ -84,6 +194,8 @@ impl Store {
             partial_dir,
             validated: Mutex::new(HashMap::new()),
             not_found: Mutex::new(HashMap::new()),
+            last_error: Mutex::new(None),
+            errors: AtomicU64::new(0),
         })
     }
 
@@ -128,6 +240,18 @@ impl Store {
         partial.persist(&dest).map_err(|e| e.error)?;
         File::open(parent)?.sync_all()?;
         Ok(dest)
+    }
+
+    /// Remember a local storage error (for status): the last one, and how many.
+    pub fn note_error(&self, e: &StorageError) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        *self.last_error.lock() = Some((SystemTime::now(), e.clone()));
+    }
+
+    /// The last local storage error, when it happened, and how many there were since start.
+    pub fn last_error(&self) -> Option<(SystemTime, StorageError, u64)> {
+        let last = self.last_error.lock().clone()?;
+        Some((last.0, last.1, self.errors.load(Ordering::Relaxed)))
     }
 
     /// Remember that `p` was fetched or revalidated upstream just now.
@@ -197,6 +321,37 @@ mod tests {
     fn unwritable_cache_dir_is_an_error() {
         let e = Store::open(Path::new("/proc/pkgstash-cannot-exist")).expect_err("must fail");
         assert!(e.to_string().contains("cache_dir"), "{e}");
+    }
+
+    #[test]
+    fn storage_errors_are_classified_without_paths() {
+        let full = io::Error::from_raw_os_error(rustix::io::Errno::NOSPC.raw_os_error());
+        let e = StorageError::new("write partial file", &full);
+        assert_eq!(e.kind, StorageErrorKind::NoSpace);
+        assert_eq!(e.to_string(), format!("write partial file: {full}"));
+        // tempfile wraps the OS error with the path: the kind is still found, the path dropped.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let missing = dir.path().join("no-such-dir");
+        let wrapped = tempfile::Builder::new()
+            .tempfile_in(&missing)
+            .expect_err("cannot create in a missing dir");
+        assert!(wrapped.to_string().contains("no-such-dir"), "{wrapped}");
+        let e = StorageError::new("create partial file", &wrapped);
+        assert_eq!(e.kind, StorageErrorKind::Other);
+        assert!(!e.to_string().contains("no-such-dir"), "{e}");
+        let ro = io::Error::from_raw_os_error(rustix::io::Errno::ROFS.raw_os_error());
+        assert_eq!(StorageError::new("x", &ro).kind, StorageErrorKind::ReadOnly);
+        let quota = io::Error::from_raw_os_error(rustix::io::Errno::DQUOT.raw_os_error());
+        assert_eq!(
+            StorageError::new("x", &quota).kind,
+            StorageErrorKind::NoSpace
+        );
+
+        let store = Store::open(dir.path()).expect("open");
+        assert!(store.last_error().is_none());
+        store.note_error(&StorageError::new("write partial file", &full));
+        let (_, last, count) = store.last_error().expect("noted");
+        assert_eq!((last.kind, count), (StorageErrorKind::NoSpace, 1));
     }
 
     #[test]

@@ -161,7 +161,7 @@ impl Tail {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inflight::BodyMeta;
+    use crate::inflight::{BodyMeta, Failure};
     use std::io::Write;
 
     fn setup() -> (watch::Sender<Progress>, Arc<File>, tempfile::NamedTempFile) {
@@ -256,7 +256,7 @@ mod tests {
             tail.next_chunk().await.expect("bytes").as_deref(),
             Some(&b"abc"[..])
         );
-        tx.send_modify(|p| p.phase = Phase::Failed(Arc::from("mirror died")));
+        tx.send_modify(|p| p.phase = Phase::Failed(Failure::upstream("mirror died")));
         assert!(tail.next_chunk().await.is_err());
         assert!(tail.next_chunk().await.expect("then nothing").is_none());
     }
@@ -282,7 +282,7 @@ mod tests {
             tail.next_chunk().await.expect("bytes").as_deref(),
             Some(&b"012345678"[..])
         );
-        tx.send_modify(|p| p.phase = Phase::Failed(Arc::from("sha256 mismatch")));
+        tx.send_modify(|p| p.phase = Phase::Failed(Failure::upstream("sha256 mismatch")));
         assert!(
             tail.next_chunk().await.is_err(),
             "the last byte is never sent for a bad file"

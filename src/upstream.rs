@@ -14,6 +14,7 @@ use parking_lot::Mutex;
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::mirror_url::MirrorUrl;
 use crate::path::{FileKind, RepoPath};
 
 /// First cooldown after a failure; doubles per consecutive failure.
@@ -58,8 +59,11 @@ struct Health {
 /// One mirror base URL and what we know about it.
 #[derive(Debug)]
 pub struct Mirror {
-    pub base: String,
+    /// Its configured base URL; `Display` shows it redacted.
+    pub url: MirrorUrl,
     health: Mutex<Health>,
+    /// Where its last redirected answer came from (see [`MirrorPool::record_redirect`]).
+    redirects_to: Mutex<Option<String>>,
     /// Body bytes received from this mirror.
     pub bytes: AtomicU64,
 }
@@ -68,7 +72,12 @@ pub struct Mirror {
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct MirrorStatus {
     pub upstream: String,
+    /// The base URL, credentials redacted (`user:***@`).
     pub url: String,
+    /// The mirror redirects: where its last redirected answer came from (the base the file
+    /// was found under, or the origin), shown without credentials or query.
+    #[serde(default)]
+    pub redirects_to: Option<String>,
     pub healthy: bool,
     pub cooldown_secs: u64,
     pub consecutive_failures: u32,
@@ -88,14 +97,15 @@ pub struct MirrorPool {
 }
 
 impl MirrorPool {
-    pub fn new(upstream: &str, bases: &[String]) -> MirrorPool {
+    pub fn new(upstream: &str, bases: &[MirrorUrl]) -> MirrorPool {
         MirrorPool {
             upstream: upstream.to_string(),
             mirrors: bases
                 .iter()
                 .map(|b| Mirror {
-                    base: b.clone(),
+                    url: b.clone(),
                     health: Mutex::new(Health::default()),
+                    redirects_to: Mutex::new(None),
                     bytes: AtomicU64::new(0),
                 })
                 .collect(),
@@ -118,9 +128,14 @@ impl MirrorPool {
         order_mirrors(&cooldowns, now, preferred)
     }
 
-    /// Full URL of `path` on mirror `i`.
+    /// Full URL of `path` on mirror `i`, without credentials (they go in a header).
     pub fn url(&self, i: usize, path: &RepoPath) -> String {
-        format!("{}/{}", self.mirrors[i].base, path.rel_url_encoded())
+        self.mirrors[i].url.join(&path.rel_url_encoded())
+    }
+
+    /// Mirror `i` answered through a redirect to `target` (`Some`), or directly (`None`).
+    pub fn record_redirect(&self, i: usize, target: Option<String>) {
+        *self.mirrors[i].redirects_to.lock() = target;
     }
 
     /// Mirror `i` answered properly: clear its cooldown.
@@ -128,7 +143,7 @@ impl MirrorPool {
         {
             let mut h = self.mirrors[i].health.lock();
             if h.cooldown_until.is_some() {
-                log::info!("mirror {} is healthy again", self.mirrors[i].base);
+                log::info!("mirror {} is healthy again", self.mirrors[i].url);
             }
             h.consecutive_failures = 0;
             h.cooldown_until = None;
@@ -149,7 +164,7 @@ impl MirrorPool {
         h.last_error = Some(error.to_string());
         log::warn!(
             "mirror {} failed ({error}); cooling down for {}",
-            self.mirrors[i].base,
+            self.mirrors[i].url,
             humantime::format_duration(cool)
         );
     }
@@ -159,13 +174,19 @@ impl MirrorPool {
         self.mirrors[i].bytes.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// Is mirror `i` out of cooldown?
+    pub fn is_healthy(&self, i: usize) -> bool {
+        let now = Instant::now();
+        self.mirrors[i]
+            .health
+            .lock()
+            .cooldown_until
+            .is_none_or(|t| t <= now)
+    }
+
     /// Is any mirror other than `i` out of cooldown?
     pub fn another_healthy(&self, i: usize) -> bool {
-        let now = Instant::now();
-        self.mirrors
-            .iter()
-            .enumerate()
-            .any(|(j, m)| j != i && m.health.lock().cooldown_until.is_none_or(|t| t <= now))
+        (0..self.mirrors.len()).any(|j| j != i && self.is_healthy(j))
     }
 
     /// Health of every mirror.
@@ -181,7 +202,8 @@ impl MirrorPool {
                     .unwrap_or_default();
                 MirrorStatus {
                     upstream: self.upstream.clone(),
-                    url: m.base.clone(),
+                    url: m.url.to_string(),
+                    redirects_to: m.redirects_to.lock().clone(),
                     healthy: cooldown.is_zero(),
                     cooldown_secs: cooldown.as_secs(),
                     consecutive_failures: h.consecutive_failures,
@@ -259,7 +281,8 @@ mod tests {
 
     #[test]
     fn failure_cools_down_success_clears_and_sets_db_affinity() {
-        let pool = MirrorPool::new("arch", &["http://a".into(), "http://b".into()]);
+        let urls = ["http://a", "http://b"].map(|u| MirrorUrl::parse(u).expect("url"));
+        let pool = MirrorPool::new("arch", &urls);
         let db = RepoPath::parse("/arch/core/os/x86_64/core.db").expect("path");
         let pkg = RepoPath::parse("/arch/core/os/x86_64/a-1-1-any.pkg.tar.zst").expect("path");
         assert_eq!(pool.order(&db), vec![0, 1]);
@@ -278,5 +301,28 @@ mod tests {
             pool.url(1, &pkg),
             "http://b/core/os/x86_64/a-1-1-any.pkg.tar.zst"
         );
+    }
+
+    #[test]
+    fn status_shows_redacted_urls_and_redirects() {
+        let urls =
+            ["http://u:secret@a/arch", "http://b"].map(|u| MirrorUrl::parse(u).expect("url"));
+        let pool = MirrorPool::new("arch", &urls);
+        let pkg = RepoPath::parse("/arch/core/os/x86_64/a-1-1-any.pkg.tar.zst").expect("path");
+        // Requests never carry the credentials in the URL.
+        assert_eq!(
+            pool.url(0, &pkg),
+            "http://a/arch/core/os/x86_64/a-1-1-any.pkg.tar.zst"
+        );
+        pool.record_redirect(1, Some("https://c.example/arch".into()));
+        let st = pool.status();
+        assert_eq!(st[0].url, "http://u:***@a/arch");
+        assert_eq!(st[0].redirects_to, None);
+        assert_eq!(
+            st[1].redirects_to.as_deref(),
+            Some("https://c.example/arch")
+        );
+        pool.record_redirect(1, None);
+        assert_eq!(pool.status()[1].redirects_to, None);
     }
 }

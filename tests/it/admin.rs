@@ -164,7 +164,7 @@ fn admin_evict_removes_one_cached_file() {
 }
 
 /// Run the `pkgstash` CLI against `p`: listen address via env, token as given.
-fn cli(p: &Pkgstash, args: &[&str], token: Option<&str>) -> (i32, String, String) {
+pub fn cli(p: &Pkgstash, args: &[&str], token: Option<&str>) -> (i32, String, String) {
     let mut cmd = Command::new(bin());
     cmd.args(args)
         .arg("-c")

@@ -227,3 +227,50 @@ fn slow_mirror_is_switched_for_a_healthy_one() {
     );
     assert!(p.log().contains("too slow"), "{}", p.log());
 }
+
+#[test]
+fn every_mirror_slow_is_a_slow_line_not_a_failure() {
+    // The site's own uplink is the bottleneck: every mirror stays under min_rate, and the
+    // download keeps progressing. It must finish, and no mirror is blamed.
+    let a = FakeMirror::start();
+    let b = FakeMirror::start();
+    let data = payload(6 << 20, 21);
+    a.put(PKG, data.clone());
+    b.put(PKG, data.clone());
+    a.set(Behaviour::Trickle(280 << 10));
+    b.set(Behaviour::Trickle(280 << 10));
+    let p = Pkgstash::start(&config(&[a.url(), b.url()], "min_rate = \"1MiB/s\""));
+    let (s, body) = get(&p.url(PKG_URL));
+    assert_eq!(s, 200);
+    assert_eq!(sha256_hex(&body.expect("body")), sha256_hex(&data));
+    assert_eq!(wait_cached(&p), data);
+    // One switch to the untried mirror, then no more: both were found slow.
+    assert!(p.log().contains("too slow"), "{}", p.log());
+    assert_eq!(
+        a.count(PKG) + b.count(PKG),
+        2,
+        "{:?} {:?}",
+        a.seen(),
+        b.seen()
+    );
+    let status: serde_json::Value = crate::support::client()
+        .get(p.url("/_pkgstash/status.json"))
+        .send()
+        .expect("status")
+        .json()
+        .expect("json");
+    for m in status["mirrors"].as_array().expect("mirrors") {
+        assert_eq!(m["failures"], 0, "a slow mirror is not a failed one: {m}");
+        assert_eq!(m["healthy"], true, "{m}");
+    }
+    let metrics = crate::support::client()
+        .get(p.url("/_pkgstash/metrics"))
+        .send()
+        .expect("metrics")
+        .text()
+        .expect("text");
+    assert!(
+        !metrics.contains("pkgstash_mirror_failures_total{"),
+        "{metrics}"
+    );
+}

@@ -46,17 +46,34 @@ fn free_port() -> u16 {
 impl Nginx {
     /// Serve `root` with `limit_rate` (nginx syntax: `0` = unlimited, `2m` = 2 MiB/s).
     pub fn serve(root: &Path, limit_rate: &str) -> Nginx {
+        let server = format!(
+            "root {};\n        limit_rate {limit_rate};\n        disable_symlinks off;\n        autoindex off;",
+            root.display()
+        );
+        Self::start(&server)
+    }
+
+    /// A redirector (like a GeoIP mirror or an http→https redirect): every request is
+    /// answered `302 Found` to the same URI under `target` (e.g. `http://127.0.0.1:PORT`).
+    pub fn redirect_to(target: &str) -> Nginx {
+        Self::start(&format!(
+            "location / {{ return 302 {target}$request_uri; }}"
+        ))
+    }
+
+    /// Start with `server` as the server block's directives.
+    fn start(server: &str) -> Nginx {
         // A port picked by the kernel can be taken by someone else before nginx binds it:
         // retry a few times.
         for _ in 0..5 {
-            if let Some(n) = Self::try_serve(root, limit_rate, free_port()) {
+            if let Some(n) = Self::try_start(server, free_port()) {
                 return n;
             }
         }
         panic!("nginx did not start");
     }
 
-    fn try_serve(root: &Path, limit_rate: &str, port: u16) -> Option<Nginx> {
+    fn try_start(server: &str, port: u16) -> Option<Nginx> {
         let prefix = tempfile::tempdir().expect("tempdir");
         let p = prefix.path();
         let pd = p.display();
@@ -81,15 +98,11 @@ http {{
     sendfile on;
     server {{
         listen 127.0.0.1:{port};
-        root {root};
         access_log {pd}/access.log json;
-        limit_rate {limit_rate};
-        disable_symlinks off;
-        autoindex off;
+        {server}
     }}
 }}
-"#,
-            root = root.display(),
+"#
         );
         let conf_path = p.join("nginx.conf");
         std::fs::write(&conf_path, conf).expect("nginx conf");

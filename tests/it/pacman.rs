@@ -383,3 +383,47 @@ fn pacman_e2e_first_mirror_down_second_serves() {
         "the dead mirror is put in cooldown, in the log:\n{log}"
     );
 }
+
+#[test]
+fn pacman_e2e_through_a_redirecting_mirror() {
+    if !e2e_tools() {
+        return;
+    }
+    let mirror = shared_mirror();
+    let real = Nginx::serve(&mirror.root, "0");
+    // A GeoIP-style redirector in front of the real mirror: every request is a 302.
+    let redirector = Nginx::redirect_to(&real.url());
+    let p = pkgstash(&[redirector.url()], "");
+    let sb = arch_sandbox(&p);
+    let mut args = vec!["-Syyw"];
+    args.extend(all_names());
+    sb.ok(&args);
+    let names = package_files(mirror);
+    assert_identical(mirror, &sb, &names);
+    for n in &names {
+        assert_eq!(
+            fetches(&real, n),
+            1,
+            "{n} fetched once, from the redirect target"
+        );
+    }
+    let redirects = redirector.log();
+    assert!(
+        !redirects.is_empty() && redirects.iter().all(|a| a.status == 302),
+        "{redirects:?}"
+    );
+    let status: serde_json::Value = crate::support::client()
+        .get(p.url("/_pkgstash/status.json"))
+        .send()
+        .expect("status")
+        .json()
+        .expect("json");
+    assert_eq!(status["mirrors"][0]["redirects_to"], real.url());
+    assert_eq!(status["mirrors"][0]["failures"], 0);
+    assert!(
+        p.log()
+            .contains(&format!("via {}/core/os/x86_64/", real.url())),
+        "{}",
+        p.log()
+    );
+}

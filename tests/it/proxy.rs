@@ -273,14 +273,24 @@ fn conditional_requests_on_a_hit_give_304() {
 
 #[test]
 fn db_is_revalidated_and_stale_served_when_upstream_fails() {
+    // Real (parseable) repo dbs: pkgstash never publishes a db it cannot read.
+    let db = |version: u64| {
+        crate::framing::make_db(&[(
+            "foo",
+            &format!("foo-{version}-1-x86_64.pkg.tar.zst"),
+            version,
+            &sha256_hex(&version.to_le_bytes()),
+        )])
+    };
+    let (v1, v2) = (db(1), db(2));
     let up = FakeMirror::start();
     let t1 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-    up.put_at(DB, b"db version 1".to_vec(), t1);
+    up.put_at(DB, v1.clone(), t1);
     let p = Pkgstash::start(&config(&[&up], "db_max_age = \"1s\""));
     let db_url = p.url("/arch/core/os/x86_64/core.db");
-    assert_eq!(get(&db_url).1, b"db version 1");
+    assert_eq!(get(&db_url).1, v1);
     // Within db_max_age: a hit.
-    assert_eq!(get(&db_url).1, b"db version 1");
+    assert_eq!(get(&db_url).1, v1);
     assert_eq!(up.count(DB), 1);
     // pacman -Sy's conditional request gets 304 from the cached copy.
     let r = client()
@@ -291,27 +301,27 @@ fn db_is_revalidated_and_stale_served_when_upstream_fails() {
     assert_eq!(r.status().as_u16(), 304);
     // After db_max_age: revalidated with If-Modified-Since; unchanged → upstream 304.
     std::thread::sleep(Duration::from_millis(1100));
-    assert_eq!(get(&db_url).1, b"db version 1");
+    assert_eq!(get(&db_url).1, v1);
     let seen = up.seen();
     let last = seen.last().expect("a request");
     assert_eq!(last.status, 304, "{seen:?}");
     assert!(last.if_modified_since.is_some());
     // Upstream changes: the new db is served and cached with the new Last-Modified.
     let t2 = t1 + Duration::from_secs(3600);
-    up.put_at(DB, b"db version 2".to_vec(), t2);
+    up.put_at(DB, v2.clone(), t2);
     std::thread::sleep(Duration::from_millis(1100));
     let r = client().get(&db_url).send().expect("req");
     assert_eq!(
         r.headers()[header::LAST_MODIFIED],
         httpdate::fmt_http_date(t2)
     );
-    assert_eq!(r.bytes().expect("body").as_ref(), b"db version 2");
-    assert_eq!(get(&db_url).1, b"db version 2");
+    assert_eq!(r.bytes().expect("body").as_ref(), v2.as_slice());
+    assert_eq!(get(&db_url).1, v2);
     // Upstream broken: the stale copy is served, never the error page.
     up.set(Behaviour::Status(500));
     std::thread::sleep(Duration::from_millis(1100));
     let (s, body) = get(&db_url);
-    assert_eq!((s, body.as_slice()), (200, &b"db version 2"[..]));
+    assert_eq!((s, body.as_slice()), (200, v2.as_slice()));
     assert!(p.log().contains("serving stale"), "{}", p.log());
 }
 

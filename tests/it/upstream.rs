@@ -34,7 +34,28 @@ pub enum Behaviour {
     WrongBytes,
     /// Wait this long before answering at all.
     DelayHead(Duration),
+    /// Answer with this redirect status and `Location` (`{path}` in it is replaced by the
+    /// request's path, e.g. `http://127.0.0.1:PORT{path}` or `/moved{path}`); paths under
+    /// `/moved/` are served normally (a same-host redirect target).
+    Redirect(u16, String),
+    /// Like `CloseAfter`, for the first response only; then `Normal`.
+    CloseOnceAfter(u64),
+    /// HTTP/1.1 200 with neither Content-Length nor chunked encoding: the body ends when the
+    /// connection closes (RFC 9112 §6.3).
+    CloseDelimited,
+    /// HTTP/1.0 200 without Content-Length: read until the connection closes.
+    CloseDelimitedHttp10,
+    /// `Transfer-Encoding: chunked`, no Content-Length.
+    Chunked,
+    /// A chunked body that does not end (repeats the file until the client goes away, or
+    /// [`ENDLESS_CAP`] bytes: a broken pkgstash must not fill the test machine's disk).
+    Endless,
+    /// 401 unless `Authorization` is exactly this value; then normal.
+    RequireAuth(String),
 }
+
+/// Where an `Endless` body stops after all.
+pub const ENDLESS_CAP: u64 = 64 << 20;
 
 /// One request as the fake mirror saw it.
 #[derive(Debug, Clone)]
@@ -42,6 +63,7 @@ pub struct Seen {
     pub path: String,
     pub range: Option<String>,
     pub if_modified_since: Option<String>,
+    pub authorization: Option<String>,
     pub status: u16,
 }
 
@@ -168,6 +190,7 @@ fn serve_conn(conn: TcpStream, s: &Shared) -> std::io::Result<()> {
     let raw_path = parts.next().unwrap_or("/").to_string();
     let mut range = None;
     let mut ims = None;
+    let mut authorization = None;
     loop {
         let mut h = String::new();
         if reader.read_line(&mut h)? == 0 || h == "\r\n" || h == "\n" {
@@ -177,6 +200,7 @@ fn serve_conn(conn: TcpStream, s: &Shared) -> std::io::Result<()> {
             match k.trim().to_ascii_lowercase().as_str() {
                 "range" => range = Some(v.trim().to_string()),
                 "if-modified-since" => ims = Some(v.trim().to_string()),
+                "authorization" => authorization = Some(v.trim().to_string()),
                 _ => {}
             }
         }
@@ -195,6 +219,7 @@ fn serve_conn(conn: TcpStream, s: &Shared) -> std::io::Result<()> {
             path: path.clone(),
             range: range.clone(),
             if_modified_since: ims.clone(),
+            authorization: authorization.clone(),
             status,
         })
     };
@@ -214,6 +239,19 @@ fn serve_conn(conn: TcpStream, s: &Shared) -> std::io::Result<()> {
         conn.write_all(body)
     };
     match (&behaviour, &file) {
+        (Behaviour::Redirect(code, to), _) if !path.starts_with("/moved/") => {
+            record(*code);
+            let location = to.replace("{path}", &raw_path);
+            write!(
+                conn,
+                "HTTP/1.1 {code} X\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )?;
+            return Ok(());
+        }
+        (Behaviour::RequireAuth(want), _) if authorization.as_deref() != Some(want.as_str()) => {
+            record(401);
+            return simple(&mut conn, 401, "text/html", b"<h1>401</h1>");
+        }
         (Behaviour::Status(code), _) => {
             record(*code);
             return simple(&mut conn, *code, "text/html", b"<h1>error</h1>");
@@ -230,6 +268,13 @@ fn serve_conn(conn: TcpStream, s: &Shared) -> std::io::Result<()> {
     }
     let Some((mut data, modified)) = file else {
         return Ok(());
+    };
+    let behaviour = match behaviour {
+        Behaviour::CloseOnceAfter(n) => {
+            *s.behaviour.lock() = Behaviour::Normal;
+            Behaviour::CloseAfter(n)
+        }
+        b => b,
     };
     if behaviour == Behaviour::WrongBytes {
         data.iter_mut().for_each(|b| *b = !*b);
@@ -252,6 +297,50 @@ fn serve_conn(conn: TcpStream, s: &Shared) -> std::io::Result<()> {
             )?;
             return Ok(());
         }
+    }
+    match behaviour {
+        Behaviour::CloseDelimited | Behaviour::CloseDelimitedHttp10 => {
+            record(200);
+            let version = if behaviour == Behaviour::CloseDelimited {
+                "1.1"
+            } else {
+                "1.0"
+            };
+            write!(
+                conn,
+                "HTTP/{version} 200 OK\r\nContent-Type: application/octet-stream\r\nLast-Modified: {lm}\r\n\r\n"
+            )?;
+            for c in data.chunks(64 * 1024) {
+                conn.write_all(c)?;
+                s.body_bytes.fetch_add(c.len() as u64, Ordering::SeqCst);
+            }
+            conn.flush()?;
+            let _ = conn.shutdown(Shutdown::Both);
+            return Ok(());
+        }
+        Behaviour::Chunked | Behaviour::Endless => {
+            record(200);
+            write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\nLast-Modified: {lm}\r\nConnection: close\r\n\r\n"
+            )?;
+            let mut sent = 0u64;
+            loop {
+                for c in data.chunks(64 * 1024) {
+                    write!(conn, "{:x}\r\n", c.len())?;
+                    conn.write_all(c)?;
+                    conn.write_all(b"\r\n")?;
+                    s.body_bytes.fetch_add(c.len() as u64, Ordering::SeqCst);
+                    sent += c.len() as u64;
+                }
+                if behaviour == Behaviour::Chunked || data.is_empty() || sent >= ENDLESS_CAP {
+                    break;
+                }
+            }
+            conn.write_all(b"0\r\n\r\n")?;
+            return Ok(());
+        }
+        _ => {}
     }
     let total = data.len() as u64;
     let start = match (&range, &behaviour) {

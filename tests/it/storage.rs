@@ -1,0 +1,204 @@
+//! Local storage faults: the cache on a full or read-only filesystem (a real tmpfs, mounted by
+//! the test, so root's permission bypass does not hide the fault). The fault is the cache's:
+//! mirrors stay healthy, nothing is fetched again upstream, clients get a generic 507/500
+//! without paths, and status and metrics show the disk trouble.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::{client, in_ci, wait_for, Pkgstash};
+use crate::upstream::{payload, Behaviour, FakeMirror};
+
+const PKG: &str = "/core/os/x86_64/bar-1.0-1-x86_64.pkg.tar.zst";
+const PKG_URL: &str = "/arch/core/os/x86_64/bar-1.0-1-x86_64.pkg.tar.zst";
+
+/// A tmpfs mounted at a directory; unmounted (lazily) when dropped.
+struct Tmpfs {
+    dir: PathBuf,
+}
+
+impl Tmpfs {
+    /// Mount a tmpfs of `size` (e.g. "1m") at `dir`. `None` (skip) when mounting is not
+    /// possible here; in CI that is a failure.
+    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(dir).expect("mkdir");
+        let out = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755"),
+                "tmpfs",
+            ])
+            .arg(dir)
+            .output();
+        match out {
+            Ok(o) if o.status.success() => Some(Tmpfs {
+                dir: dir.to_path_buf(),
+            }),
+            other => {
+                let why = format!("cannot mount a tmpfs at {}: {other:?}", dir.display());
+                assert!(!in_ci(), "{why} (CI=true: needed to simulate a full cache)");
+                eprintln!("SKIP: {why}");
+                None
+            }
+        }
+    }
+
+    fn remount(&self, opts: &str) {
+        let st = Command::new("mount")
+            .args(["-o", &format!("remount,{opts}")])
+            .arg(&self.dir)
+            .status()
+            .expect("mount");
+        assert!(st.success(), "remount {opts}");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+    }
+}
+
+fn config(m: &FakeMirror) -> String {
+    format!(
+        "upstream_timeout = \"2s\"\n[upstreams.arch]\nmirrors = [\"{}\"]\n",
+        m.url()
+    )
+}
+
+fn json(p: &Pkgstash) -> Value {
+    client()
+        .get(p.url("/_pkgstash/status.json"))
+        .send()
+        .expect("status")
+        .json()
+        .expect("json")
+}
+
+fn metrics(p: &Pkgstash) -> String {
+    client()
+        .get(p.url("/_pkgstash/metrics"))
+        .send()
+        .expect("metrics")
+        .text()
+        .expect("text")
+}
+
+/// The mirror is untouched by the cache's fault, and status shows the disk trouble.
+fn assert_blamed_on_disk(p: &Pkgstash, kind: &str) {
+    let v = json(p);
+    let m = &v["mirrors"][0];
+    assert_eq!(
+        (
+            m["failures"].as_u64(),
+            m["healthy"].as_bool(),
+            &m["last_error"]
+        ),
+        (Some(0), Some(true), &Value::Null),
+        "the mirror is not blamed: {m}"
+    );
+    let e = &v["storage_error"];
+    assert_eq!(e["kind"], kind, "{v}");
+    let message = e["message"].as_str().expect("message");
+    assert!(
+        !message.contains('/'),
+        "no path on the public page: {message}"
+    );
+    assert!(
+        metrics(p).contains(&format!("pkgstash_local_errors_total{{kind=\"{kind}\"}} 1")),
+        "{}",
+        metrics(p)
+    );
+    wait_for("no partial left", Duration::from_secs(5), || {
+        std::fs::read_dir(p.cache_dir.join(".partial")).is_ok_and(|d| d.count() == 0)
+    });
+}
+
+/// A generic body: no path, no OS error text.
+fn assert_generic(body: &str, p: &Pkgstash) {
+    let cache = p.cache_dir.display().to_string();
+    for leak in [
+        cache.as_str(),
+        ".partial",
+        "os error",
+        "Read-only",
+        "No space",
+    ] {
+        assert!(!body.contains(leak), "the body shows `{leak}`: {body}");
+    }
+}
+
+#[test]
+fn read_only_cache_gives_500_and_leaves_the_mirror_alone() {
+    let m = FakeMirror::start();
+    let data = payload(100_000, 61);
+    m.put(PKG, data.clone());
+    let work = tempfile::tempdir().expect("tempdir");
+    let cache = work.path().join("cache");
+    let Some(fs) = Tmpfs::mount(&cache, "64m") else {
+        return;
+    };
+    let p = Pkgstash::start_in(work.path(), &cache, &config(&m), &[], None);
+    fs.remount("ro");
+    let resp = client().get(p.url(PKG_URL)).send().expect("get");
+    let status = resp.status().as_u16();
+    let body = resp.text().expect("body");
+    assert_eq!(status, 500, "{body}");
+    assert_generic(&body, &p);
+    assert_eq!(m.count(PKG), 1, "not fetched again upstream");
+    assert_blamed_on_disk(&p, "read_only");
+    assert!(
+        p.log().contains("Read-only file system"),
+        "details in the log"
+    );
+    // Disk repaired: the mirror is asked at once (it was never put in cooldown).
+    fs.remount("rw");
+    let started = Instant::now();
+    let resp = client().get(p.url(PKG_URL)).send().expect("get");
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(resp.bytes().expect("body").to_vec(), data);
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[test]
+fn full_cache_gives_507_before_any_byte_is_fetched() {
+    let m = FakeMirror::start();
+    m.put(PKG, payload(3 << 20, 62));
+    let work = tempfile::tempdir().expect("tempdir");
+    let cache = work.path().join("cache");
+    let Some(_fs) = Tmpfs::mount(&cache, "1m") else {
+        return;
+    };
+    let p = Pkgstash::start_in(work.path(), &cache, &config(&m), &[], None);
+    let resp = client().get(p.url(PKG_URL)).send().expect("get");
+    let status = resp.status().as_u16();
+    let body = resp.text().expect("body");
+    assert_eq!(status, 507, "{body}");
+    assert_generic(&body, &p);
+    assert_eq!(m.count(PKG), 1);
+    assert_blamed_on_disk(&p, "no_space");
+}
+
+#[test]
+fn disk_full_mid_body_of_unknown_length_is_not_retried_upstream() {
+    let m = FakeMirror::start();
+    m.put(PKG, payload(3 << 20, 63));
+    m.set(Behaviour::Chunked);
+    let work = tempfile::tempdir().expect("tempdir");
+    let cache = work.path().join("cache");
+    let Some(_fs) = Tmpfs::mount(&cache, "1m") else {
+        return;
+    };
+    let p = Pkgstash::start_in(work.path(), &cache, &config(&m), &[], None);
+    let resp = client().get(p.url(PKG_URL)).send().expect("get");
+    // Headers went out with the first bytes; the body is then aborted, never ended cleanly.
+    assert_eq!(resp.status().as_u16(), 200);
+    assert!(resp.bytes().is_err(), "an aborted body");
+    assert_eq!(m.count(PKG), 1, "the same bytes are not fetched again");
+    assert_blamed_on_disk(&p, "no_space");
+}
