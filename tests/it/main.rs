@@ -2,15 +2,23 @@
 //! `pkgstash` binary and real upstream servers on 127.0.0.1.
 mod admin;
 mod aur;
+mod aur_install;
+mod aur_package;
 mod cli;
 mod failover;
 mod fixture;
 mod localrepo;
+mod makepkg;
 mod nginx;
 mod packaging;
 mod pacman;
+mod pacman7;
+mod pkgfiles;
 mod proxy;
 mod refresh;
+mod release;
 mod sandbox;
 mod support;
+mod systemd;
+mod trixie;
 mod upstream;
