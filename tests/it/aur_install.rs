@@ -18,9 +18,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Instant;
 
-use crate::aur_package::UNITS;
 use crate::fixture::make_pkg;
 use crate::makepkg::built;
+use crate::package_contents::UNITS;
 use crate::pkgfiles::{must, output_text, pkg_file, read, read_bytes, text};
 use crate::support::require_tool;
 use crate::trixie;

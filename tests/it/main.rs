@@ -3,13 +3,13 @@
 mod admin;
 mod aur;
 mod aur_install;
-mod aur_package;
 mod cli;
 mod failover;
 mod fixture;
 mod localrepo;
 mod makepkg;
 mod nginx;
+mod package_contents;
 mod packaging;
 mod pacman;
 mod pacman7;

@@ -189,7 +189,10 @@ pub fn tools() -> bool {
 
 /// The packages, built once per test run by the first test that asks (the others wait);
 /// `None` when the tools are missing outside CI. A failed build fails every test that
-/// needs it, with the first failure's message.
+/// needs it, with the first failure's message. libtest starts tests in name order:
+/// `aur_install` asks first, and the other tests that wait for the build (`release`,
+/// `package_contents`) sort late, so the second test thread runs most of the suite
+/// meanwhile instead of waiting too.
 pub fn built() -> Option<&'static Built> {
     static BUILT: OnceLock<Result<Built, String>> = OnceLock::new();
     if !tools() {

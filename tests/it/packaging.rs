@@ -1,6 +1,6 @@
 //! Packaging: the Docker image's command line run with the local binary (no Docker engine
 //! here), its build context and compose file, and hadolint. (The AUR package: `makepkg`,
-//! `aur_package`, `aur_install`; the systemd units: `systemd`.)
+//! `release`, `package_contents`, `aur_install`; the systemd units: `systemd`.)
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};

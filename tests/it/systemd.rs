@@ -6,7 +6,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use crate::aur_package::UNITS;
+use crate::package_contents::UNITS;
 use crate::pkgfiles::{euid, must, pkg_file, read, text};
 use crate::support::{bin, require_tool};
 
