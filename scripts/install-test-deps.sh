@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Install what the test suite needs (Debian/Ubuntu): the real pacman and repo-add, makepkg,
-# bsdtar, zstd, nginx, chromium. Idempotent: does nothing when every tool is already there.
+# bsdtar, zstd, nginx, chromium, debootstrap + bubblewrap (the Debian 13 chroot with pacman 7
+# that the tests make under target/chroots). Idempotent: does nothing when every tool is
+# already there.
 # The system nginx that the package may start is stopped again: tests run their own.
 set -euo pipefail
 
 APT_PACKAGES=(pacman-package-manager makepkg fakeroot libarchive-tools zstd xz-utils gzip
-  nginx-light curl chromium systemd git bubblewrap gnupg python3-pip)
-TOOLS=(pacman repo-add makepkg fakeroot bsdtar zstd xz gzip nginx curl chromium systemd-analyze git bwrap gpg)
+  nginx-light curl chromium systemd git bubblewrap gnupg python3-pip
+  debootstrap debian-archive-keyring)
+TOOLS=(pacman repo-add makepkg fakeroot bsdtar zstd xz gzip nginx curl chromium systemd-analyze git bwrap gpg
+  debootstrap)
 
 missing=()
 for t in "${TOOLS[@]}"; do

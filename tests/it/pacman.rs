@@ -2,6 +2,11 @@
 //! a sandbox, talking to pkgstash, in front of a real nginx serving a synthetic Arch mirror
 //! built with the real `repo-add`. pacman's default download timeout stays on.
 //!
+//! Two clients: the host's pacman 6.0, and Debian 13's pacman 7.0 in a trixie chroot
+//! (`*_pacman7` tests; download sandboxing with `DownloadUser = alpm`). The core scenarios
+//! (sync, download, install, 304 on `-Sy`, resume) run with both; `CacheServer` (pacman >=
+//! 6.1) is in `pacman7`.
+//!
 //! Run only this suite: `cargo test --test it pacman_e2e`.
 //! `PKGSTASH_E2E_BIG_MIB` sets the size of the large package (default 64).
 
@@ -12,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::fixture::{tools_available, ArchMirror, PkgSpec};
 use crate::nginx::Nginx;
-use crate::sandbox::Sandbox;
+use crate::sandbox::{Client, Sandbox};
 use crate::support::{is_root, require_tool, wait_for, Pkgstash};
 
 const MIB: usize = 1 << 20;
@@ -36,7 +41,7 @@ fn core_packages() -> Vec<PkgSpec> {
     ]
 }
 
-fn big_package() -> PkgSpec {
+pub fn big_package() -> PkgSpec {
     let mib = std::env::var("PKGSTASH_E2E_BIG_MIB")
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
@@ -45,24 +50,38 @@ fn big_package() -> PkgSpec {
 }
 
 /// Every package name of the shared mirror.
-fn all_names() -> Vec<&'static str> {
+pub fn all_names() -> Vec<&'static str> {
     let mut v: Vec<&str> = core_packages().iter().map(|p| p.name).collect();
     v.push("big");
     v
 }
 
-/// Are pacman, nginx and the repo tools here? (In CI a missing one panics.)
-fn e2e_tools() -> bool {
+/// Are `client`, nginx and the repo tools here? (In CI a missing one panics.)
+pub fn e2e_tools(client: Client) -> bool {
     let mut ok = tools_available();
-    ok &= require_tool("pacman");
     ok &= crate::nginx::available();
     ok &= is_root() || require_tool("fakeroot");
-    ok
+    ok && client.available()
+}
+
+/// The same scenario as two tests: `$host` with the host's pacman 6.0, `$v7` with pacman 7.0
+/// in the trixie chroot.
+macro_rules! with_both_clients {
+    ($scenario:ident: $host:ident, $v7:ident) => {
+        #[test]
+        fn $host() {
+            $scenario(Client::Host);
+        }
+        #[test]
+        fn $v7() {
+            $scenario(Client::Trixie);
+        }
+    };
 }
 
 /// The shared mirror (core + extra with the large package), built once per test run under
 /// cargo's target tmp dir.
-fn shared_mirror() -> &'static ArchMirror {
+pub fn shared_mirror() -> &'static ArchMirror {
     static MIRROR: OnceLock<ArchMirror> = OnceLock::new();
     MIRROR.get_or_init(|| {
         let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-mirror");
@@ -75,7 +94,7 @@ fn shared_mirror() -> &'static ArchMirror {
 }
 
 /// pkgstash with one upstream `arch` over `mirrors`.
-fn pkgstash(mirrors: &[String], extra: &str) -> Pkgstash {
+pub fn pkgstash(mirrors: &[String], extra: &str) -> Pkgstash {
     let list = mirrors
         .iter()
         .map(|m| format!("\"{m}\""))
@@ -86,14 +105,19 @@ fn pkgstash(mirrors: &[String], extra: &str) -> Pkgstash {
     ))
 }
 
-/// A sandbox syncing `core` and `extra` through pkgstash's `arch` upstream.
+/// A host-pacman sandbox syncing `core` and `extra` through pkgstash's `arch` upstream.
 fn arch_sandbox(p: &Pkgstash) -> Sandbox {
+    client_sandbox(Client::Host, p)
+}
+
+/// A `client` sandbox syncing `core` and `extra` through pkgstash's `arch` upstream.
+fn client_sandbox(client: Client, p: &Pkgstash) -> Sandbox {
     let server = p.url("/arch/$repo/os/$arch");
-    Sandbox::new(&[("core", &server), ("extra", &server)], "Never")
+    Sandbox::with_client(client, &[("core", &server), ("extra", &server)], "Never")
 }
 
 /// Assert every package of `mirror` sits in the sandbox cache, byte-identical to the pool.
-fn assert_identical(mirror: &ArchMirror, sb: &Sandbox, names: &[String]) {
+pub fn assert_identical(mirror: &ArchMirror, sb: &Sandbox, names: &[String]) {
     for name in names {
         let got = std::fs::read(sb.cache_file(name))
             .unwrap_or_else(|e| panic!("{name} not in pacman's cache: {e}"));
@@ -102,12 +126,12 @@ fn assert_identical(mirror: &ArchMirror, sb: &Sandbox, names: &[String]) {
     }
 }
 
-fn package_files(mirror: &ArchMirror) -> Vec<String> {
+pub fn package_files(mirror: &ArchMirror) -> Vec<String> {
     mirror.packages.iter().map(|(_, n)| n.clone()).collect()
 }
 
 /// Successful (200/206) GETs nginx served for a file name.
-fn fetches(nginx: &Nginx, name: &str) -> usize {
+pub fn fetches(nginx: &Nginx, name: &str) -> usize {
     nginx
         .requests_ending(&format!("/{name}"))
         .iter()
@@ -123,15 +147,18 @@ fn kill_group(child: &mut Child) {
     let _ = child.wait();
 }
 
-#[test]
-fn pacman_e2e_sync_and_download_every_package_byte_identical() {
-    if !e2e_tools() {
+with_both_clients!(sync_and_download_every_package_byte_identical:
+    pacman_e2e_sync_and_download_every_package_byte_identical,
+    pacman_e2e_sync_and_download_every_package_byte_identical_pacman7);
+
+fn sync_and_download_every_package_byte_identical(client: Client) {
+    if !e2e_tools(client) {
         return;
     }
     let mirror = shared_mirror();
     let nginx = Nginx::serve(&mirror.root, "0");
     let p = pkgstash(&[nginx.url()], "");
-    let sb = arch_sandbox(&p);
+    let sb = client_sandbox(client, &p);
     sb.ok(&["-Syy"]);
     let mut args = vec!["-Sw"];
     args.extend(all_names());
@@ -159,7 +186,7 @@ fn pacman_e2e_sync_and_download_every_package_byte_identical() {
 
 #[test]
 fn pacman_e2e_warm_cache_makes_no_upstream_package_request() {
-    if !e2e_tools() {
+    if !e2e_tools(Client::Host) {
         return;
     }
     let mirror = shared_mirror();
@@ -189,15 +216,18 @@ fn pacman_e2e_warm_cache_makes_no_upstream_package_request() {
     assert!(p.log().contains(" hit"), "access log shows hits");
 }
 
-#[test]
-fn pacman_e2e_install_with_dependencies() {
-    if !e2e_tools() {
+with_both_clients!(install_with_dependencies:
+    pacman_e2e_install_with_dependencies,
+    pacman_e2e_install_with_dependencies_pacman7);
+
+fn install_with_dependencies(client: Client) {
+    if !e2e_tools(client) {
         return;
     }
     let mirror = shared_mirror();
     let nginx = Nginx::serve(&mirror.root, "0");
     let p = pkgstash(&[nginx.url()], "");
-    let sb = arch_sandbox(&p);
+    let sb = client_sandbox(client, &p);
     sb.ok(&["-Sy", "app"]);
     let installed = sb.ok(&["-Q"]);
     for pkg in ["app 1.0-1", "libfoo 1:2.0-1", "foo+bar 1.0-1"] {
@@ -211,9 +241,33 @@ fn pacman_e2e_install_with_dependencies() {
     sb.ok(&["-Qkk", "app", "libfoo", "foo+bar"]);
 }
 
+/// SIGINT to the pacman processes of a spawned pacman's process group (Ctrl-C in its
+/// terminal, where no `timeout`/`bwrap` of the tests would get it too: bwrap dying of it
+/// would SIGKILL pacman before its handler ran); wait for it to end.
+fn interrupt_group(child: &mut Child) {
+    let pids = Command::new("pgrep")
+        .args(["-g", &child.id().to_string(), "-x", "pacman"])
+        .output()
+        .expect("pgrep");
+    let pids = String::from_utf8_lossy(&pids.stdout).into_owned();
+    assert!(!pids.trim().is_empty(), "no pacman process to interrupt");
+    let _ = Command::new("kill")
+        .arg("-INT")
+        .args(pids.split_whitespace())
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().ok().flatten().is_none() {
+        if Instant::now() > deadline {
+            kill_group(child);
+            panic!("pacman did not stop on SIGINT within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn pacman_e2e_eight_parallel_pacmans_fetch_each_file_once() {
-    if !e2e_tools() {
+    if !e2e_tools(Client::Host) {
         return;
     }
     let mirror = shared_mirror();
@@ -243,7 +297,7 @@ fn pacman_e2e_eight_parallel_pacmans_fetch_each_file_once() {
 
 #[test]
 fn pacman_e2e_large_package_slow_mirror_default_timeout() {
-    if !e2e_tools() {
+    if !e2e_tools(Client::Host) {
         return;
     }
     let mirror = shared_mirror();
@@ -273,9 +327,12 @@ fn pacman_e2e_large_package_slow_mirror_default_timeout() {
     eprintln!("joined client finished in {:?}", started.elapsed());
 }
 
-#[test]
-fn pacman_e2e_repo_bump_and_unchanged_db_304() {
-    if !e2e_tools() {
+with_both_clients!(repo_bump_and_unchanged_db_304:
+    pacman_e2e_repo_bump_and_unchanged_db_304,
+    pacman_e2e_repo_bump_and_unchanged_db_304_pacman7);
+
+fn repo_bump_and_unchanged_db_304(client: Client) {
+    if !e2e_tools(client) {
         return;
     }
     let mut mirror = ArchMirror::new();
@@ -286,7 +343,7 @@ fn pacman_e2e_repo_bump_and_unchanged_db_304() {
     let nginx = Nginx::serve(&mirror.root, "0");
     // Revalidate on every request: pacman's -Sy must see upstream changes at once.
     let p = pkgstash(&[nginx.url()], "db_max_age = \"0s\"");
-    let sb = arch_sandbox(&p);
+    let sb = client_sandbox(client, &p);
     sb.ok(&["-Sy"]);
     assert_eq!(sb.sync_version("app"), "1.0-1");
 
@@ -316,7 +373,7 @@ fn pacman_e2e_repo_bump_and_unchanged_db_304() {
 }
 
 /// Statuses pkgstash answered (its access log) for GETs of paths ending with `suffix`.
-fn answers(p: &Pkgstash, suffix: &str) -> Vec<u16> {
+pub fn answers(p: &Pkgstash, suffix: &str) -> Vec<u16> {
     let needle = format!("{suffix} HTTP/1.1\" ");
     p.log()
         .lines()
@@ -326,27 +383,40 @@ fn answers(p: &Pkgstash, suffix: &str) -> Vec<u16> {
         .collect()
 }
 
-#[test]
-fn pacman_e2e_interrupted_download_resumed_with_range() {
-    if !e2e_tools() {
+with_both_clients!(interrupted_download_resumed_with_range:
+    pacman_e2e_interrupted_download_resumed_with_range,
+    pacman_e2e_interrupted_download_resumed_with_range_pacman7);
+
+fn interrupted_download_resumed_with_range(client: Client) {
+    if !e2e_tools(client) {
         return;
     }
     let mirror = shared_mirror();
     let nginx = Nginx::serve(&mirror.root, "8m");
     let p = pkgstash(&[nginx.url()], "");
-    let sb = arch_sandbox(&p);
+    let sb = client_sandbox(client, &p);
     sb.ok(&["-Syy"]);
     let big = big_package().file_name();
-    let part = sb.cache_file(&format!("{big}.part"));
+    let part_len = || {
+        sb.partial_file(&big)
+            .and_then(|f| std::fs::metadata(f).ok())
+            .map_or(0, |m| m.len())
+    };
     let mut child = sb.spawn(&["-Sw", "big"]);
     wait_for("a partial download", Duration::from_secs(60), || {
-        std::fs::metadata(&part).is_ok_and(|m| m.len() >= MIB as u64)
+        part_len() >= MIB as u64
     });
-    // The machine loses power mid-download.
-    kill_group(&mut child);
+    match client {
+        // The machine loses power mid-download.
+        Client::Host => kill_group(&mut child),
+        // The user presses Ctrl-C. pacman 7 with a DownloadUser downloads into a
+        // `download-XXXXXX` dir of the cache and moves a partial file back into the cache dir
+        // when interrupted; after a SIGKILL it stays behind and the next run starts over
+        // (Debian's 7.0.0), so a power loss is not a resume case for this client.
+        Client::Trixie => interrupt_group(&mut child),
+    }
     let _ = std::fs::remove_file(sb.root().join("db/db.lck"));
-    let have = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
-    assert!(have >= MIB as u64, "a .part file is left");
+    assert!(part_len() >= MIB as u64, "a .part file is left");
 
     sb.ok(&["-Sw", "big"]);
     assert_identical(mirror, &sb, std::slice::from_ref(&big));
@@ -361,7 +431,7 @@ fn pacman_e2e_interrupted_download_resumed_with_range() {
 
 #[test]
 fn pacman_e2e_first_mirror_down_second_serves() {
-    if !e2e_tools() {
+    if !e2e_tools(Client::Host) {
         return;
     }
     let mirror = shared_mirror();
