@@ -456,7 +456,7 @@ fn pacman_e2e_first_mirror_down_second_serves() {
 
 #[test]
 fn pacman_e2e_through_a_redirecting_mirror() {
-    if !e2e_tools() {
+    if !e2e_tools(Client::Host) {
         return;
     }
     let mirror = shared_mirror();
