@@ -18,6 +18,7 @@
 //! - [`cache_index`]: in-memory index of cached files (size, mtime, last served).
 //! - [`catalog`]: parsed cached repo dbs: expected size/sha256, current versions.
 //! - [`repodb`]: parse pacman repo databases.
+//! - [`boundedtar`]: limits on what reading an untrusted tar archive may cost.
 //! - [`localrepo`]: custom repos published through pkgstash (`[repos.NAME]`).
 //! - [`pkgfile`]: read a package archive's `.PKGINFO`, file list and checksums.
 //! - [`repogen`]: write repo dbs (`.db`, `.files`) like `repo-add`.
@@ -34,6 +35,7 @@
 pub mod admin;
 pub mod aur;
 pub mod auth;
+pub mod boundedtar;
 pub mod cache_index;
 pub mod catalog;
 pub mod cleanup;
