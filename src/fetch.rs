@@ -14,6 +14,12 @@
 //!    `Content-Range`; a 200 is consumed from the start and its first N bytes must equal ours);
 //! 5. the complete file is checked (length, and size + sha256 from the repo db when known),
 //!    then published by rename; on any failure the partial is deleted and clients are aborted.
+//!
+//! A cached mutable file is revalidated with the mirror's own validators
+//! ([`crate::validators`]); a repo db and its `.sig` are fetched and published as one
+//! ([`pair`]); publishing a db first removes cached packages it now describes
+//! differently ([`crate::republish`]). [`Job::fetch`] and [`Job::conclude`] are the two halves of
+//! [`Job::run`] that [`pair`] orders across the two files of a pair.
 
 use std::cell::OnceCell;
 use std::io::Write;
@@ -27,12 +33,18 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
 use crate::cache_index::CacheIndex;
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, Verification};
 use crate::inflight::{BodyMeta, Download, EntryGuard, Phase};
 use crate::metrics::Metrics;
 use crate::path::{FileKind, RepoPath};
 use crate::store::Store;
 use crate::upstream::{MirrorPool, Pools};
+use crate::validators::Validators;
+
+pub mod pair;
+mod revalidate;
+
+pub(crate) use revalidate::conditional_for;
 
 /// Window over which a download's rate is compared with `min_rate`.
 const SLOW_WINDOW: Duration = Duration::from_secs(10);
@@ -41,12 +53,7 @@ const NOTIFY_BYTES: u64 = 1 << 20;
 /// ... or this long after bytes they have not heard of were written.
 const NOTIFY_DELAY: Duration = Duration::from_millis(50);
 
-/// What the repo db says a package must be.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Expected {
-    pub size: u64,
-    pub sha256: String,
-}
+pub use crate::catalog::Expected;
 
 /// Shared settings and state of all download tasks.
 #[derive(Debug)]
@@ -60,13 +67,18 @@ pub struct FetchContext {
     pub timeout: Duration,
     /// Switch mirrors when a download stays under this rate (bytes/s).
     pub min_rate: Option<u64>,
+    /// One revalidation per repo db + `.sig` pair at a time.
+    pub pairs: pair::PairLocks,
+    /// Packages removed because a db published since the last refresh changed their entry.
+    pub republished: crate::republish::Journal,
 }
 
 /// One download to run.
 pub struct FetchRequest {
     pub download: Arc<Download>,
     pub guard: EntryGuard,
-    /// For revalidating a cached mutable file: its mtime.
+    /// `Some` (the cached copy's mtime): revalidate a cached mutable file. The request then
+    /// carries the validators the mirror sent with that copy, never this date.
     pub if_modified_since: Option<SystemTime>,
     /// What the file must be; when `None`, the cached repo db of its directory is asked.
     pub expected: Option<Expected>,
@@ -138,25 +150,30 @@ impl Fetcher {
                     drop(guard);
                     return;
                 };
+                let client = CLIENT.with(|c| c.get_or_init(|| build_client(ctx.timeout)).clone());
+                let revalidate = if_modified_since.is_some();
+                if let Some(pair) = pair::Pair::of(&download.path) {
+                    pair::run(&ctx, &pool, client, &download, pair, revalidate).await;
+                    drop(guard);
+                    return;
+                }
                 let expected = match expected {
                     Some(e) => Some(e),
-                    None => lookup_expected(&ctx, &download.path).await,
+                    None => match lookup_expected(&ctx, &download.path).await {
+                        Verification::Known(e) => Some(e),
+                        Verification::Unknown => None,
+                        Verification::Malformed(why) => {
+                            refuse_malformed(&download, &why);
+                            drop(guard);
+                            return;
+                        }
+                    },
                 };
-                let client = CLIENT.with(|c| c.get_or_init(|| build_client(ctx.timeout)).clone());
-                let job = Job {
-                    ctx: &ctx,
-                    pool: &pool,
-                    client,
-                    download: &download,
-                    ims: if_modified_since,
-                    expected,
-                    partial: None,
-                    written: 0,
-                    notified: 0,
-                    notified_at: Instant::now(),
-                    hasher: Sha256::new(),
-                    meta: None,
+                let conditional = match revalidate {
+                    true => conditional_for(&ctx, &download.path).await,
+                    false => None,
                 };
+                let mut job = Job::new(&ctx, &pool, client, &download, conditional, expected);
                 job.run().await;
                 drop(guard);
             });
@@ -167,36 +184,70 @@ impl Fetcher {
     }
 }
 
+/// A package whose repo db entry is malformed is not fetched: serving it unverified would
+/// treat the db as if it did not list it. The client gets a 502 naming the entry (pacman then
+/// tries its next `Server`); the mirror is not blamed.
+fn refuse_malformed(download: &Download, why: &str) {
+    let msg = format!(
+        "{}: its repo db entry is malformed ({why}); not serving it unverified",
+        download.path
+    );
+    log::warn!("{msg}");
+    download.finish(Phase::Failed(Arc::from(msg.as_str())));
+}
+
 /// Ask the catalog (off the event loop: it may parse a db) what a package must be.
-async fn lookup_expected(ctx: &Arc<FetchContext>, path: &RepoPath) -> Option<Expected> {
+async fn lookup_expected(ctx: &FetchContext, path: &RepoPath) -> Verification {
     if path.kind() != FileKind::Immutable {
-        return None;
+        return Verification::Unknown;
     }
     let catalog = ctx.catalog.clone();
-    let dir = ctx.store.final_path(path).parent()?.to_path_buf();
+    let Some(dir) = ctx.store.final_path(path).parent().map(|d| d.to_path_buf()) else {
+        return Verification::Unknown;
+    };
     let name = path.file_name().to_string();
-    tokio::task::spawn_blocking(move || catalog.expected(&dir, &name))
+    tokio::task::spawn_blocking(move || catalog.verification(&dir, &name))
         .await
-        .ok()
-        .flatten()
+        .unwrap_or(Verification::Unknown)
 }
 
 /// How one attempt on one mirror ended.
 enum Attempt {
     Complete,
     NotModified,
+    /// A 304 for another version than ours ([`Validators::confirmed_by`]): ask the same mirror
+    /// again, unconditionally.
+    NotOurs,
     NotFound,
     /// The mirror failed (counts against its health); try the next one.
     Failed(String),
 }
 
+/// How fetching one file from the pool ended, before anything is published or told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Fetched {
+    /// The whole body is in the partial file; from mirror `i`.
+    Complete(usize),
+    /// Mirror `i` confirmed the cached copy.
+    NotModified(usize),
+    /// Every mirror answered 404.
+    NotFound,
+    /// No mirror could deliver it: the last error.
+    Failed(String),
+}
+
 /// The state of one download across mirror attempts.
-struct Job<'a> {
+pub(crate) struct Job<'a> {
     ctx: &'a FetchContext,
     pool: &'a MirrorPool,
     client: awc::Client,
     download: &'a Download,
-    ims: Option<SystemTime>,
+    /// The validators of the cached copy being revalidated (a conditional request).
+    conditional: Option<Validators>,
+    /// The validators of the body received.
+    received: Validators,
+    /// Only this mirror is asked (the other file of a db pair comes from the same mirror).
+    only: Option<usize>,
     expected: Option<Expected>,
     partial: Option<tempfile::NamedTempFile>,
     written: u64,
@@ -205,13 +256,71 @@ struct Job<'a> {
     notified_at: Instant,
     hasher: Sha256,
     meta: Option<BodyMeta>,
+    started: Instant,
 }
 
-impl Job<'_> {
-    async fn run(mut self) {
+impl<'a> Job<'a> {
+    pub(crate) fn new(
+        ctx: &'a FetchContext,
+        pool: &'a MirrorPool,
+        client: awc::Client,
+        download: &'a Download,
+        conditional: Option<Validators>,
+        expected: Option<Expected>,
+    ) -> Job<'a> {
+        Job {
+            ctx,
+            pool,
+            client,
+            download,
+            conditional: conditional.filter(|v| !v.is_empty()),
+            received: Validators::default(),
+            only: None,
+            expected,
+            partial: None,
+            written: 0,
+            notified: 0,
+            notified_at: Instant::now(),
+            hasher: Sha256::new(),
+            meta: None,
+            started: Instant::now(),
+        }
+    }
+
+    /// Ask only mirror `i`.
+    pub(crate) fn only_from(mut self, i: usize) -> Self {
+        self.only = Some(i);
+        self
+    }
+
+    /// The validators of what this job has: the body received, or the copy a 304 confirmed.
+    pub(crate) fn validators(&self, fetched: &Fetched) -> Option<&Validators> {
+        match fetched {
+            Fetched::Complete(_) => Some(&self.received),
+            Fetched::NotModified(_) => self.conditional.as_ref(),
+            _ => None,
+        }
+        .filter(|v| !v.is_empty())
+    }
+
+    /// sha256 (hex) of the body received so far.
+    pub(crate) fn body_sha256(&self) -> String {
+        hex::encode(self.hasher.clone().finalize())
+    }
+
+    /// Fetch, then publish and tell clients.
+    pub(crate) async fn run(&mut self) {
+        let fetched = self.fetch().await;
+        self.conclude(fetched).await;
+    }
+
+    /// Try mirrors until one delivers the whole body (or confirms the cached copy).
+    pub(crate) async fn fetch(&mut self) -> Fetched {
         let path = self.download.path.clone();
-        let started = Instant::now();
-        let order = self.pool.order(&path);
+        let order = match self.only {
+            Some(i) => vec![i],
+            None => self.pool.order(&path),
+        };
         let n = order.len().max(1);
         let max_attempts = 3 * n + 3;
         let mut no_progress = 0usize;
@@ -226,26 +335,20 @@ impl Job<'_> {
                 .mirror
                 .store(i as u64, std::sync::atomic::Ordering::Relaxed);
             let before = self.written;
-            let attempt = self.attempt(i, &path).await;
+            let mut attempt = self.attempt(i, &path).await;
+            if matches!(attempt, Attempt::NotOurs) {
+                attempt = self.attempt(i, &path).await;
+            }
             self.notify_progress();
             match attempt {
-                Attempt::Complete => {
-                    self.complete(i, &path, started).await;
-                    return;
-                }
-                Attempt::NotModified => {
-                    log::info!(
-                        "revalidated {path}: not modified ({})",
-                        self.pool.mirrors[i].base
-                    );
-                    self.pool.record_success(i, &path);
-                    self.ctx.store.mark_validated(&path);
-                    self.download.finish(Phase::NotModified);
-                    return;
-                }
+                Attempt::Complete => return Fetched::Complete(i),
+                Attempt::NotModified => return Fetched::NotModified(i),
                 Attempt::NotFound => {
                     log::debug!("{} has no {path}", self.pool.mirrors[i].base);
                     not_found += 1;
+                }
+                Attempt::NotOurs => {
+                    last_error = format!("{}: answered 304 twice", self.pool.mirrors[i].base);
                 }
                 Attempt::Failed(e) => {
                     self.ctx
@@ -266,16 +369,41 @@ impl Job<'_> {
         }
         self.partial = None; // deletes the partial file
         if self.written == 0 && not_found >= n {
-            log::info!("{path}: not found on any mirror");
-            self.ctx.store.mark_not_found(&path);
-            self.download.finish(Phase::NotFound);
+            Fetched::NotFound
         } else {
             log::warn!(
                 "download of {path} failed after {} bytes: {last_error}",
                 self.written
             );
-            self.download
-                .finish(Phase::Failed(Arc::from(last_error.as_str())));
+            Fetched::Failed(last_error)
+        }
+    }
+
+    /// Act on how [`Job::fetch`] ended: publish a complete body, or record the outcome; then
+    /// tell clients.
+    pub(crate) async fn conclude(&mut self, fetched: Fetched) {
+        let path = self.download.path.clone();
+        match fetched {
+            Fetched::Complete(i) => self.complete(i, &path, self.started).await,
+            Fetched::NotModified(i) => {
+                log::info!(
+                    "revalidated {path}: not modified ({})",
+                    self.pool.mirrors[i].base
+                );
+                self.pool.record_success(i, &path);
+                self.ctx.store.mark_validated(&path);
+                self.download.finish(Phase::NotModified);
+            }
+            Fetched::NotFound => {
+                log::info!("{path}: not found on any mirror");
+                self.ctx.store.mark_not_found(&path);
+                self.download.finish(Phase::NotFound);
+            }
+            Fetched::Failed(last_error) => {
+                self.partial = None;
+                self.download
+                    .finish(Phase::Failed(Arc::from(last_error.as_str())));
+            }
         }
     }
 
@@ -286,8 +414,10 @@ impl Job<'_> {
         let mut req = self.client.get(&url);
         if self.written > 0 {
             req = req.insert_header((header::RANGE, format!("bytes={}-", self.written)));
-        } else if let Some(ims) = self.ims {
-            req = req.insert_header((header::IF_MODIFIED_SINCE, httpdate::fmt_http_date(ims)));
+        } else if let Some(v) = &self.conditional {
+            for h in v.conditional_headers() {
+                req = req.insert_header(h);
+            }
         }
         log::debug!("GET {url} (from byte {})", self.written);
         let mut resp = match tokio::time::timeout(timeout, req.send()).await {
@@ -302,8 +432,8 @@ impl Job<'_> {
         };
         let status = resp.status();
         match status {
-            StatusCode::NOT_MODIFIED if self.written == 0 && self.ims.is_some() => {
-                return Attempt::NotModified
+            StatusCode::NOT_MODIFIED if self.written == 0 && self.conditional.is_some() => {
+                return self.not_modified(resp.headers());
             }
             StatusCode::NOT_FOUND | StatusCode::GONE => return Attempt::NotFound,
             StatusCode::OK | StatusCode::PARTIAL_CONTENT => {}
@@ -325,12 +455,6 @@ impl Job<'_> {
             .get(header::LAST_MODIFIED)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| httpdate::parse_http_date(v).ok());
-        if let (Some(ims), Some(lm), 0) = (self.ims, last_modified, self.written) {
-            if lm <= ims {
-                // A mirror that lags behind ours: keep what we have.
-                return Attempt::NotModified;
-            }
-        }
         let content_length = headers
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
@@ -369,6 +493,9 @@ impl Job<'_> {
             }
         }
         if self.partial.is_none() {
+            // The mirror's current version is the truth, whatever its date: a repaired file
+            // may well be older than the broken one it replaces.
+            self.received = Validators::from_headers(headers);
             match self.open_partial(total, last_modified) {
                 Ok(()) => {}
                 Err(e) => return Attempt::Failed(format!("cannot create partial file: {e}")),
@@ -460,12 +587,70 @@ impl Job<'_> {
         Attempt::Complete
     }
 
+    /// Does the package still match what the cached db says now? A db published while the
+    /// download ran may have changed the entry (a package re-published under the same name):
+    /// then these bytes are an old build, and are not published (the mirror is not blamed).
+    async fn still_listed_so(&self, path: &RepoPath, digest: &str) -> Result<(), String> {
+        if path.kind() != FileKind::Immutable {
+            return Ok(());
+        }
+        match lookup_expected(self.ctx, path).await {
+            Verification::Known(e) if e.size != self.written || !e.sha256.eq_ignore_ascii_case(digest) => Err(format!(
+                "{path}: the repo db changed during the download (it now says {} bytes / sha256 {}); discarded",
+                e.size, e.sha256
+            )),
+            Verification::Malformed(why) => Err(format!(
+                "{path}: its repo db entry became malformed during the download ({why}); discarded"
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The `Last-Modified` clients get for this body ([`revalidate::served_last_modified`]).
+    fn served_last_modified(
+        &self,
+        lm: Option<SystemTime>,
+        total: Option<u64>,
+    ) -> Option<SystemTime> {
+        let path = &self.download.path;
+        let cached = match path.kind() {
+            FileKind::Mutable => std::fs::metadata(self.ctx.store.final_path(path)).ok(),
+            FileKind::Immutable => None,
+        };
+        let served = revalidate::served_last_modified(lm, total, cached.as_ref());
+        if served != lm {
+            log::info!(
+                "{path}: the mirror's new version is not dated after the cached one; served as of {}",
+                served.map(httpdate::fmt_http_date).unwrap_or_default()
+            );
+        }
+        served
+    }
+
+    /// A 304 to our conditional request: the cached copy is current only if the 304 agrees
+    /// with the validators sent; otherwise it was about another version (a server comparing
+    /// dates with "earlier or equal"), and the next attempt asks unconditionally.
+    fn not_modified(&mut self, headers: &awc::http::header::HeaderMap) -> Attempt {
+        match &self.conditional {
+            Some(v) if v.confirmed_by(headers) => Attempt::NotModified,
+            _ => {
+                log::info!(
+                    "{}: a 304 for another version than ours; asking again unconditionally",
+                    self.download.path
+                );
+                self.conditional = None;
+                Attempt::NotOurs
+            }
+        }
+    }
+
     /// Create the partial file and let clients start.
     fn open_partial(
         &mut self,
         total: Option<u64>,
         last_modified: Option<SystemTime>,
     ) -> std::io::Result<()> {
+        let last_modified = self.served_last_modified(last_modified, total);
         let partial = self.ctx.store.new_partial()?;
         let reader = partial.as_file().try_clone()?;
         self.download.set_file(Arc::new(reader));
@@ -531,10 +716,33 @@ impl Job<'_> {
                 return;
             }
         }
+        if let Err(why) = self.still_listed_so(path, &digest).await {
+            log::warn!("{why}");
+            self.partial = None;
+            self.download.finish(Phase::Failed(Arc::from(why.as_str())));
+            return;
+        }
         let Some(partial) = self.partial.take() else {
             self.download
                 .finish(Phase::Failed(Arc::from("no partial file")));
             return;
+        };
+        // A new db: cached packages it describes differently go first (a client that sees
+        // the new db must not get an old build from the cache).
+        let new_index = if crate::catalog::is_db_name(path.file_name()) {
+            let (catalog, old_db) = (self.ctx.catalog.clone(), self.ctx.store.final_path(path));
+            let c = self.ctx;
+            crate::republish::before_db_publish(
+                &c.store,
+                &c.index,
+                &c.republished,
+                path,
+                partial.path(),
+                move || catalog.index(&old_db),
+            )
+            .await
+        } else {
+            None
         };
         let mut meta = self.meta.clone().unwrap_or(BodyMeta {
             total: None,
@@ -550,19 +758,24 @@ impl Job<'_> {
         // The fsync + rename run off this thread: it runs every download.
         let store = self.ctx.store.clone();
         let (p2, mtime) = (path.clone(), meta.last_modified);
-        let published =
-            match actix_web::rt::task::spawn_blocking(move || store.publish(partial, &p2, mtime))
-                .await
-            {
-                Ok(r) => r,
-                Err(e) => Err(std::io::Error::other(format!("publish task failed: {e}"))),
-            };
+        let validators = (path.kind() == FileKind::Mutable).then(|| self.received.clone());
+        let published = match actix_web::rt::task::spawn_blocking(move || {
+            store.publish(partial, &p2, mtime, validators.as_ref())
+        })
+        .await
+        {
+            Ok(r) => r,
+            Err(e) => Err(std::io::Error::other(format!("publish task failed: {e}"))),
+        };
         let store = &self.ctx.store;
         match published {
             Ok(dest) => {
                 store.mark_validated(path);
                 if crate::catalog::is_db_name(path.file_name()) {
                     self.ctx.catalog.db_published(&dest);
+                    if let Some(index) = new_index {
+                        self.ctx.catalog.remember(&dest, index);
+                    }
                 }
                 self.ctx
                     .index

@@ -10,6 +10,10 @@
 //!    cached mutable file);
 //! 5. **answer** once upstream has answered: tail the growing file, or serve the (re)validated
 //!    file, or 404, or — for a mutable file whose mirrors all fail — the stale copy.
+//!
+//! `If-Modified-Since` gets a 304 only for the exact `Last-Modified` of the cached file (nginx's
+//! default, `if_modified_since exact`): a db that went back to an older, repaired version must
+//! reach clients holding the newer, broken one.
 
 use std::fs::Metadata;
 use std::path::Path;
@@ -250,14 +254,24 @@ fn respond_with_file(req: &HttpRequest, named: NamedFile) -> Result<(HttpRespons
     } else {
         None
     };
-    let resp = named
+    let mtime = named.metadata().modified().ok();
+    let exact_ims = if_modified_since_is_exact(req, mtime);
+    let mut resp = named
         .use_etag(true)
-        .use_last_modified(true)
+        .use_last_modified(exact_ims)
         .disable_content_disposition()
         // Small files are read on the worker (page cache) instead of a blocking-pool hop.
         .read_mode_threshold(SYNC_READ_LIMIT)
         .set_content_type(mime_octet())
         .into_response(req);
+    if let (false, Some(t)) = (exact_ims, mtime) {
+        // Not evaluated by actix-files (its comparison is "not later than"), still sent.
+        resp.headers_mut().insert(
+            header::LAST_MODIFIED,
+            header::HeaderValue::from_str(&httpdate::fmt_http_date(t))
+                .map_err(|e| ApiError::Internal(e.to_string()))?,
+        );
+    }
     let range = match resp.status() {
         StatusCode::OK if req.method() == Method::GET => Some((0, len)),
         StatusCode::PARTIAL_CONTENT => resp
@@ -294,6 +308,23 @@ fn serve_local(
     let named = NamedFile::from_file(file, on_disk)
         .map_err(|e| ApiError::Internal(format!("cannot open repo file: {e}")))?;
     Ok(respond_with_file(req, named)?.0)
+}
+
+/// May actix-files evaluate the request's `If-Modified-Since` against `mtime`? Only when it
+/// names exactly that second (or is absent): a client holding a *newer* copy than ours (the
+/// mirror went back to an older, repaired db) must get ours, not a 304.
+fn if_modified_since_is_exact(req: &HttpRequest, mtime: Option<SystemTime>) -> bool {
+    let Some(ims) = req.headers().get(header::IF_MODIFIED_SINCE) else {
+        return true;
+    };
+    let since = ims
+        .to_str()
+        .ok()
+        .and_then(|v| httpdate::parse_http_date(v).ok());
+    match (since, mtime) {
+        (Some(since), Some(t)) => httpdate::fmt_http_date(since) == httpdate::fmt_http_date(t),
+        _ => false,
+    }
 }
 
 fn mime_octet() -> mime::Mime {

@@ -72,6 +72,8 @@ impl AppState {
             metrics: metrics.clone(),
             timeout: cfg.upstream_timeout,
             min_rate: cfg.min_rate,
+            pairs: Default::default(),
+            republished: Default::default(),
         }));
         let repos = Arc::new(repos);
         let aur = cfg.aur.as_ref().map(|aur_cfg| {

@@ -3,12 +3,14 @@
 mod admin;
 mod aur;
 mod cli;
+mod dbs;
 mod failover;
 mod fixture;
 mod localrepo;
 mod nginx;
 mod packaging;
 mod pacman;
+mod pacman_dbs;
 mod proxy;
 mod refresh;
 mod sandbox;

@@ -34,6 +34,8 @@ pub enum Behaviour {
     WrongBytes,
     /// Wait this long before answering at all.
     DelayHead(Duration),
+    /// Answer every request in full: no 304, whatever the conditional headers.
+    IgnoreConditionals,
 }
 
 /// One request as the fake mirror saw it.
@@ -42,6 +44,7 @@ pub struct Seen {
     pub path: String,
     pub range: Option<String>,
     pub if_modified_since: Option<String>,
+    pub if_none_match: Option<String>,
     pub status: u16,
 }
 
@@ -58,6 +61,8 @@ struct Shared {
     seen: Mutex<Vec<Seen>>,
     body_bytes: AtomicU64,
     stop: AtomicBool,
+    /// Send `ETag`s (a hash of the content) and honour `If-None-Match`.
+    etags: AtomicBool,
 }
 
 /// A running fake mirror. Stops accepting when dropped.
@@ -76,6 +81,7 @@ impl FakeMirror {
             seen: Mutex::new(Vec::new()),
             body_bytes: AtomicU64::new(0),
             stop: AtomicBool::new(false),
+            etags: AtomicBool::new(false),
         });
         let s = shared.clone();
         std::thread::spawn(move || {
@@ -108,6 +114,16 @@ impl FakeMirror {
             .files
             .lock()
             .insert(path.to_string(), File { data, modified });
+    }
+
+    /// Remove the file at `path` (404 from now on).
+    pub fn remove(&self, path: &str) {
+        self.shared.files.lock().remove(path);
+    }
+
+    /// Send `ETag`s and honour `If-None-Match` (like nginx), or not (the default).
+    pub fn set_etags(&self, on: bool) {
+        self.shared.etags.store(on, Ordering::SeqCst);
     }
 
     pub fn set(&self, b: Behaviour) {
@@ -168,6 +184,7 @@ fn serve_conn(conn: TcpStream, s: &Shared) -> std::io::Result<()> {
     let raw_path = parts.next().unwrap_or("/").to_string();
     let mut range = None;
     let mut ims = None;
+    let mut inm = None;
     loop {
         let mut h = String::new();
         if reader.read_line(&mut h)? == 0 || h == "\r\n" || h == "\n" {
@@ -177,6 +194,7 @@ fn serve_conn(conn: TcpStream, s: &Shared) -> std::io::Result<()> {
             match k.trim().to_ascii_lowercase().as_str() {
                 "range" => range = Some(v.trim().to_string()),
                 "if-modified-since" => ims = Some(v.trim().to_string()),
+                "if-none-match" => inm = Some(v.trim().to_string()),
                 _ => {}
             }
         }
@@ -195,6 +213,7 @@ fn serve_conn(conn: TcpStream, s: &Shared) -> std::io::Result<()> {
             path: path.clone(),
             range: range.clone(),
             if_modified_since: ims.clone(),
+            if_none_match: inm.clone(),
             status,
         })
     };
@@ -235,7 +254,29 @@ fn serve_conn(conn: TcpStream, s: &Shared) -> std::io::Result<()> {
         data.iter_mut().for_each(|b| *b = !*b);
     }
     let lm = httpdate::fmt_http_date(modified);
-    if let Some(since) = ims
+    let etag = s.etags.load(Ordering::SeqCst).then(|| {
+        use sha2::Digest;
+        format!("\"{}\"", hex::encode(&sha2::Sha256::digest(&data)[..8]))
+    });
+    let etag_line = etag
+        .as_ref()
+        .map(|t| format!("ETag: {t}\r\n"))
+        .unwrap_or_default();
+    let (ims, inm) = match behaviour {
+        Behaviour::IgnoreConditionals => (None, None),
+        _ => (ims.clone(), inm.clone()),
+    };
+    if let (Some(tag), Some(asked)) = (&etag, &inm) {
+        // RFC 9110 §13.1.2: If-None-Match decides; If-Modified-Since is then ignored.
+        if asked == tag {
+            record(304);
+            write!(
+                conn,
+                "HTTP/1.1 304 Not Modified\r\n{etag_line}Last-Modified: {lm}\r\nConnection: close\r\n\r\n"
+            )?;
+            return Ok(());
+        }
+    } else if let Some(since) = ims
         .as_deref()
         .and_then(|v| httpdate::parse_http_date(v).ok())
     {
@@ -272,7 +313,7 @@ fn serve_conn(conn: TcpStream, s: &Shared) -> std::io::Result<()> {
     };
     record(status);
     let mut head = format!(
-        "HTTP/1.1 {status} X\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nLast-Modified: {lm}\r\nAccept-Ranges: bytes\r\nConnection: close\r\n",
+        "HTTP/1.1 {status} X\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nLast-Modified: {lm}\r\n{etag_line}Accept-Ranges: bytes\r\nConnection: close\r\n",
         body.len()
     );
     if let Some(st) = start {
