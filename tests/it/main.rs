@@ -12,6 +12,7 @@ mod packaging;
 mod pacman;
 mod pacman_dbs;
 mod proxy;
+mod races;
 mod refresh;
 mod sandbox;
 mod support;
