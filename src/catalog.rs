@@ -19,7 +19,8 @@ use std::time::SystemTime;
 use parking_lot::Mutex;
 
 use crate::path::{classify, FileKind};
-use crate::repodb::{self, DbEntry, Listing, RepoIndex};
+use crate::repodb::{self, DbEntry};
+use crate::repoindex::{Listing, RepoIndex};
 
 /// A db file read: its index, or why it cannot be read.
 pub type DbRead = Result<Arc<RepoIndex>, Arc<str>>;

@@ -606,6 +606,23 @@ impl<'a> Job<'a> {
         }
     }
 
+    /// Before a new db (`new_db`, to be published at `path`) replaces the cached one: remove
+    /// the cached packages it describes differently ([`crate::republish`]); its index, if read.
+    async fn supersede(
+        &self,
+        path: &RepoPath,
+        new_db: &std::path::Path,
+    ) -> Option<Arc<crate::repoindex::RepoIndex>> {
+        if !crate::catalog::is_db_name(path.file_name()) {
+            return None;
+        }
+        let (catalog, old_db) = (self.ctx.catalog.clone(), self.ctx.store.final_path(path));
+        let c = self.ctx;
+        let old = move || catalog.index(&old_db);
+        crate::republish::before_db_publish(&c.store, &c.index, &c.republished, path, new_db, old)
+            .await
+    }
+
     /// The `Last-Modified` clients get for this body ([`revalidate::served_last_modified`]).
     fn served_last_modified(
         &self,
@@ -729,21 +746,7 @@ impl<'a> Job<'a> {
         };
         // A new db: cached packages it describes differently go first (a client that sees
         // the new db must not get an old build from the cache).
-        let new_index = if crate::catalog::is_db_name(path.file_name()) {
-            let (catalog, old_db) = (self.ctx.catalog.clone(), self.ctx.store.final_path(path));
-            let c = self.ctx;
-            crate::republish::before_db_publish(
-                &c.store,
-                &c.index,
-                &c.republished,
-                path,
-                partial.path(),
-                move || catalog.index(&old_db),
-            )
-            .await
-        } else {
-            None
-        };
+        let new_index = self.supersede(path, partial.path()).await;
         let mut meta = self.meta.clone().unwrap_or(BodyMeta {
             total: None,
             last_modified: None,

@@ -21,6 +21,7 @@
 //! - [`cache_index`]: in-memory index of cached files (size, mtime, last served).
 //! - [`catalog`]: parsed cached repo dbs: expected size/sha256, current versions.
 //! - [`repodb`]: parse pacman repo databases (bounded: untrusted input).
+//! - [`repoindex`]: one parsed repo db: lookups by file name and by name + arch.
 //! - [`boundedtar`]: limits on what reading an untrusted tar archive may cost.
 //! - [`localrepo`]: custom repos published through pkgstash (`[repos.NAME]`).
 //! - [`pkgfile`]: read a package archive's `.PKGINFO`, file list and checksums.
@@ -59,6 +60,7 @@ pub mod pkgfile;
 pub mod refresh;
 pub mod repodb;
 pub mod repogen;
+pub mod repoindex;
 pub mod republish;
 pub mod server;
 pub mod status;

@@ -190,19 +190,12 @@ pub fn plan_refetch(
         .collect()
 }
 
-/// Run one refresh now (one at a time) and remember its report in the state.
-pub async fn refresh_now(state: &AppState) -> RefreshReport {
-    let _one_at_a_time = state.refresh_lock.lock().await;
-    let started = Instant::now();
-    let mut report = RefreshReport {
-        started_at: unix_secs(SystemTime::now()),
-        ..RefreshReport::default()
-    };
-
-    // 1. Revalidate every cached mutable file (dbs, their signatures, lastsync…). A db's
-    //    `.sig` is revalidated with its db, in the same step.
-    let snapshot = state.index.snapshot();
-    let mut mutable: Vec<RepoPath> = snapshot
+/// The cached mutable files of configured upstreams to revalidate; a db's `.sig` is not
+/// listed when its db is: it is revalidated with it, in the same step.
+fn to_revalidate(state: &AppState) -> Vec<RepoPath> {
+    let mut mutable: Vec<RepoPath> = state
+        .index
+        .snapshot()
         .iter()
         .filter_map(|(key, _)| {
             let (up, rel) = key.split_once('/')?;
@@ -216,6 +209,20 @@ pub async fn refresh_now(state: &AppState) -> RefreshReport {
         crate::fetch::pair::Pair::of(p)
             .is_none_or(|pair| *p == pair.db || !cached.contains(&pair.db))
     });
+    mutable
+}
+
+/// Run one refresh now (one at a time) and remember its report in the state.
+pub async fn refresh_now(state: &AppState) -> RefreshReport {
+    let _one_at_a_time = state.refresh_lock.lock().await;
+    let started = Instant::now();
+    let mut report = RefreshReport {
+        started_at: unix_secs(SystemTime::now()),
+        ..RefreshReport::default()
+    };
+
+    // 1. Revalidate every cached mutable file (dbs, their signatures, lastsync…).
+    let mutable = to_revalidate(state);
     let results: Vec<(RepoPath, Phase)> = futures::stream::iter(mutable)
         .map(|path| async move {
             let ims = std::fs::metadata(state.store.final_path(&path))

@@ -23,7 +23,8 @@ use sha2::{Digest, Sha256};
 
 use crate::cache_index::CacheIndex;
 use crate::path::RepoPath;
-use crate::repodb::{DbEntry, RepoIndex};
+use crate::repodb::DbEntry;
+use crate::repoindex::RepoIndex;
 use crate::store::Store;
 
 /// Keys of packages removed because their db entry changed, since the last [`Journal::drain`]

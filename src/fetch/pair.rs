@@ -88,14 +88,7 @@ pub(crate) async fn run(
 ) {
     let lock = ctx.pairs.of(&pair);
     let _one_at_a_time = lock.lock().await;
-    if ctx.store.validated_since(&primary.path, primary.started) {
-        // Another job did both while this one waited: the cache has the answer.
-        let cached = ctx.store.final_path(&primary.path).is_file();
-        primary.finish(if cached {
-            Phase::NotModified
-        } else {
-            Phase::NotFound
-        });
+    if answered_meanwhile(ctx, primary) {
         return;
     }
     let primary_is_db = primary.path == pair.db;
@@ -116,24 +109,8 @@ pub(crate) async fn run(
     let db_got = db.fetch().await;
     let i = match db_got {
         Fetched::Complete(i) | Fetched::NotModified(i) => i,
-        Fetched::NotFound if !primary_is_db => {
-            // No db upstream: the `.sig` alone, as any file.
-            let cond = conditional_for(ctx, &pair.sig).await;
-            Job::new(ctx, pool, client, sig_dl, cond, None).run().await;
-            return;
-        }
         Fetched::NotFound | Fetched::Failed(_) => {
-            let outcome = match &db_got {
-                Fetched::Failed(e) => Fetched::Failed(e.clone()),
-                _ => Fetched::NotFound,
-            };
-            db.conclude(db_got).await;
-            if !primary_is_db {
-                Job::new(ctx, pool, client, sig_dl, None, None)
-                    .conclude(outcome)
-                    .await;
-            }
-            return;
+            return without_db(ctx, pool, client, db, db_got, sig_dl, primary_is_db).await
         }
     };
     // The db did not change: the cached `.sig` may be confirmed too. It did: the `.sig` the
@@ -164,17 +141,7 @@ pub(crate) async fn run(
         return;
     }
     if sig_got == Fetched::NotFound {
-        match ctx.store.remove(&pair.sig) {
-            Ok(true) => {
-                ctx.index.remove(&pair.sig.key());
-                log::info!(
-                    "{}: the mirror has no signature for this db any more; removed the cached one",
-                    pair.sig
-                );
-            }
-            Ok(false) => {}
-            Err(e) => log::warn!("cannot remove {}: {e}", pair.sig),
-        }
+        drop_signature(ctx, &pair.sig);
     }
     // The other file first, the requested one last (module docs, step 4).
     match primary_is_db {
@@ -186,6 +153,63 @@ pub(crate) async fn run(
             db.conclude(db_got).await;
             sig.conclude(sig_got).await;
         }
+    }
+}
+
+/// Did another job revalidate the pair while this one waited for it? Then the cache has the
+/// answer, and `primary` is told so.
+fn answered_meanwhile(ctx: &FetchContext, primary: &Download) -> bool {
+    if !ctx.store.validated_since(&primary.path, primary.started) {
+        return false;
+    }
+    let cached = ctx.store.final_path(&primary.path).is_file();
+    primary.finish(if cached {
+        Phase::NotModified
+    } else {
+        Phase::NotFound
+    });
+    true
+}
+
+/// The db could not be fetched (`db_got`): it is concluded so, and so is a requested `.sig` —
+/// except when the mirror has no db at all: then the `.sig` is fetched alone, as any file.
+async fn without_db(
+    ctx: &FetchContext,
+    pool: &MirrorPool,
+    client: awc::Client,
+    mut db: Job<'_>,
+    db_got: Fetched,
+    sig_dl: &Download,
+    primary_is_db: bool,
+) {
+    if primary_is_db {
+        return db.conclude(db_got).await;
+    }
+    match db_got {
+        Fetched::NotFound => {
+            let cond = conditional_for(ctx, &sig_dl.path).await;
+            Job::new(ctx, pool, client, sig_dl, cond, None).run().await;
+        }
+        failed => {
+            db.conclude(failed.clone()).await;
+            Job::new(ctx, pool, client, sig_dl, None, None)
+                .conclude(failed)
+                .await;
+        }
+    }
+}
+
+/// The mirror has no `.sig` for the db: the cached one is removed before the db is published.
+fn drop_signature(ctx: &FetchContext, sig: &RepoPath) {
+    match ctx.store.remove(sig) {
+        Ok(true) => {
+            ctx.index.remove(&sig.key());
+            log::info!(
+                "{sig}: the mirror has no signature for this db any more; removed the cached one"
+            );
+        }
+        Ok(false) => {}
+        Err(e) => log::warn!("cannot remove {sig}: {e}"),
     }
 }
 
