@@ -425,3 +425,41 @@ fn a_package_republished_under_the_same_name_is_fetched_again_and_reported() {
         "bar did not change"
     );
 }
+
+#[test]
+fn refresh_prefetches_the_new_build_of_a_republished_package() {
+    let up = FakeMirror::start();
+    let build1 = payload(30_000, 20);
+    let build2 = payload(31_000, 21);
+    up.put_at(
+        &format!("{DIR}/core.db"),
+        db_of(&[("foo", &build1)], &[]),
+        at(0),
+    );
+    up.put(&format!("{DIR}/{}", pkg_name("foo")), build1.clone());
+    let p = Pkgstash::start_env(
+        &config(&up, "db_max_age = \"1s\""),
+        &[("PKGSTASH_TOKEN", TOKEN)],
+    );
+    assert_eq!(get(&p, "core.db").0, 200);
+    assert_eq!(get(&p, &pkg_name("foo")).1, build1);
+    let cached = p.cache_dir.join(format!("arch{DIR}/{}", pkg_name("foo")));
+    wait_for("foo cached", Duration::from_secs(5), || cached.is_file());
+    up.put(&format!("{DIR}/{}", pkg_name("foo")), build2.clone());
+    up.put_at(
+        &format!("{DIR}/core.db"),
+        db_of(&[("foo", &build2)], &[]),
+        at(60),
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    let report: serde_json::Value = client()
+        .post(p.url("/_pkgstash/api/refresh"))
+        .header("Authorization", format!("Bearer {TOKEN}"))
+        .send()
+        .and_then(|r| r.json())
+        .expect("refresh");
+    let key = format!("arch{DIR}/{}", pkg_name("foo"));
+    assert_eq!(report["republished"], serde_json::json!([key]), "{report}");
+    assert_eq!(report["prefetched"], serde_json::json!([key]), "{report}");
+    assert_eq!(std::fs::read(&cached).expect("cached"), build2);
+}
