@@ -463,3 +463,50 @@ fn refresh_prefetches_the_new_build_of_a_republished_package() {
     assert_eq!(report["prefetched"], serde_json::json!([key]), "{report}");
     assert_eq!(std::fs::read(&cached).expect("cached"), build2);
 }
+
+#[test]
+fn a_download_overtaken_by_a_republish_is_not_published() {
+    let up = FakeMirror::start();
+    let build1 = payload(60_000, 30);
+    let build2 = payload(61_000, 31);
+    up.put_at(
+        &format!("{DIR}/core.db"),
+        db_of(&[("foo", &build1)], &[]),
+        at(0),
+    );
+    up.put(&format!("{DIR}/{}", pkg_name("foo")), build1.clone());
+    let p = Pkgstash::start(&config(&up, "db_max_age = \"1s\""));
+    assert_eq!(get(&p, "core.db").0, 200);
+    std::thread::sleep(Duration::from_millis(1100));
+    // A slow download of build 1 ...
+    up.set(Behaviour::Trickle(40_000));
+    let url = p.url(&format!("/arch{DIR}/{}", pkg_name("foo")));
+    let slow = std::thread::spawn(move || {
+        client()
+            .get(url)
+            .send()
+            .and_then(|r| r.bytes())
+            .map(|b| b.to_vec())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    // ... while upstream re-publishes foo, and a client's -Sy brings the new db in.
+    up.put(&format!("{DIR}/{}", pkg_name("foo")), build2.clone());
+    up.put_at(
+        &format!("{DIR}/core.db"),
+        db_of(&[("foo", &build2)], &[]),
+        at(60),
+    );
+    assert_eq!(get(&p, "core.db").0, 200);
+    let first = slow.join().expect("client thread");
+    assert!(
+        first.as_ref().map_or(true, |b| *b != build1),
+        "the old build must not be delivered as complete"
+    );
+    let cached = p.cache_dir.join(format!("arch{DIR}/{}", pkg_name("foo")));
+    assert!(
+        std::fs::read(&cached).map_or(true, |c| c != build1),
+        "the old build was published"
+    );
+    up.set(Behaviour::Normal);
+    assert_eq!(get(&p, &pkg_name("foo")).1, build2);
+}
