@@ -151,6 +151,40 @@ fn db_and_signature_are_revalidated_and_replaced_together() {
 }
 
 #[test]
+fn a_signature_asked_first_brings_its_db() {
+    let up = FakeMirror::start();
+    for db in ["core.db", "core.files"] {
+        up.put_at(
+            &format!("{DIR}/{db}"),
+            format!("{db} v1").into_bytes(),
+            at(0),
+        );
+        up.put_at(
+            &format!("{DIR}/{db}.sig"),
+            format!("sig of {db} v1").into_bytes(),
+            at(0),
+        );
+    }
+    let p = Pkgstash::start(&config(&up, "db_max_age = \"1s\""));
+    for db in ["core.db", "core.files"] {
+        let sig = get(&p, &format!("{db}.sig"));
+        assert_eq!(
+            sig,
+            (200, format!("sig of {db} v1").into_bytes()),
+            "{db}.sig"
+        );
+        // Fetched and published with it: the db is a hit now.
+        let cached = p.cache_dir.join(format!("arch{DIR}/{db}"));
+        assert_eq!(
+            std::fs::read(&cached).expect("cached db"),
+            format!("{db} v1").into_bytes()
+        );
+        assert_eq!(get(&p, db).1, format!("{db} v1").into_bytes());
+        assert_eq!(up.count(&format!("{DIR}/{db}.sig")), 1, "{db}.sig");
+    }
+}
+
+#[test]
 fn revalidation_uses_the_mirrors_validators_not_our_dates() {
     let up = FakeMirror::start();
     let broken = db_of(&[("foo", b"foo build 1")], &[]);
