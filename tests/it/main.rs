@@ -3,6 +3,7 @@
 mod admin;
 mod aur;
 mod cli;
+mod dbs;
 mod failover;
 mod fixture;
 mod framing;
@@ -10,7 +11,9 @@ mod localrepo;
 mod nginx;
 mod packaging;
 mod pacman;
+mod pacman_dbs;
 mod proxy;
+mod races;
 mod redirect;
 mod refresh;
 mod sandbox;
