@@ -165,9 +165,9 @@ async fn lookup_and_answer(
     let (progress, rx) = wait_answered(state, &path, &download).await?;
     let answer = match progress.phase {
         Phase::Streaming(meta) => Some((tail_response(req, state, &download, &meta, rx)?, outcome)),
-        // Served from the download's own handle: the published file, even if it is removed
+        // Served from the download's own file: the published one, even if it is removed
         // from the cache by now.
-        Phase::Done(_) => match download.file().and_then(|f| f.try_clone().ok()) {
+        Phase::Done(_) => match download.file().and_then(|f| reopen(&f).ok()) {
             Some(file) => {
                 let named = NamedFile::from_file(file, &final_path)
                     .map_err(|e| ApiError::Internal(format!("cannot open downloaded file: {e}")))?;
@@ -368,6 +368,15 @@ fn if_modified_since_is_exact(req: &HttpRequest, mtime: Option<SystemTime>) -> b
     }
 }
 
+/// A new handle on `file` with its own file offset (a new open file description of the same
+/// inode, through `/proc/self/fd`; it works for a file already unlinked). actix-files seeks the
+/// handle it reads a small file from, and the download's handles (`try_clone`s of one) share a
+/// single offset: clients served at once from those would read at each other's positions.
+fn reopen(file: &std::fs::File) -> std::io::Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    std::fs::File::open(format!("/proc/self/fd/{}", file.as_raw_fd()))
+}
+
 fn mime_octet() -> mime::Mime {
     mime::APPLICATION_OCTET_STREAM
 }
@@ -438,4 +447,35 @@ fn tail_response(
         Some(e) => resp.body(SizedStream::new(e - start, stream)),
         None => resp.body(BodyStream::new(stream)),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Seek, SeekFrom, Write};
+
+    #[test]
+    fn a_reopened_download_file_has_its_own_offset() {
+        let mut tmp = tempfile::NamedTempFile::new().expect("tmp");
+        tmp.write_all(b"0123456789").expect("write");
+        let (file, path) = tmp.into_parts();
+        drop(path); // unlinked, like a published file evicted since
+        let read_from_start = |f: &mut std::fs::File| {
+            let mut buf = [0u8; 3];
+            f.read_exact(&mut buf).expect("read");
+            buf
+        };
+        // What a `try_clone` gives: one offset for both handles.
+        let mut clone = file.try_clone().expect("clone");
+        clone.seek(SeekFrom::Start(0)).expect("seek");
+        let mut other = file.try_clone().expect("clone");
+        other.seek(SeekFrom::Start(7)).expect("seek");
+        assert_eq!(&read_from_start(&mut clone), b"789");
+        // Reopened handles are independent.
+        let mut a = reopen(&file).expect("reopen");
+        let mut b = reopen(&file).expect("reopen");
+        b.seek(SeekFrom::Start(7)).expect("seek");
+        assert_eq!(&read_from_start(&mut a), b"012");
+        assert_eq!(&read_from_start(&mut b), b"789");
+    }
 }
