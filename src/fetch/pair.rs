@@ -5,9 +5,11 @@
 //!
 //! 1. one job per pair at a time ([`PairLocks`]); a job that waited for another finds the pair
 //!    validated after it started and answers from the cache, without asking the mirror;
-//! 2. the db (a conditional request with its validators), then the `.sig` from the mirror that
-//!    answered for the db — conditional only when the db did not change: a new db always
-//!    brings the signature the mirror has now;
+//! 2. the db (a conditional request with its validators) — a new one is verified first
+//!    (`Job::verify`: it must parse, [`super::admit`]), so a db that cannot be published never
+//!    brings a new `.sig` — then the `.sig` from the mirror that answered for the db,
+//!    conditional only when the db did not change: a new db always brings the signature the
+//!    mirror has now;
 //! 3. when either changed, the db is asked again with its new validators: a 304 shows the
 //!    mirror did not replace it meanwhile; anything else fails the pair (the cached pair stays);
 //! 4. a `.sig` the mirror no longer has is removed from the cache first (never served with a db
