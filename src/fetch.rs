@@ -25,7 +25,7 @@
 //! mirror alone, is not retried upstream, and reaches clients as a generic 507 or 500.
 //!
 //! A cached mutable file is revalidated with the mirror's own validators
-//! ([`crate::validators`], [`revalidate`]); a repo db and its `.sig` are fetched and published
+//! ([`crate::validators`], `revalidate`); a repo db and its `.sig` are fetched and published
 //! as one ([`pair`]); publishing a db first removes cached packages it now describes
 //! differently ([`crate::republish`]). `Job::fetch` (the mirror loop), `Job::verify` and
 //! `Job::conclude` (publish, or record the outcome) are the steps of `Job::run` that [`pair`]
