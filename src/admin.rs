@@ -154,7 +154,14 @@ async fn evict(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespo
     if state.pools.get(path.upstream()).is_none() {
         return Err(ApiError::NotFound);
     }
-    if state.registry.get(&path).is_some() {
+    // A download that has published (its task is just ending) is no conflict.
+    let downloading = state.registry.get(&path).is_some_and(|d| {
+        matches!(
+            d.progress().phase,
+            crate::inflight::Phase::Connecting | crate::inflight::Phase::Streaming(_)
+        )
+    });
+    if downloading {
         return Err(ApiError::Conflict(format!("{path} is being downloaded")));
     }
     let file = state.store.final_path(&path);
@@ -164,8 +171,14 @@ async fn evict(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespo
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ApiError::NotFound),
         Err(e) => return Err(ApiError::Internal(format!("cannot read {path}: {e}"))),
     };
-    std::fs::remove_file(&file)
+    // Another eviction (or cleanup) may have removed it since: it is gone, as asked.
+    let removed = state
+        .store
+        .remove(&path)
         .map_err(|e| ApiError::Internal(format!("cannot remove {path}: {e}")))?;
+    if !removed {
+        return Err(ApiError::NotFound);
+    }
     state.index.remove(&path.key());
     state.open_files.forget(&path.key());
     log::info!("admin: evicted {path} ({bytes} bytes)");

@@ -338,9 +338,10 @@ pub fn render_mirrors(mirrors: &[MirrorStatus]) -> String {
 
 fn refresh_summary(r: &RefreshReport) -> String {
     let mut s = format!(
-        "{} dbs checked, {} updated, {} packages prefetched, {} files cleaned in {} ms",
+        "{} dbs checked, {} updated, {} re-published files dropped, {} packages prefetched, {} files cleaned in {} ms",
         r.dbs_checked,
         r.dbs_updated,
+        r.republished.len(),
         r.prefetched.len(),
         r.cleaned,
         r.duration_ms
@@ -354,6 +355,9 @@ fn refresh_summary(r: &RefreshReport) -> String {
 /// The `refresh` command's text.
 pub fn render_refresh(r: &RefreshReport) -> String {
     let mut out = format!("refresh: {}\n", refresh_summary(r));
+    for p in &r.republished {
+        let _ = writeln!(out, "  re-published upstream, dropped {p}");
+    }
     for p in &r.prefetched {
         let _ = writeln!(out, "  prefetched {p}");
     }

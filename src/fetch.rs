@@ -17,20 +17,30 @@
 //!    one under `min_rate` is left for a mirror not yet tried in this download — a switch, not
 //!    a failure: when every mirror is slow the download goes on where it is;
 //! 5. the complete file is checked (length, size + sha256 from the repo db when known, and
-//!    [`admit`]: never empty, dbs must parse), then published by rename; on any failure the
-//!    partial is deleted and clients are aborted.
+//!    [`admit`]: never empty, dbs must parse within their bounds), then published by rename;
+//!    on any failure the partial is deleted and clients are aborted.
 //!
 //! Whose fault a failure is decides what follows: a mirror's counts against its health and
 //! moves on; the cache's own (a local I/O error: [`crate::store::StorageError`]) leaves every
 //! mirror alone, is not retried upstream, and reaches clients as a generic 507 or 500.
+//!
+//! A cached mutable file is revalidated with the mirror's own validators
+//! ([`crate::validators`], `revalidate`); a repo db and its `.sig` are fetched and published
+//! as one ([`pair`]); publishing a db first removes cached packages it now describes
+//! differently ([`crate::republish`]). `Job::fetch` (the mirror loop), `Job::verify` and
+//! `Job::conclude` (publish, or record the outcome) are the steps of `Job::run` that [`pair`]
+//! orders across the two files of a pair.
 
 pub mod admit;
 pub mod head;
 mod job;
+pub mod pair;
 mod partial;
 pub mod request;
+mod revalidate;
 
 pub use head::parse_content_range;
+pub(crate) use revalidate::conditional_for;
 
 use std::cell::OnceCell;
 use std::sync::Arc;
@@ -40,19 +50,14 @@ use actix_rt::ArbiterHandle;
 use awc::http::header;
 
 use crate::cache_index::CacheIndex;
-use crate::catalog::Catalog;
-use crate::inflight::{Download, EntryGuard, Phase};
+use crate::catalog::{Catalog, Verification};
+use crate::inflight::{Download, EntryGuard, Failure, Phase};
 use crate::metrics::Metrics;
 use crate::path::{FileKind, RepoPath};
 use crate::store::Store;
 use crate::upstream::Pools;
 
-/// What the repo db says a package must be.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Expected {
-    pub size: u64,
-    pub sha256: String,
-}
+pub use crate::catalog::Expected;
 
 /// Shared settings and state of all download tasks.
 #[derive(Debug)]
@@ -68,13 +73,18 @@ pub struct FetchContext {
     pub min_rate: Option<u64>,
     /// Largest download when no repo db gives the file's size (bytes).
     pub max_unknown_size: u64,
+    /// One revalidation per repo db + `.sig` pair at a time.
+    pub pairs: pair::PairLocks,
+    /// Packages removed because a db published since the last refresh changed their entry.
+    pub republished: crate::republish::Journal,
 }
 
 /// One download to run.
 pub struct FetchRequest {
     pub download: Arc<Download>,
     pub guard: EntryGuard,
-    /// For revalidating a cached mutable file: its mtime.
+    /// `Some` (the cached copy's mtime): revalidate a cached mutable file. The request then
+    /// carries the validators the mirror sent with that copy, never this date.
     pub if_modified_since: Option<SystemTime>,
     /// What the file must be; when `None`, the cached repo db of its directory is asked.
     pub expected: Option<Expected>,
@@ -147,12 +157,30 @@ impl Fetcher {
                     drop(guard);
                     return;
                 };
+                let client = CLIENT.with(|c| c.get_or_init(|| build_client(ctx.timeout)).clone());
+                let revalidate = if_modified_since.is_some();
+                if let Some(pair) = pair::Pair::of(&download.path) {
+                    pair::run(&ctx, &pool, client, &download, pair, revalidate).await;
+                    drop(guard);
+                    return;
+                }
                 let expected = match expected {
                     Some(e) => Some(e),
-                    None => lookup_expected(&ctx, &download.path).await,
+                    None => match lookup_expected(&ctx, &download.path).await {
+                        Verification::Known(e) => Some(e),
+                        Verification::Unknown => None,
+                        Verification::Malformed(why) => {
+                            refuse_malformed(&download, &why);
+                            drop(guard);
+                            return;
+                        }
+                    },
                 };
-                let client = CLIENT.with(|c| c.get_or_init(|| build_client(ctx.timeout)).clone());
-                job::Job::new(&ctx, &pool, client, &download, if_modified_since, expected)
+                let conditional = match revalidate {
+                    true => conditional_for(&ctx, &download.path).await,
+                    false => None,
+                };
+                job::Job::new(&ctx, &pool, client, &download, conditional, expected)
                     .run()
                     .await;
                 drop(guard);
@@ -164,16 +192,29 @@ impl Fetcher {
     }
 }
 
+/// A package whose repo db entry is malformed is not fetched: serving it unverified would
+/// treat the db as if it did not list it. The client gets a 502 naming the entry (pacman then
+/// tries its next `Server`); the mirror is not blamed.
+fn refuse_malformed(download: &Download, why: &str) {
+    let msg = format!(
+        "{}: its repo db entry is malformed ({why}); not serving it unverified",
+        download.path
+    );
+    log::warn!("{msg}");
+    download.finish(Phase::Failed(Failure::upstream(&msg)));
+}
+
 /// Ask the catalog (off the event loop: it may parse a db) what a package must be.
-async fn lookup_expected(ctx: &Arc<FetchContext>, path: &RepoPath) -> Option<Expected> {
+async fn lookup_expected(ctx: &FetchContext, path: &RepoPath) -> Verification {
     if path.kind() != FileKind::Immutable {
-        return None;
+        return Verification::Unknown;
     }
     let catalog = ctx.catalog.clone();
-    let dir = ctx.store.final_path(path).parent()?.to_path_buf();
+    let Some(dir) = ctx.store.final_path(path).parent().map(|d| d.to_path_buf()) else {
+        return Verification::Unknown;
+    };
     let name = path.file_name().to_string();
-    tokio::task::spawn_blocking(move || catalog.expected(&dir, &name))
+    tokio::task::spawn_blocking(move || catalog.verification(&dir, &name))
         .await
-        .ok()
-        .flatten()
+        .unwrap_or(Verification::Unknown)
 }

@@ -116,6 +116,12 @@ impl Download {
         }
     }
 
+    /// A download outside the registry: the other file of a repo db pair, fetched with the
+    /// requested one ([`crate::fetch::pair`]) — no client tails it.
+    pub fn detached(path: RepoPath) -> Download {
+        Download::new(path)
+    }
+
     /// A receiver of progress updates.
     pub fn subscribe(&self) -> watch::Receiver<Progress> {
         self.tx.subscribe()
@@ -229,7 +235,8 @@ pub enum Joined {
 impl Registry {
     /// Join the download of `path`, or register a new one. `still_needed` is called under the
     /// registry lock before a new download is registered; returning false (e.g. because the file
-    /// was published a moment ago) yields `None`.
+    /// was published a moment ago) yields `None`. A download that already failed (its task is
+    /// just ending) is not joined: a request arriving after the failure gets a new attempt.
     pub fn join_or_start(
         self: &Arc<Self>,
         path: &RepoPath,
@@ -238,7 +245,9 @@ impl Registry {
         let key = path.key();
         let mut map = self.map.lock();
         if let Some(d) = map.get(&key) {
-            return Some(Joined::Existing(d.clone()));
+            if !matches!(d.progress().phase, Phase::Failed(_)) {
+                return Some(Joined::Existing(d.clone()));
+            }
         }
         if !still_needed() {
             return None;
@@ -291,6 +300,24 @@ mod tests {
         // The task ended without an outcome: clients see a failure.
         assert!(matches!(rx.borrow_and_update().phase, Phase::Failed(_)));
         assert!(reg.join_or_start(&p, || false).is_none());
+    }
+
+    #[test]
+    fn a_failed_download_is_not_joined() {
+        let reg = Arc::new(Registry::default());
+        let p = RepoPath::parse("/a/x-1-1-any.pkg.tar.zst").expect("path");
+        let Some(Joined::Started(failed, old_guard)) = reg.join_or_start(&p, || true) else {
+            panic!("first must start");
+        };
+        failed.finish(Phase::Failed(Failure::upstream("mirror broke")));
+        let Some(Joined::Started(again, new_guard)) = reg.join_or_start(&p, || true) else {
+            panic!("a failed download is not joined");
+        };
+        // The old task ending does not remove the new download.
+        drop(old_guard);
+        assert!(reg.get(&p).is_some_and(|d| Arc::ptr_eq(&d, &again)));
+        drop(new_guard);
+        assert!(reg.get(&p).is_none());
     }
 
     #[test]

@@ -11,14 +11,19 @@
 //! - [`inflight`]: one download per file; clients tail the growing partial file.
 //! - [`tail`]: the body stream a client reads from a growing (or finished) file.
 //! - [`upstream`]: the mirror pool: ordering, health, failover, Range resume.
-//! - [`fetch`]: the download task: upstream body → partial file → verify → publish.
+//! - [`fetch`]: the download task: upstream body → partial file → verify → publish; a repo
+//!   db and its `.sig` revalidated and published together ([`fetch::pair`]).
+//! - [`validators`]: a mirror's `ETag`/`Last-Modified` of a cached file; conditional requests.
+//! - [`republish`]: cached packages a newly published db describes differently are removed.
 //! - [`fastpath`]: plain cache hits served with sendfile before actix sees the connection.
 //! - [`open_files`]: open handles of recently hit files, revalidated by one stat per use.
 //! - [`filebody`]: large cached files as response bodies (big reads, one read ahead).
 //! - [`store`]: the on-disk cache: final paths, partial dir, atomic publish.
 //! - [`cache_index`]: in-memory index of cached files (size, mtime, last served).
 //! - [`catalog`]: parsed cached repo dbs: expected size/sha256, current versions.
-//! - [`repodb`]: parse pacman repo databases.
+//! - [`repodb`]: parse pacman repo databases (bounded: untrusted input).
+//! - [`repoindex`]: one parsed repo db: lookups by file name and by name + arch.
+//! - [`boundedtar`]: limits on what reading an untrusted tar archive may cost.
 //! - [`localrepo`]: custom repos published through pkgstash (`[repos.NAME]`).
 //! - [`pkgfile`]: read a package archive's `.PKGINFO`, file list and checksums.
 //! - [`repogen`]: write repo dbs (`.db`, `.files`) like `repo-add`.
@@ -35,6 +40,7 @@
 pub mod admin;
 pub mod aur;
 pub mod auth;
+pub mod boundedtar;
 pub mod cache_index;
 pub mod catalog;
 pub mod cleanup;
@@ -56,10 +62,13 @@ pub mod pkgfile;
 pub mod refresh;
 pub mod repodb;
 pub mod repogen;
+pub mod repoindex;
+pub mod republish;
 pub mod server;
 pub mod status;
 pub mod store;
 pub mod tail;
 pub mod upstream;
+pub mod validators;
 pub mod vercmp;
 pub mod verify;

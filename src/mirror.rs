@@ -10,6 +10,12 @@
 //!    cached mutable file);
 //! 5. **answer** once upstream has answered: tail the growing file, or serve the (re)validated
 //!    file, or 404, or — for a mutable file whose mirrors all fail — the stale copy.
+//!
+//! A cached file can vanish between the lookup and the open (evicted, cleaned up, quarantined,
+//! superseded by a new db): that is a miss, and steps 2–5 run again ([`LOOKUPS`] times at
+//! most) — never a 404 for a file the mirror has. `If-Modified-Since` gets a 304 only for the
+//! exact `Last-Modified` of the cached file (nginx's default, `if_modified_since exact`): a db
+//! that went back to an older, repaired version must reach clients holding the newer, broken one.
 
 use std::fs::Metadata;
 use std::path::Path;
@@ -32,6 +38,9 @@ use tokio::sync::watch;
 
 /// Cached files up to this size are read synchronously on the worker.
 const SYNC_READ_LIMIT: u64 = 1 << 20;
+
+/// How often a request looks a file up again after it vanished from the cache under it.
+const LOOKUPS: usize = 5;
 
 /// The handler for every path that is not `/_pkgstash/…`.
 pub async fn handle(
@@ -86,6 +95,23 @@ async fn serve(req: &HttpRequest, state: &AppState) -> Result<(HttpResponse, Out
     if state.pools.get(path.upstream()).is_none() {
         return Err(ApiError::NotFound);
     }
+    for _ in 0..LOOKUPS {
+        if let Some(answer) = lookup_and_answer(req, state, &path).await? {
+            return Ok(answer);
+        }
+    }
+    Err(ApiError::Upstream(format!(
+        "{path} was removed from the cache {LOOKUPS} times while being served"
+    )))
+}
+
+/// Steps 2–5 for `path`; `None` when the cached file vanished before it could be opened.
+async fn lookup_and_answer(
+    req: &HttpRequest,
+    state: &AppState,
+    path: &RepoPath,
+) -> Result<Option<(HttpResponse, Outcome)>, ApiError> {
+    let path = path.clone();
     let final_path = state.store.final_path(&path);
     let db_max_age = state.cfg.db_max_age;
 
@@ -94,7 +120,7 @@ async fn serve(req: &HttpRequest, state: &AppState) -> Result<(HttpResponse, Out
         match NamedFile::open(&final_path) {
             Ok(named) if named.metadata().is_file() => {
                 state.index.touch(&path.key());
-                return Ok((serve_named(req, state, named)?, Outcome::Hit));
+                return Ok(Some((serve_named(req, state, named)?, Outcome::Hit)));
             }
             Ok(_) => return Err(ApiError::NotFound),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -111,8 +137,11 @@ async fn serve(req: &HttpRequest, state: &AppState) -> Result<(HttpResponse, Out
         FileKind::Mutable => store.is_fresh(&path, db_max_age),
     };
     if cached.is_some() && fresh(&state.store) {
+        let Some(resp) = serve_file(req, state, &final_path).await? else {
+            return Ok(None);
+        };
         state.index.touch(&path.key());
-        return Ok((serve_file(req, state, &final_path).await?, Outcome::Hit));
+        return Ok(Some((resp, Outcome::Hit)));
     }
     if cached.is_none() && state.store.recently_not_found(&path, db_max_age) {
         return Err(ApiError::NotFound);
@@ -128,29 +157,44 @@ async fn serve(req: &HttpRequest, state: &AppState) -> Result<(HttpResponse, Out
         !(final_path.is_file() && fresh(&state.store))
     });
     let Some((download, outcome)) = joined else {
-        return Ok((serve_file(req, state, &final_path).await?, Outcome::Hit));
+        let resp = serve_file(req, state, &final_path).await?;
+        return Ok(resp.map(|r| (r, Outcome::Hit)));
     };
 
     // 5. answer
     let (progress, rx) = wait_answered(state, &path, &download).await?;
-    match progress.phase {
-        Phase::Streaming(meta) => Ok((tail_response(req, state, &download, &meta, rx)?, outcome)),
-        Phase::Done(_) => Ok((serve_file(req, state, &final_path).await?, outcome)),
-        Phase::NotModified => Ok((
-            serve_file(req, state, &final_path).await?,
-            Outcome::Revalidated,
-        )),
-        Phase::NotFound => Err(ApiError::NotFound),
-        Phase::Failed(reason) => {
-            if path.kind() == FileKind::Mutable && final_path.is_file() {
-                log::warn!("serving stale {path}: its download failed ({reason})");
-                Ok((serve_file(req, state, &final_path).await?, Outcome::Stale))
-            } else {
-                Err(ApiError::from(&reason))
+    let answer = match progress.phase {
+        Phase::Streaming(meta) => Some((tail_response(req, state, &download, &meta, rx)?, outcome)),
+        // Served from the download's own file: the published one, even if it is removed
+        // from the cache by now.
+        Phase::Done(_) => match download.file().and_then(|f| reopen(&f).ok()) {
+            Some(file) => {
+                let named = NamedFile::from_file(file, &final_path)
+                    .map_err(|e| ApiError::Internal(format!("cannot open downloaded file: {e}")))?;
+                Some((serve_named(req, state, named)?, outcome))
             }
+            None => serve_file(req, state, &final_path)
+                .await?
+                .map(|r| (r, outcome)),
+        },
+        Phase::NotModified => serve_file(req, state, &final_path)
+            .await?
+            .map(|r| (r, Outcome::Revalidated)),
+        Phase::NotFound => return Err(ApiError::NotFound),
+        Phase::Failed(reason) => {
+            let stale = match path.kind() == FileKind::Mutable && final_path.is_file() {
+                true => serve_file(req, state, &final_path).await?,
+                false => None,
+            };
+            let Some(resp) = stale else {
+                return Err(ApiError::from(&reason));
+            };
+            log::warn!("serving stale {path}: its download failed ({reason})");
+            Some((resp, Outcome::Stale))
         }
-        Phase::Connecting => Err(ApiError::Internal("download not answered".into())),
-    }
+        Phase::Connecting => return Err(ApiError::Internal("download not answered".into())),
+    };
+    Ok(answer)
 }
 
 /// Join the download of `path` in flight, or start it (`needed` decides, under the registry
@@ -210,19 +254,20 @@ fn answer_limit(state: &AppState, path: &RepoPath) -> Duration {
 }
 
 /// Serve a cached file (hit): actix-files handles Range, If-Modified-Since, ETag and HEAD;
-/// bodies of large files come from [`crate::filebody`] (big reads, one read ahead).
+/// bodies of large files come from [`crate::filebody`] (big reads, one read ahead). `None`:
+/// the file is not there (any more).
 async fn serve_file(
     req: &HttpRequest,
     state: &AppState,
     file: &Path,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<Option<HttpResponse>, ApiError> {
     // A plain open: the dentry is hot on a hit, a blocking-pool hop would cost more.
     let named = match NamedFile::open(file) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ApiError::NotFound),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(ApiError::Internal(format!("cannot open cached file: {e}"))),
     };
-    serve_named(req, state, named)
+    serve_named(req, state, named).map(Some)
 }
 
 /// [`serve_file`] for an already opened file.
@@ -250,14 +295,24 @@ fn respond_with_file(req: &HttpRequest, named: NamedFile) -> Result<(HttpRespons
     } else {
         None
     };
-    let resp = named
+    let mtime = named.metadata().modified().ok();
+    let exact_ims = if_modified_since_is_exact(req, mtime);
+    let mut resp = named
         .use_etag(true)
-        .use_last_modified(true)
+        .use_last_modified(exact_ims)
         .disable_content_disposition()
         // Small files are read on the worker (page cache) instead of a blocking-pool hop.
         .read_mode_threshold(SYNC_READ_LIMIT)
         .set_content_type(mime_octet())
         .into_response(req);
+    if let (false, Some(t)) = (exact_ims, mtime) {
+        // Not evaluated by actix-files (its comparison is "not later than"), still sent.
+        resp.headers_mut().insert(
+            header::LAST_MODIFIED,
+            header::HeaderValue::from_str(&httpdate::fmt_http_date(t))
+                .map_err(|e| ApiError::Internal(e.to_string()))?,
+        );
+    }
     let range = match resp.status() {
         StatusCode::OK if req.method() == Method::GET => Some((0, len)),
         StatusCode::PARTIAL_CONTENT => resp
@@ -294,6 +349,32 @@ fn serve_local(
     let named = NamedFile::from_file(file, on_disk)
         .map_err(|e| ApiError::Internal(format!("cannot open repo file: {e}")))?;
     Ok(respond_with_file(req, named)?.0)
+}
+
+/// May actix-files evaluate the request's `If-Modified-Since` against `mtime`? Only when it
+/// names exactly that second (or is absent): a client holding a *newer* copy than ours (the
+/// mirror went back to an older, repaired db) must get ours, not a 304.
+fn if_modified_since_is_exact(req: &HttpRequest, mtime: Option<SystemTime>) -> bool {
+    let Some(ims) = req.headers().get(header::IF_MODIFIED_SINCE) else {
+        return true;
+    };
+    let since = ims
+        .to_str()
+        .ok()
+        .and_then(|v| httpdate::parse_http_date(v).ok());
+    match (since, mtime) {
+        (Some(since), Some(t)) => httpdate::fmt_http_date(since) == httpdate::fmt_http_date(t),
+        _ => false,
+    }
+}
+
+/// A new handle on `file` with its own file offset (a new open file description of the same
+/// inode, through `/proc/self/fd`; it works for a file already unlinked). actix-files seeks the
+/// handle it reads a small file from, and the download's handles (`try_clone`s of one) share a
+/// single offset: clients served at once from those would read at each other's positions.
+fn reopen(file: &std::fs::File) -> std::io::Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    std::fs::File::open(format!("/proc/self/fd/{}", file.as_raw_fd()))
 }
 
 fn mime_octet() -> mime::Mime {
@@ -366,4 +447,35 @@ fn tail_response(
         Some(e) => resp.body(SizedStream::new(e - start, stream)),
         None => resp.body(BodyStream::new(stream)),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Seek, SeekFrom, Write};
+
+    #[test]
+    fn a_reopened_download_file_has_its_own_offset() {
+        let mut tmp = tempfile::NamedTempFile::new().expect("tmp");
+        tmp.write_all(b"0123456789").expect("write");
+        let (file, path) = tmp.into_parts();
+        drop(path); // unlinked, like a published file evicted since
+        let read_from_start = |f: &mut std::fs::File| {
+            let mut buf = [0u8; 3];
+            f.read_exact(&mut buf).expect("read");
+            buf
+        };
+        // What a `try_clone` gives: one offset for both handles.
+        let mut clone = file.try_clone().expect("clone");
+        clone.seek(SeekFrom::Start(0)).expect("seek");
+        let mut other = file.try_clone().expect("clone");
+        other.seek(SeekFrom::Start(7)).expect("seek");
+        assert_eq!(&read_from_start(&mut clone), b"789");
+        // Reopened handles are independent.
+        let mut a = reopen(&file).expect("reopen");
+        let mut b = reopen(&file).expect("reopen");
+        b.seek(SeekFrom::Start(7)).expect("seek");
+        assert_eq!(&read_from_start(&mut a), b"012");
+        assert_eq!(&read_from_start(&mut b), b"789");
+    }
 }

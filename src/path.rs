@@ -175,6 +175,24 @@ fn check_segment(seg: &str) -> Result<(), PathError> {
     Ok(())
 }
 
+/// Is `name` a pacman repo db (`X.db`, `X.files`, `X.db.tar`, `X.db.tar.gz`, `X.files.tar.zst`,
+/// …; not its `.sig`)?
+pub fn is_repo_db_name(name: &str) -> bool {
+    [".db", ".files"].iter().any(|kind| {
+        name.rfind(kind).is_some_and(|pos| {
+            let rest = &name[pos + kind.len()..];
+            let ext_ok = match rest.strip_prefix(".tar") {
+                Some("") => true,
+                Some(ext) => ext
+                    .strip_prefix('.')
+                    .is_some_and(|e| !e.is_empty() && e.chars().all(|c| c.is_ascii_alphanumeric())),
+                None => rest.is_empty(),
+            };
+            pos > 0 && ext_ok
+        })
+    })
+}
+
 /// Packages and their `.sig` are immutable; everything else may change upstream.
 pub fn classify(file_name: &str) -> FileKind {
     let base = file_name.strip_suffix(".sig").unwrap_or(file_name);
@@ -246,6 +264,30 @@ mod tests {
             ("x.pkg.tar.zst.part", FileKind::Mutable),
         ] {
             assert_eq!(classify(name), kind, "{name}");
+        }
+    }
+
+    #[test]
+    fn repo_db_names() {
+        for name in [
+            "core.db",
+            "core.files",
+            "core.db.tar",
+            "core.db.tar.gz",
+            "extra.files.tar.zst",
+            "my.repo.db",
+        ] {
+            assert!(is_repo_db_name(name), "{name}");
+        }
+        for name in [
+            "core.db.sig",
+            ".db",
+            "lastsync",
+            "core.db.tar.gz.old~",
+            "core.dbx",
+            "a-1-1-any.pkg.tar.zst",
+        ] {
+            assert!(!is_repo_db_name(name), "{name}");
         }
     }
 

@@ -1,6 +1,11 @@
 //! A package archive (`.pkg.tar.{zst,xz,gz}` or uncompressed): its `.PKGINFO` metadata and
 //! file list, read in one streaming pass with the `tar` crate (compression by magic bytes),
 //! plus the archive's own size, md5 and sha256 — everything a repo db entry needs.
+//!
+//! Uploads are untrusted: what reading one may hold in memory is bounded — `.PKGINFO`
+//! ([`MAX_PKGINFO`]), the file list ([`MAX_FILE_LIST`]), tar extension headers and the member
+//! count and decompressed size ([`PKG_TAR_LIMITS`]) — and a package over a bound is refused
+//! ([`PkgError::TooLarge`]) before it costs more.
 
 use std::io::Read;
 use std::path::Path;
@@ -9,7 +14,20 @@ use md5::Md5;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::boundedtar::{Bounded, Limits};
 use crate::repodb::decompress;
+
+/// Largest `.PKGINFO` read (real ones are a few KiB; it is read whole into memory).
+pub const MAX_PKGINFO: u64 = 1 << 20;
+/// Largest file list kept (bytes of path names; Arch's largest packages list a few MiB).
+pub const MAX_FILE_LIST: usize = 128 << 20;
+/// Bounds on a package's tar stream: 128 GiB decompressed, a million members, 1 MiB per
+/// extension header (GNU long name, PAX).
+pub const PKG_TAR_LIMITS: Limits = Limits {
+    max_bytes: 128 << 30,
+    max_members: 1_000_000,
+    max_extension: 1 << 20,
+};
 
 /// Why an archive is not an acceptable package.
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +38,8 @@ pub enum PkgError {
     BadArchive(String),
     #[error("package has no .PKGINFO")]
     NoPkgInfo,
+    #[error("package refused: {0}")]
+    TooLarge(String),
     #[error(".PKGINFO: missing `{0}`")]
     Missing(&'static str),
     #[error(".PKGINFO: bad `{key}` value `{value}`")]
@@ -117,9 +137,10 @@ pub fn read_package(path: &Path, filename: &str) -> Result<PackageMeta, PkgError
     let decoder = decompress(file)
         .map_err(|e| PkgError::BadArchive(e.to_string()))?
         .ok_or_else(|| PkgError::BadArchive("empty file".into()))?;
-    let mut archive = tar::Archive::new(decoder);
+    let mut archive = tar::Archive::new(Bounded::new(decoder, PKG_TAR_LIMITS));
     let mut pkginfo: Option<String> = None;
     let mut files = Vec::new();
+    let mut file_list_bytes = 0usize;
     let entries = archive
         .entries()
         .map_err(|e| PkgError::BadArchive(e.to_string()))?;
@@ -128,8 +149,16 @@ pub fn read_package(path: &Path, filename: &str) -> Result<PackageMeta, PkgError
         let raw = String::from_utf8_lossy(&entry.path_bytes()).to_string();
         let name = raw.trim_start_matches("./").to_string();
         if name == ".PKGINFO" {
+            if entry.size() > MAX_PKGINFO {
+                return Err(PkgError::TooLarge(format!(
+                    ".PKGINFO is {} bytes, over the limit of {MAX_PKGINFO}",
+                    entry.size()
+                )));
+            }
             let mut text = String::new();
             entry
+                .by_ref()
+                .take(MAX_PKGINFO)
                 .read_to_string(&mut text)
                 .map_err(|e| PkgError::BadArchive(format!(".PKGINFO: {e}")))?;
             pkginfo = Some(text);
@@ -139,6 +168,12 @@ pub fn read_package(path: &Path, filename: &str) -> Result<PackageMeta, PkgError
             continue;
         }
         let is_dir = entry.header().entry_type().is_dir();
+        file_list_bytes += name.len() + 1;
+        if file_list_bytes > MAX_FILE_LIST {
+            return Err(PkgError::TooLarge(format!(
+                "its file list is over the limit of {MAX_FILE_LIST} bytes"
+            )));
+        }
         files.push(if is_dir && !name.ends_with('/') {
             format!("{name}/")
         } else {

@@ -35,6 +35,11 @@ pub struct RefreshReport {
     pub dbs_updated: usize,
     /// Packages prefetched (cache paths).
     pub prefetched: Vec<String>,
+    /// Cached packages (and signatures) removed since the previous refresh because a newly
+    /// published db lists them with another size or sha256 — re-published upstream under the
+    /// same file name; the next request (or this refresh's prefetch) fetches the new build.
+    #[serde(default)]
+    pub republished: Vec<String>,
     /// Files removed by the cleanup that follows the refresh.
     pub cleaned: usize,
     /// Human-readable problems.
@@ -159,6 +164,54 @@ pub fn plan_prefetch(
     out
 }
 
+/// The re-published packages among `keys` (cache keys) to fetch again, with what they must
+/// now be (their `.sig`s come with their package when it is fetched by a client).
+/// Blocking (reads dbs).
+pub fn plan_refetch(
+    keys: &[String],
+    catalog: &Catalog,
+    root: &std::path::Path,
+) -> Vec<PrefetchItem> {
+    keys.iter()
+        .filter_map(|key| {
+            let (dir, name) = key.rsplit_once('/')?;
+            let (upstream, rel) = key.split_once('/')?;
+            let crate::catalog::Verification::Known(expected) =
+                catalog.verification(&root.join(dir), name)
+            else {
+                return None;
+            };
+            Some(PrefetchItem {
+                upstream: upstream.to_string(),
+                rel: rel.to_string(),
+                expected: Some(expected),
+            })
+        })
+        .collect()
+}
+
+/// The cached mutable files of configured upstreams to revalidate; a db's `.sig` is not
+/// listed when its db is: it is revalidated with it, in the same step.
+fn to_revalidate(state: &AppState) -> Vec<RepoPath> {
+    let mut mutable: Vec<RepoPath> = state
+        .index
+        .snapshot()
+        .iter()
+        .filter_map(|(key, _)| {
+            let (up, rel) = key.split_once('/')?;
+            state.cfg.upstreams.get(up)?;
+            RepoPath::from_parts(up, rel).ok()
+        })
+        .filter(|p| p.kind() == FileKind::Mutable)
+        .collect();
+    let cached: std::collections::HashSet<RepoPath> = mutable.iter().cloned().collect();
+    mutable.retain(|p| {
+        crate::fetch::pair::Pair::of(p)
+            .is_none_or(|pair| *p == pair.db || !cached.contains(&pair.db))
+    });
+    mutable
+}
+
 /// Run one refresh now (one at a time) and remember its report in the state.
 pub async fn refresh_now(state: &AppState) -> RefreshReport {
     let _one_at_a_time = state.refresh_lock.lock().await;
@@ -169,16 +222,7 @@ pub async fn refresh_now(state: &AppState) -> RefreshReport {
     };
 
     // 1. Revalidate every cached mutable file (dbs, their signatures, lastsync…).
-    let snapshot = state.index.snapshot();
-    let mutable: Vec<RepoPath> = snapshot
-        .iter()
-        .filter_map(|(key, _)| {
-            let (up, rel) = key.split_once('/')?;
-            state.cfg.upstreams.get(up)?;
-            RepoPath::from_parts(up, rel).ok()
-        })
-        .filter(|p| p.kind() == FileKind::Mutable)
-        .collect();
+    let mutable = to_revalidate(state);
     let results: Vec<(RepoPath, Phase)> = futures::stream::iter(mutable)
         .map(|path| async move {
             let ims = std::fs::metadata(state.store.final_path(&path))
@@ -201,14 +245,21 @@ pub async fn refresh_now(state: &AppState) -> RefreshReport {
         }
     }
 
-    // 2. Prefetch new versions of cached packages.
+    report.republished = state.fetcher.context().republished.drain();
+
+    // 2. Prefetch new versions of cached packages, and new builds of re-published ones.
     if state.cfg.refresh.prefetch {
         let files = state.index.snapshot();
         let catalog = state.catalog.clone();
         let root = state.store.root().to_path_buf();
-        let plan = actix_web::web::block(move || plan_prefetch(&files, &catalog, &root))
-            .await
-            .unwrap_or_default();
+        let republished = report.republished.clone();
+        let plan = actix_web::web::block(move || {
+            let mut plan = plan_prefetch(&files, &catalog, &root);
+            plan.extend(plan_refetch(&republished, &catalog, &root));
+            plan
+        })
+        .await
+        .unwrap_or_default();
         if !plan.is_empty() {
             log::info!("refresh: prefetching {} file(s)", plan.len());
         }
@@ -243,9 +294,10 @@ pub async fn refresh_now(state: &AppState) -> RefreshReport {
 
     report.duration_ms = started.elapsed().as_millis() as u64;
     log::info!(
-        "refresh: {} db(s) checked, {} updated, {} prefetched, {} removed by cleanup, {} error(s) in {} ms",
+        "refresh: {} db(s) checked, {} updated, {} re-published package file(s) dropped, {} prefetched, {} removed by cleanup, {} error(s) in {} ms",
         report.dbs_checked,
         report.dbs_updated,
+        report.republished.len(),
         report.prefetched.len(),
         report.cleaned,
         report.errors.len(),

@@ -73,6 +73,8 @@ impl AppState {
             timeout: cfg.upstream_timeout,
             min_rate: cfg.min_rate,
             max_unknown_size: cfg.max_unknown_size,
+            pairs: Default::default(),
+            republished: Default::default(),
         }));
         let repos = Arc::new(repos);
         let aur = cfg.aur.as_ref().map(|aur_cfg| {

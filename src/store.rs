@@ -6,9 +6,16 @@
 //! restart ([`Store::open`] empties it); a final path is only ever built from a [`RepoPath`].
 //!
 //! Also owns the in-memory freshness facts: when a mutable file was last revalidated, and
-//! which paths upstream recently answered 404 for (a short negative cache); and the disk's own
-//! trouble: [`StorageError`] classifies a local I/O failure (full, read-only, other) so it is
-//! never blamed on a mirror, and the last one is kept for the status page.
+//! which paths upstream recently answered 404 for (a short negative cache); on disk, the
+//! mirror's validators of each cached mutable file ([`Validators`], a JSON sidecar under
+//! `.state/validators/<upstream>/<rel>` that names the file it describes by inode, size and
+//! mtime, so a sidecar that outlived its file or a crash is never applied to another file);
+//! and the disk's own trouble: [`StorageError`] classifies a local I/O failure (full,
+//! read-only, other) so it is never blamed on a mirror, and the last one is kept for the
+//! status page.
+//!
+//! The `.sig` of a repo db is as fresh as its db ([`SIG_FOLLOWS_DB`]): pacman asks for it right
+//! after the db, and must get the signature of the db it just got.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -19,8 +26,52 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
 
 use crate::path::RepoPath;
+use crate::validators::Validators;
+
+/// A repo db's `.sig` counts as fresh for at least this long after the pair was validated,
+/// whatever `db_max_age` (even 0): it is the signature of the db a client just received.
+pub const SIG_FOLLOWS_DB: Duration = Duration::from_secs(30);
+
+/// Directory (below the cache root) of the validators sidecars.
+const VALIDATORS_DIR: &str = ".state/validators";
+
+/// A sidecar: the validators, and the file they belong to.
+#[derive(Debug, Serialize, Deserialize)]
+struct Sidecar {
+    validators: Validators,
+    ino: u64,
+    len: u64,
+    mtime_ns: i128,
+}
+
+/// (inode, size, mtime in ns) of a file.
+fn file_identity(meta: &fs::Metadata) -> (u64, u64, i128) {
+    use std::os::unix::fs::MetadataExt;
+    (
+        meta.ino(),
+        meta.len(),
+        i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+    )
+}
+
+/// Is `p` the detached signature of a repo db (`core.db.sig`, `core.files.sig`, …)?
+fn is_db_signature(p: &RepoPath) -> bool {
+    p.file_name()
+        .strip_suffix(".sig")
+        .is_some_and(crate::path::is_repo_db_name)
+}
+
+/// How long `p` stays fresh, given `max_age`.
+fn freshness(p: &RepoPath, max_age: Duration) -> Duration {
+    if is_db_signature(p) {
+        max_age.max(SIG_FOLLOWS_DB)
+    } else {
+        max_age
+    }
+}
 
 /// Name of the directory holding in-progress downloads.
 pub const PARTIAL_DIR: &str = ".partial";
@@ -220,12 +271,14 @@ impl Store {
     }
 
     /// Publish a complete, verified partial file at `p`'s final path: fsync, set mtime
-    /// (upstream's `Last-Modified`), rename, fsync the directory.
+    /// (upstream's `Last-Modified`), rename, fsync the directory; then record the mirror's
+    /// `validators` of it (none: revalidated unconditionally next time).
     pub fn publish(
         &self,
         partial: tempfile::NamedTempFile,
         p: &RepoPath,
         mtime: Option<SystemTime>,
+        validators: Option<&Validators>,
     ) -> io::Result<PathBuf> {
         let dest = self.final_path(p);
         let file = partial.as_file();
@@ -239,6 +292,14 @@ impl Store {
         fs::create_dir_all(parent)?;
         partial.persist(&dest).map_err(|e| e.error)?;
         File::open(parent)?.sync_all()?;
+        match validators.filter(|v| !v.is_empty()) {
+            Some(v) => {
+                if let Err(e) = self.save_validators(p, &dest, v) {
+                    log::warn!("cannot record the validators of {p}: {e}");
+                }
+            }
+            None => self.remove_validators(p),
+        }
         Ok(dest)
     }
 
@@ -254,18 +315,85 @@ impl Store {
         Some((last.0, last.1, self.errors.load(Ordering::Relaxed)))
     }
 
+    fn sidecar_path(&self, p: &RepoPath) -> PathBuf {
+        let mut out = self.root.join(VALIDATORS_DIR).join(p.upstream());
+        for seg in p.rel().split('/') {
+            out.push(seg);
+        }
+        out
+    }
+
+    fn save_validators(&self, p: &RepoPath, file: &Path, v: &Validators) -> io::Result<()> {
+        let (ino, len, mtime_ns) = file_identity(&fs::metadata(file)?);
+        let sidecar = Sidecar {
+            validators: v.clone(),
+            ino,
+            len,
+            mtime_ns,
+        };
+        let path = self.sidecar_path(p);
+        let dir = path
+            .parent()
+            .ok_or_else(|| io::Error::other("sidecar has no parent"))?;
+        fs::create_dir_all(dir)?;
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        serde_json::to_writer(&mut tmp, &sidecar)?;
+        tmp.persist(&path).map_err(|e| e.error)?;
+        Ok(())
+    }
+
+    /// The mirror's validators of the cached file of `p`, when they are known for this very
+    /// file.
+    pub fn validators(&self, p: &RepoPath) -> Option<Validators> {
+        let meta = fs::metadata(self.final_path(p)).ok()?;
+        let text = fs::read(self.sidecar_path(p)).ok()?;
+        let sidecar: Sidecar = serde_json::from_slice(&text).ok()?;
+        (file_identity(&meta) == (sidecar.ino, sidecar.len, sidecar.mtime_ns))
+            .then_some(sidecar.validators)
+    }
+
+    /// Forget the validators of `p` (its cached file is gone or replaced).
+    pub fn remove_validators(&self, p: &RepoPath) {
+        match fs::remove_file(self.sidecar_path(p)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => log::warn!("cannot remove the validators of {p}: {e}"),
+        }
+    }
+
+    /// Remove the cached file of `p` (and its validators). `Ok(false)`: it was not there —
+    /// someone else removed it first, which is no error for whoever lost that race.
+    pub fn remove(&self, p: &RepoPath) -> io::Result<bool> {
+        let removed = match fs::remove_file(self.final_path(p)) {
+            Ok(()) => true,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            Err(e) => return Err(e),
+        };
+        self.remove_validators(p);
+        Ok(removed)
+    }
+
     /// Remember that `p` was fetched or revalidated upstream just now.
     pub fn mark_validated(&self, p: &RepoPath) {
         self.validated.lock().insert(p.key(), Instant::now());
         self.not_found.lock().remove(&p.key());
     }
 
-    /// Was `p` validated within `max_age`?
+    /// Was `p` validated within `max_age` (for a repo db's `.sig`: within
+    /// [`SIG_FOLLOWS_DB`] at least)?
     pub fn is_fresh(&self, p: &RepoPath, max_age: Duration) -> bool {
+        let max_age = freshness(p, max_age);
         self.validated
             .lock()
             .get(&p.key())
             .is_some_and(|t| t.elapsed() < max_age)
+    }
+
+    /// Was `p` validated (or found missing) upstream after `since`?
+    pub fn validated_since(&self, p: &RepoPath, since: Instant) -> bool {
+        let key = p.key();
+        let after = |t: Option<&Instant>| t.is_some_and(|t| *t > since);
+        after(self.validated.lock().get(&key)) || after(self.not_found.lock().get(&key))
     }
 
     /// Remember that every mirror answered 404 for `p`.
@@ -277,8 +405,10 @@ impl Store {
         map.insert(p.key(), Instant::now());
     }
 
-    /// Did every mirror answer 404 for `p` within `ttl`?
+    /// Did every mirror answer 404 for `p` within `ttl` (for a repo db's `.sig`: within
+    /// [`SIG_FOLLOWS_DB`] at least)?
     pub fn recently_not_found(&self, p: &RepoPath, ttl: Duration) -> bool {
+        let ttl = freshness(p, ttl);
         self.not_found
             .lock()
             .get(&p.key())
@@ -304,7 +434,7 @@ mod tests {
         let mut part = store.new_partial().expect("partial");
         part.write_all(b"payload").expect("write");
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let dest = store.publish(part, &p, Some(t)).expect("publish");
+        let dest = store.publish(part, &p, Some(t), None).expect("publish");
         assert_eq!(dest, root.join("arch/core/os/x86_64/a-1-1-any.pkg.tar.zst"));
         assert_eq!(fs::read(&dest).expect("read"), b"payload");
         assert_eq!(
@@ -315,6 +445,49 @@ mod tests {
             t
         );
         assert_eq!(fs::read_dir(root.join(PARTIAL_DIR)).expect("ls").count(), 0);
+    }
+
+    #[test]
+    fn validators_belong_to_the_file_they_were_published_with() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let p = RepoPath::parse("/arch/core/os/x86_64/core.db").expect("path");
+        let v = Validators {
+            etag: Some("\"1-2\"".into()),
+            last_modified: Some("Tue, 14 Nov 2023 22:13:20 GMT".into()),
+        };
+        let mut part = store.new_partial().expect("partial");
+        part.write_all(b"db v1").expect("write");
+        let dest = store.publish(part, &p, None, Some(&v)).expect("publish");
+        assert_eq!(store.validators(&p), Some(v.clone()));
+        // The file is replaced behind the sidecar's back: the sidecar no longer applies.
+        fs::write(&dest, b"something else").expect("write");
+        assert_eq!(store.validators(&p), None);
+        // Published without validators: none.
+        let mut part = store.new_partial().expect("partial");
+        part.write_all(b"db v2").expect("write");
+        store.publish(part, &p, None, Some(&v)).expect("publish");
+        let mut part = store.new_partial().expect("partial");
+        part.write_all(b"db v3").expect("write");
+        store.publish(part, &p, None, None).expect("publish");
+        assert_eq!(store.validators(&p), None);
+        assert!(store.remove(&p).expect("remove"));
+        assert!(!store.remove(&p).expect("already gone"));
+    }
+
+    #[test]
+    fn a_db_signature_follows_its_db() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let sig = RepoPath::parse("/arch/core/os/x86_64/core.db.sig").expect("path");
+        let other = RepoPath::parse("/arch/core/os/x86_64/lastupdate").expect("path");
+        let before = Instant::now();
+        store.mark_validated(&sig);
+        store.mark_validated(&other);
+        assert!(store.is_fresh(&sig, Duration::ZERO));
+        assert!(!store.is_fresh(&other, Duration::ZERO));
+        assert!(store.validated_since(&sig, before));
+        assert!(!store.validated_since(&sig, Instant::now()));
     }
 
     #[test]

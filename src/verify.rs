@@ -94,6 +94,10 @@ pub fn verify_cache(root: &Path, quarantine: bool) -> Vec<Checked> {
                 if quarantine {
                     match move_to_quarantine(root, &key) {
                         Ok(dest) => detail.push_str(&format!("; moved to {}", dest.display())),
+                        // Removed meanwhile (evicted, cleaned up): nothing left to quarantine.
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                            detail.push_str("; already gone from the cache")
+                        }
                         Err(e) => detail.push_str(&format!("; cannot quarantine: {e}")),
                     }
                 }

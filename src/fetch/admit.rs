@@ -3,19 +3,20 @@
 //! - never empty when it is a package, a signature or a repo db (none of them can be
 //!   0 bytes), nor when its length was never declared (a body that simply stopped);
 //! - a repo db (`*.db`, `*.files`, and their `.tar.*` names) must parse with pkgstash's own
-//!   parser ([`crate::repodb`]): a db it cannot read would silently turn off verification of
-//!   that repo's packages, and would then be kept as the cached copy.
+//!   bounded parser ([`crate::repodb`], within [`DB_LIMITS`]): a db it cannot read would
+//!   silently turn off verification of that repo's packages, and would then be kept as the
+//!   cached copy. Malformed entries do not refuse a db: only their packages are refused
+//!   ([`crate::repoindex`]).
 //!
 //! [`check_content`] is the hook for further content checks of a finished body; it runs off the
 //! event loop, before the rename.
 
 use std::fs::File;
 use std::io::{Seek, SeekFrom};
-use std::path::PathBuf;
-use std::time::SystemTime;
 
 use crate::path::{FileKind, RepoPath};
-use crate::store::Store;
+use crate::repodb::{DbLimits, RepoDbError, DB_LIMITS};
+use crate::repoindex::RepoIndex;
 
 /// Why a finished body is not published.
 #[derive(Debug, thiserror::Error)]
@@ -30,14 +31,7 @@ pub enum Refusal {
 
 /// Is `name` a repo database (`core.db`, `core.files`, `core.db.tar.gz`, …), not a signature?
 pub fn is_repo_db(name: &str) -> bool {
-    if name.ends_with(".sig") {
-        return false;
-    }
-    let stem = match name.find(".tar.") {
-        Some(pos) if !name[pos + 5..].contains('.') => &name[..pos],
-        _ => name,
-    };
-    (stem.ends_with(".db") && stem.len() > 3) || (stem.ends_with(".files") && stem.len() > 6)
+    crate::path::is_repo_db_name(name)
 }
 
 /// Can `path` never be an empty file (a package, a signature, a repo db)?
@@ -64,47 +58,33 @@ pub fn check_length(path: &RepoPath, len: u64, declared: bool) -> Result<(), Str
     }
 }
 
-/// Blocking: does the complete file `file` hold what `path` names? Repo dbs must parse.
-pub fn check_content(path: &RepoPath, file: &File) -> Result<(), Refusal> {
-    if !is_repo_db(path.file_name()) {
-        return Ok(());
+/// Blocking: does the complete file `file` hold what `path` names? Repo dbs must parse within
+/// [`DB_LIMITS`] (the bounds every db from a mirror is read with: one that pkgstash could not
+/// read later must not be published now). `Ok(Some(index))`: the parsed db, for a db the
+/// catalog reads (`*.db`), so that it is not parsed again.
+pub fn check_content(path: &RepoPath, file: &File) -> Result<Option<RepoIndex>, Refusal> {
+    check_content_within(path, file, &DB_LIMITS)
+}
+
+/// [`check_content`] with other limits.
+pub fn check_content_within(
+    path: &RepoPath,
+    file: &File,
+    limits: &DbLimits,
+) -> Result<Option<RepoIndex>, Refusal> {
+    let name = path.file_name();
+    if !is_repo_db(name) {
+        return Ok(None);
     }
     let mut reader = file.try_clone()?;
     reader.seek(SeekFrom::Start(0))?;
-    match crate::repodb::parse_db(reader) {
-        Ok(_) => Ok(()),
-        Err(crate::repodb::RepoDbError::Io(e)) => Err(Refusal::Io(e)),
+    match crate::repodb::parse_db_limited(reader, limits) {
+        Ok(parsed) => Ok(crate::catalog::is_db_name(name).then(|| RepoIndex::from_parsed(parsed))),
+        Err(RepoDbError::Io(e)) => Err(Refusal::Io(e)),
         Err(e) => Err(Refusal::Content(format!(
             "served an unreadable repo db: {e}"
         ))),
     }
-}
-
-/// Why a finished body was not published.
-#[derive(Debug)]
-pub enum NotPublished {
-    /// Its content is not what `path` must be (the mirror's fault).
-    Content(String),
-    /// A local I/O error while doing the named step (the cache's fault).
-    Storage(&'static str, std::io::Error),
-}
-
-/// Blocking: check the finished `file`'s content ([`check_content`]), then publish it at
-/// `path` in `store` (fsync, rename). A refused file is deleted.
-pub fn check_and_publish(
-    store: &Store,
-    file: tempfile::NamedTempFile,
-    path: &RepoPath,
-    mtime: Option<SystemTime>,
-) -> Result<PathBuf, NotPublished> {
-    match check_content(path, file.as_file()) {
-        Ok(()) => {}
-        Err(Refusal::Content(why)) => return Err(NotPublished::Content(why)),
-        Err(Refusal::Io(e)) => return Err(NotPublished::Storage("read downloaded file", e)),
-    }
-    store
-        .publish(file, path, mtime)
-        .map_err(|e| NotPublished::Storage("publish into the cache", e))
 }
 
 #[cfg(test)]
@@ -167,5 +147,56 @@ mod tests {
         gz.write_all(&[0u8; 1024]).expect("gz");
         empty.write_all(&gz.finish().expect("gz")).expect("write");
         assert!(check_content(&p("core.db"), &empty).is_ok());
+    }
+
+    /// A gzip'd tar of `desc` members.
+    fn db_file(descs: &[(&str, String)]) -> File {
+        let mut b = tar::Builder::new(Vec::new());
+        for (member, body) in descs {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(body.len() as u64);
+            h.set_mode(0o644);
+            b.append_data(&mut h, member, body.as_bytes())
+                .expect("append");
+        }
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&b.into_inner().expect("tar")).expect("gz");
+        let mut f = tempfile::tempfile().expect("tmp");
+        f.write_all(&gz.finish().expect("gz")).expect("write");
+        f
+    }
+
+    fn desc(name: &str, csize: &str) -> String {
+        format!(
+            "%FILENAME%\n{name}-1-1-any.pkg.tar.zst\n\n%NAME%\n{name}\n\n%VERSION%\n1-1\n\n%CSIZE%\n{csize}\n\n%SHA256SUM%\n{}\n",
+            "ab".repeat(32)
+        )
+    }
+
+    #[test]
+    fn dbs_are_admitted_by_the_bounded_parser_the_catalog_uses() {
+        let db = db_file(&[
+            ("a-1-1/desc", desc("a", "10")),
+            ("b-1-1/desc", desc("b", "99999999999999999999999")),
+            ("c-1-1/desc", desc("c", "30")),
+        ]);
+        // A malformed entry refuses its package, not the db; the index comes along for `.db`.
+        let index = check_content(&p("core.db"), &db)
+            .expect("admitted")
+            .expect("an index for the catalog");
+        assert_eq!(index.entries().len(), 2);
+        assert_eq!(index.malformed().count(), 1);
+        assert!(check_content(&p("core.files"), &db)
+            .expect("admitted")
+            .is_none());
+        // Over the bounds every db is read with: refused, as the mirror's fault.
+        let tight = DbLimits {
+            max_entries: 2,
+            ..DB_LIMITS
+        };
+        assert!(matches!(
+            check_content_within(&p("core.db"), &db, &tight),
+            Err(Refusal::Content(why)) if why.contains("too large")
+        ));
     }
 }

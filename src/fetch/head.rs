@@ -22,8 +22,9 @@ use crate::path::FileKind;
 pub struct Known {
     /// Bytes already in the partial file (the `Range: bytes=N-` asked).
     pub written: u64,
-    /// The conditional request's date (revalidating a cached mutable file).
-    pub if_modified_since: Option<SystemTime>,
+    /// A conditional request was sent (revalidating a cached mutable file with the mirror's
+    /// validators of it).
+    pub conditional: bool,
     /// The total length an earlier mirror declared for this download.
     pub first_total: Option<u64>,
     /// The size the repo db gives.
@@ -51,7 +52,8 @@ pub struct BodyPlan {
 pub enum Head {
     /// Take the body.
     Body(BodyPlan),
-    /// The cached copy is current (a `304`, or a mirror whose copy is not newer than ours).
+    /// A `304` to the conditional request: the cached copy is current if the 304 agrees with
+    /// the validators sent ([`crate::validators::Validators::confirmed_by`], the caller's check).
     NotModified,
     NotFound,
     /// The mirror failed (its health suffers); another mirror may do better.
@@ -63,7 +65,7 @@ pub enum Head {
 /// Judge a response head.
 pub fn check(status: StatusCode, version: Version, headers: &HeaderMap, known: &Known) -> Head {
     match status {
-        StatusCode::NOT_MODIFIED if known.written == 0 && known.if_modified_since.is_some() => {
+        StatusCode::NOT_MODIFIED if known.written == 0 && known.conditional => {
             return Head::NotModified
         }
         StatusCode::NOT_FOUND | StatusCode::GONE => return Head::NotFound,
@@ -79,13 +81,9 @@ pub fn check(status: StatusCode, version: Version, headers: &HeaderMap, known: &
     if is_html && known.kind == FileKind::Immutable {
         return Head::Failed("served an HTML page instead of a package".into());
     }
+    // A 200 is the mirror's current version, whatever its date (a repaired file may be older
+    // than the broken one it replaces): no "mirror lags behind ours" guess.
     let last_modified = text(header::LAST_MODIFIED).and_then(|v| httpdate::parse_http_date(v).ok());
-    if let (Some(ims), Some(lm), 0) = (known.if_modified_since, last_modified, known.written) {
-        if lm <= ims {
-            // A mirror that lags behind ours: keep what we have.
-            return Head::NotModified;
-        }
-    }
     let chunked = headers
         .get_all(header::TRANSFER_ENCODING)
         .filter_map(|v| v.to_str().ok())
@@ -187,7 +185,7 @@ mod tests {
     fn known() -> Known {
         Known {
             written: 0,
-            if_modified_since: None,
+            conditional: false,
             first_total: None,
             expected_size: None,
             kind: FileKind::Immutable,
@@ -348,16 +346,26 @@ mod tests {
         ));
         let mut k = known();
         k.kind = FileKind::Mutable;
-        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
-        k.if_modified_since = Some(t);
+        // A 304 is only taken as an answer to a conditional request.
+        assert!(matches!(
+            check(StatusCode::NOT_MODIFIED, v, &h, &k),
+            Head::Failed(why) if why == "HTTP 304"
+        ));
+        k.conditional = true;
         assert_eq!(
             check(StatusCode::NOT_MODIFIED, v, &h, &k),
             Head::NotModified
         );
+        // A 200 dated before the cached copy is still the mirror's version (issue 16 item 6).
+        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
         let lm = httpdate::fmt_http_date(t);
         assert_eq!(
             ok(&[("last-modified", &lm), ("content-length", "5")], &k),
-            Head::NotModified
+            Head::Body(BodyPlan {
+                skip: 0,
+                total: Some(5),
+                last_modified: Some(t)
+            })
         );
     }
 }

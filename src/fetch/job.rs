@@ -1,57 +1,56 @@
 //! One download across mirror attempts: the [`Job`] a fetch task runs (the steps are in the
-//! doc of [`super`]). An attempt ends in an [`Attempt`], and whose fault it is decides what
-//! follows: a mirror's failure uses up the failure budget and moves on; a slow mirror is left
-//! for one not yet tried, without a failure; a local storage error ends the download at once
-//! and blames nobody upstream.
+//! doc of [`super`]). Three steps, which [`super::pair`] orders across the two files of a repo
+//! db pair:
+//! 1. [`Job::fetch`], the mirror loop here: each try is one [`attempt`] and ends in an
+//!    [`attempt::Attempt`]; whose fault it is decides what follows: a mirror's failure uses up
+//!    the failure budget and moves on; a slow mirror is left for one not yet tried, without a
+//!    failure; a local storage error ends the download at once and blames nobody upstream;
+//! 2. [`Job::verify`] ([`publish`]): a complete body is checked against the repo db and
+//!    [`super::admit`]ted;
+//! 3. [`Job::conclude`]: publish a verified body ([`publish`]), or record the outcome; then
+//!    clients are told.
 
-use std::path::PathBuf;
+mod attempt;
+mod publish;
+
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Instant;
 
-use futures::StreamExt;
 use url::Url;
 
-use super::admit::{self, NotPublished};
-use super::head::{self, BodyPlan, Head, Known};
-use super::partial::{Finished, PartialFile};
-use super::request::{self, Ask};
+use self::attempt::Attempt;
+use super::partial::PartialFile;
 use super::{Expected, FetchContext};
 use crate::inflight::{Download, Failure, Phase};
-use crate::mirror_url::Shown;
-use crate::path::{FileKind, RepoPath};
+use crate::repoindex::RepoIndex;
 use crate::store::StorageError;
 use crate::upstream::MirrorPool;
+use crate::validators::Validators;
 
-/// Window over which a download's rate is compared with `min_rate`.
-const SLOW_WINDOW: Duration = Duration::from_secs(10);
-
-/// How one attempt on one mirror ended.
-enum Attempt {
-    Complete,
-    NotModified,
+/// How fetching one file from the pool ended, before anything is published or told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Fetched {
+    /// The whole body is in the partial file; from mirror `i`.
+    Complete(usize),
+    /// Mirror `i` confirmed the cached copy.
+    NotModified(usize),
+    /// Every mirror answered 404.
     NotFound,
-    /// Under `min_rate` (bytes/s measured) while a mirror not yet tried may be faster: move
-    /// on. Not a failure: no cooldown, no use of the failure budget.
-    Slow(u64),
-    /// The mirror failed (counts against its health); try the next one.
-    Failed(String),
-    /// The mirror sent a body past its bound: counts against it, and ends the download (the
-    /// bytes so far are suspect, so they are not resumed elsewhere).
-    Fatal(String),
-    /// The file is refused by policy (`max_unknown_size`): ends the download, no mirror blamed.
-    Refused(String),
-    /// The cache could not store the body: ends the download, no mirror blamed, no retry.
-    Storage(StorageError),
+    /// The file could not be delivered (the partial file is gone): whose fault, and why.
+    Failed(Failure),
 }
 
 /// The state of one download across mirror attempts.
-pub(super) struct Job<'a> {
+pub(crate) struct Job<'a> {
     ctx: &'a FetchContext,
     pool: &'a MirrorPool,
     client: awc::Client,
     download: &'a Download,
-    ims: Option<SystemTime>,
+    /// The validators of the cached copy being revalidated (a conditional request).
+    conditional: Option<Validators>,
+    /// The validators of the body received.
+    received: Validators,
     expected: Option<Expected>,
     partial: PartialFile<'a>,
     /// Mirror indices in the order they are tried.
@@ -63,15 +62,19 @@ pub(super) struct Job<'a> {
     resume_at: Option<(usize, Url)>,
     /// The URL the body came from when it was not the mirror's own (a redirect), for the log.
     via: Option<Url>,
+    /// Set by [`Job::verify`] once a complete body passed its checks: for a repo db, its
+    /// parsed index (handed to the catalog and to [`crate::republish`] when published).
+    admitted: Option<Option<Arc<RepoIndex>>>,
+    started: Instant,
 }
 
 impl<'a> Job<'a> {
-    pub(super) fn new(
+    pub(crate) fn new(
         ctx: &'a FetchContext,
         pool: &'a MirrorPool,
         client: awc::Client,
         download: &'a Download,
-        ims: Option<SystemTime>,
+        conditional: Option<Validators>,
         expected: Option<Expected>,
     ) -> Job<'a> {
         Job {
@@ -79,19 +82,49 @@ impl<'a> Job<'a> {
             pool,
             client,
             download,
-            ims,
+            conditional: conditional.filter(|v| !v.is_empty()),
+            received: Validators::default(),
             expected,
             partial: PartialFile::new(download),
             order: pool.order(&download.path),
             slow: vec![false; pool.mirrors.len()],
             resume_at: None,
             via: None,
+            admitted: None,
+            started: Instant::now(),
         }
     }
 
-    pub(super) async fn run(mut self) {
+    /// Ask only mirror `i` (the other file of a db pair comes from the same mirror).
+    pub(crate) fn only_from(mut self, i: usize) -> Self {
+        self.order = vec![i];
+        self
+    }
+
+    /// The validators of what this job has: the body received, or the copy a 304 confirmed.
+    pub(crate) fn validators(&self, fetched: &Fetched) -> Option<&Validators> {
+        match fetched {
+            Fetched::Complete(_) => Some(&self.received),
+            Fetched::NotModified(_) => self.conditional.as_ref(),
+            _ => None,
+        }
+        .filter(|v| !v.is_empty())
+    }
+
+    /// sha256 (hex) of the body received so far.
+    pub(crate) fn body_sha256(&self) -> String {
+        self.partial.sha256()
+    }
+
+    /// Fetch, verify, then publish and tell clients.
+    pub(crate) async fn run(&mut self) {
+        let fetched = self.fetch().await;
+        self.conclude(fetched).await;
+    }
+
+    /// Try mirrors until one delivers the whole body (or confirms the cached copy).
+    pub(crate) async fn fetch(&mut self) -> Fetched {
         let path = self.download.path.clone();
-        let started = Instant::now();
         let n = self.order.len().max(1);
         // Attempts that deliver nothing use this budget; leaving a slow mirror does not.
         let max_failures = 3 * n + 3;
@@ -104,24 +137,24 @@ impl<'a> Job<'a> {
             };
             self.download.mirror.store(i as u64, Ordering::Relaxed);
             let before = self.partial.written();
-            let outcome = self.attempt(i, &path).await;
+            let mut outcome = self.attempt(i, &path).await;
+            if matches!(outcome, Attempt::NotOurs) {
+                // The conditional request is dropped: the same mirror is asked for its version.
+                outcome = self.attempt(i, &path).await;
+            }
             self.partial.notify();
             let mirror = &self.pool.mirrors[i].url;
             match outcome {
-                Attempt::Complete => {
-                    self.complete(i, &path, started).await;
-                    return;
-                }
-                Attempt::NotModified => {
-                    log::info!("revalidated {path}: not modified ({mirror})");
-                    self.pool.record_success(i, &path);
-                    self.ctx.store.mark_validated(&path);
-                    self.download.finish(Phase::NotModified);
-                    return;
-                }
+                Attempt::Complete => return Fetched::Complete(i),
+                Attempt::NotModified => return Fetched::NotModified(i),
                 Attempt::NotFound => {
                     log::debug!("{mirror} has no {path}");
                     not_found += 1;
+                    failures += 1;
+                    pos += 1;
+                }
+                Attempt::NotOurs => {
+                    last_error = format!("{mirror}: answered 304 twice");
                     failures += 1;
                     pos += 1;
                 }
@@ -147,17 +180,10 @@ impl<'a> Job<'a> {
                 Attempt::Fatal(e) => {
                     let why = format!("{mirror}: {e}");
                     self.mirror_failed(i, &e);
-                    self.fail(&path, Failure::upstream(&why));
-                    return;
+                    return self.failed(Failure::upstream(&why));
                 }
-                Attempt::Refused(e) => {
-                    self.fail(&path, Failure::upstream(&e));
-                    return;
-                }
-                Attempt::Storage(e) => {
-                    self.storage_failed(&path, e);
-                    return;
-                }
+                Attempt::Refused(e) => return self.failed(Failure::upstream(&e)),
+                Attempt::Storage(e) => return self.storage_failed(e),
             }
             if self.partial.written() > before {
                 no_progress = 0;
@@ -168,11 +194,36 @@ impl<'a> Job<'a> {
         }
         self.partial.discard();
         if self.partial.written() == 0 && not_found >= n {
-            log::info!("{path}: not found on any mirror");
-            self.ctx.store.mark_not_found(&path);
-            self.download.finish(Phase::NotFound);
+            Fetched::NotFound
         } else {
-            self.fail(&path, Failure::upstream(&last_error));
+            self.failed(Failure::upstream(&last_error))
+        }
+    }
+
+    /// Act on how [`Job::fetch`] ended: verify and publish a complete body, or record the
+    /// outcome; then tell clients.
+    pub(crate) async fn conclude(&mut self, fetched: Fetched) {
+        let path = self.download.path.clone();
+        match self.verify(fetched).await {
+            Fetched::Complete(i) => self.publish(i, &path).await,
+            Fetched::NotModified(i) => {
+                log::info!(
+                    "revalidated {path}: not modified ({})",
+                    self.pool.mirrors[i].url
+                );
+                self.pool.record_success(i, &path);
+                self.ctx.store.mark_validated(&path);
+                self.download.finish(Phase::NotModified);
+            }
+            Fetched::NotFound => {
+                log::info!("{path}: not found on any mirror");
+                self.ctx.store.mark_not_found(&path);
+                self.download.finish(Phase::NotFound);
+            }
+            Fetched::Failed(failure) => {
+                self.partial.discard();
+                self.download.finish(Phase::Failed(failure));
+            }
         }
     }
 
@@ -182,186 +233,6 @@ impl<'a> Job<'a> {
             .iter()
             .copied()
             .find(|&j| j != i && !self.slow[j] && self.pool.is_healthy(j))
-    }
-
-    /// One request to mirror `i` (redirects followed), resuming at the bytes written.
-    async fn attempt(&mut self, i: usize, path: &RepoPath) -> Attempt {
-        let mirror = &self.pool.mirrors[i].url;
-        let written = self.partial.written();
-        let resume = match &self.resume_at {
-            Some((m, url)) if *m == i && written > 0 => Some(url.to_string()),
-            _ => None,
-        };
-        let from_base = resume.is_none();
-        let start = resume.unwrap_or_else(|| self.pool.url(i, path));
-        let ask = Ask {
-            url: &start,
-            base: mirror.base(),
-            credentials: mirror.credentials(),
-            from: written,
-            if_modified_since: self.ims,
-            timeout: self.ctx.timeout,
-        };
-        let answer = match request::send(&self.client, &ask).await {
-            Ok(a) => a,
-            Err(e) => {
-                self.forget_resume(from_base);
-                return Attempt::Failed(e);
-            }
-        };
-        if from_base {
-            let target = answer
-                .redirected
-                .then(|| request::shown_base(&answer.url, &path.rel_url_encoded()));
-            self.pool.record_redirect(i, target);
-        }
-        let request::Answer {
-            response: mut resp,
-            url,
-            redirected,
-        } = answer;
-        let name = path.file_name();
-        let known = Known {
-            written,
-            if_modified_since: self.ims,
-            first_total: self.partial.total(),
-            expected_size: self.expected.as_ref().map(|e| e.size),
-            kind: path.kind(),
-            never_empty: admit::never_empty(path),
-            max_unknown_size: self.ctx.max_unknown_size,
-        };
-        let plan = match head::check(resp.status(), resp.version(), resp.headers(), &known) {
-            Head::Body(plan) => plan,
-            Head::NotModified => return Attempt::NotModified,
-            Head::NotFound => return Attempt::NotFound,
-            Head::Failed(e) => {
-                self.forget_resume(from_base);
-                return Attempt::Failed(e);
-            }
-            Head::Refused(e) => return Attempt::Refused(format!("{name}: {e}")),
-        };
-        if !self.partial.is_open() {
-            let reserve = self.expected.as_ref().map(|e| e.size).or(plan.total);
-            let opened =
-                self.partial
-                    .open(&self.ctx.store, reserve, plan.total, plan.last_modified);
-            if let Err((op, e)) = opened {
-                return self.storage(op, e);
-            }
-        }
-        if redirected || !from_base {
-            log::debug!("{path}: body from {} ({mirror})", Shown(url.clone()));
-        }
-        let outcome = self.body(i, path, &mut resp, plan).await;
-        if self.partial.written() > written {
-            self.via = (redirected || !from_base).then(|| url.clone());
-            self.resume_at = Some((i, url));
-        } else {
-            self.forget_resume(from_base);
-        }
-        outcome
-    }
-
-    /// An attempt from a remembered URL failed: the next one on that mirror starts at its base.
-    fn forget_resume(&mut self, from_base: bool) {
-        if !from_base {
-            self.resume_at = None;
-        }
-    }
-
-    /// Receive the body of an accepted response.
-    async fn body(
-        &mut self,
-        i: usize,
-        path: &RepoPath,
-        resp: &mut awc::ClientResponse,
-        plan: BodyPlan,
-    ) -> Attempt {
-        let timeout = self.ctx.timeout;
-        let mut skip = plan.skip;
-        let total = plan.total.or(self.partial.total());
-        let (bound, over) = head::bound(
-            self.expected.as_ref().map(|e| e.size),
-            total,
-            self.ctx.max_unknown_size,
-        );
-        let mut window = RateWindow::new();
-        loop {
-            // Bytes clients have not heard of yet are announced at the latest NOTIFY_DELAY
-            // after the last announcement, also while upstream is quiet.
-            let next = match self.partial.notify_due() {
-                Some(due) => match tokio::time::timeout_at(due.into(), resp.next()).await {
-                    Ok(c) => Ok(c),
-                    Err(_) => {
-                        self.partial.notify();
-                        tokio::time::timeout(timeout, resp.next()).await
-                    }
-                },
-                None => tokio::time::timeout(timeout, resp.next()).await,
-            };
-            let chunk = match next {
-                Err(_) => {
-                    return Attempt::Failed(format!(
-                        "stalled: no data for {}",
-                        humantime::format_duration(timeout)
-                    ))
-                }
-                Ok(None) => break,
-                Ok(Some(Err(e))) => return Attempt::Failed(format!("body error: {e}")),
-                Ok(Some(Ok(c))) => c,
-            };
-            let mut chunk = &chunk[..];
-            if skip > 0 {
-                let n = (skip as usize).min(chunk.len());
-                let offset = self.partial.written() - skip;
-                match self.partial.matches(offset, &chunk[..n]) {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        return Attempt::Failed(
-                            "mirror ignored Range and its bytes differ from the first mirror's"
-                                .into(),
-                        )
-                    }
-                    Err(e) => return self.storage("read partial file", e),
-                }
-                skip -= n as u64;
-                chunk = &chunk[n..];
-                if chunk.is_empty() {
-                    continue;
-                }
-            }
-            if self.partial.written() + chunk.len() as u64 > bound {
-                return Attempt::Fatal(over);
-            }
-            if let Err(e) = self.partial.append(chunk) {
-                return self.storage("write partial file", e);
-            }
-            self.pool.add_bytes(i, chunk.len() as u64);
-            self.ctx
-                .metrics
-                .upstream_bytes
-                .with_label_values(&[&self.pool.upstream])
-                .inc_by(chunk.len() as u64);
-            if let (Some(min), Some(rate)) = (self.ctx.min_rate, window.add(chunk.len())) {
-                if rate < min && self.faster_candidate(i).is_some() {
-                    return Attempt::Slow(rate);
-                }
-            }
-        }
-        if skip > 0 {
-            return Attempt::Failed("body shorter than what was already received".into());
-        }
-        let written = self.partial.written();
-        if total.is_some_and(|t| written < t) {
-            return Attempt::Failed(format!(
-                "body ended early at {written} of {} bytes",
-                total.unwrap_or_default()
-            ));
-        }
-        if let Err(why) = admit::check_length(path, written, total.is_some()) {
-            return Attempt::Failed(why);
-        }
-        Attempt::Complete
     }
 
     /// A local I/O error while doing `op`: logged in full (with its path) here, classified
@@ -384,19 +255,21 @@ impl<'a> Job<'a> {
         self.pool.record_failure(i, e);
     }
 
-    /// End the download with `failure`: the partial is deleted, clients are aborted.
-    fn fail(&mut self, path: &RepoPath, failure: Failure) {
+    /// The download failed with `failure`: the partial is deleted (clients are told by
+    /// [`Job::conclude`]).
+    fn failed(&mut self, failure: Failure) -> Fetched {
         self.partial.discard();
         log::warn!(
-            "download of {path} failed after {} bytes: {failure}",
+            "download of {} failed after {} bytes: {failure}",
+            self.download.path,
             self.partial.written()
         );
-        self.download.finish(Phase::Failed(failure));
+        Fetched::Failed(failure)
     }
 
     /// The cache could not store the file: no mirror is blamed, the admin sees it in status
     /// and metrics, clients get a generic 507 or 500.
-    fn storage_failed(&mut self, path: &RepoPath, e: StorageError) {
+    fn storage_failed(&mut self, e: StorageError) -> Fetched {
         self.ctx
             .metrics
             .local_errors
@@ -405,117 +278,11 @@ impl<'a> Job<'a> {
         self.ctx.store.note_error(&e);
         self.partial.discard();
         log::error!(
-            "download of {path} stopped after {} bytes: the cache cannot store it ({e}); \
+            "download of {} stopped after {} bytes: the cache cannot store it ({e}); \
              mirrors are not blamed",
+            self.download.path,
             self.partial.written()
         );
-        self.download.finish(Phase::Failed(Failure::Storage(e)));
-    }
-
-    /// The body is complete: verify, publish, tell clients.
-    async fn complete(&mut self, i: usize, path: &RepoPath, started: Instant) {
-        let pool = self.pool;
-        let mirror = &pool.mirrors[i].url;
-        let written = self.partial.written();
-        let Some(Finished {
-            file: partial,
-            sha256: digest,
-            meta,
-        }) = self.partial.finish()
-        else {
-            self.fail(path, Failure::Internal(Arc::from("no partial file")));
-            return;
-        };
-        if let Some(exp) = &self.expected {
-            if exp.size != written || !exp.sha256.eq_ignore_ascii_case(&digest) {
-                let why = format!(
-                    "{mirror} served {path} with {written} bytes / sha256 {digest}, but the repo db says {} bytes / sha256 {}; discarded",
-                    exp.size, exp.sha256
-                );
-                self.mirror_failed(i, "served a file that does not match the repo db");
-                log::error!("{why}");
-                drop(partial);
-                self.fail(path, Failure::upstream(&why));
-                return;
-            }
-        }
-        // Correct bytes: clients of a package may finish now (the fsync of a big file takes a
-        // while). A db is released only once published: the next request (pacman -Sy, then
-        // packages) must find it in the cache to verify packages against it.
-        if path.kind() == FileKind::Immutable {
-            self.download.set_verified();
-        }
-        // The content checks, fsync and rename run off this thread: it runs every download.
-        let store = self.ctx.store.clone();
-        let (p2, mtime) = (path.clone(), meta.last_modified);
-        let published = actix_web::rt::task::spawn_blocking(move || {
-            admit::check_and_publish(&store, partial, &p2, mtime)
-        })
-        .await;
-        let dest: PathBuf = match published {
-            Ok(Ok(dest)) => dest,
-            Ok(Err(NotPublished::Content(why))) => {
-                self.mirror_failed(i, &why);
-                self.fail(path, Failure::upstream(&format!("{mirror}: {why}")));
-                return;
-            }
-            Ok(Err(NotPublished::Storage(op, e))) => {
-                log::error!("cache storage error for {path}: {op}: {e}");
-                self.storage_failed(path, StorageError::new(op, &e));
-                return;
-            }
-            Err(e) => {
-                let why = format!("publish task failed: {e}");
-                self.fail(path, Failure::Internal(Arc::from(why.as_str())));
-                return;
-            }
-        };
-        self.ctx.store.mark_validated(path);
-        if crate::catalog::is_db_name(path.file_name()) {
-            self.ctx.catalog.db_published(&dest);
-        }
-        self.ctx
-            .index
-            .insert(&path.key(), written, meta.last_modified);
-        pool.record_success(i, path);
-        let secs = started.elapsed().as_secs_f64();
-        self.ctx.metrics.download_seconds.observe(secs);
-        let via = self
-            .via
-            .as_ref()
-            .map(|u| format!(" via {}", Shown(u.clone())))
-            .unwrap_or_default();
-        log::info!(
-            "fetched {path} ({}) from {mirror}{via} in {secs:.1}s",
-            bytesize::ByteSize(written),
-        );
-        self.download.finish(Phase::Done(Arc::new(meta)));
-    }
-}
-
-/// A download's rate, measured over windows of [`SLOW_WINDOW`].
-struct RateWindow {
-    start: Instant,
-    bytes: u64,
-}
-
-impl RateWindow {
-    fn new() -> RateWindow {
-        RateWindow {
-            start: Instant::now(),
-            bytes: 0,
-        }
-    }
-
-    /// Count `n` bytes; at the end of a window, its rate (bytes/s), and a new window starts.
-    fn add(&mut self, n: usize) -> Option<u64> {
-        self.bytes += n as u64;
-        let elapsed = self.start.elapsed();
-        if elapsed < SLOW_WINDOW {
-            return None;
-        }
-        let rate = (self.bytes as f64 / elapsed.as_secs_f64()) as u64;
-        *self = RateWindow::new();
-        Some(rate)
+        Fetched::Failed(Failure::Storage(e))
     }
 }

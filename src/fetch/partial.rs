@@ -34,10 +34,9 @@ pub struct PartialFile<'a> {
     meta: Option<BodyMeta>,
 }
 
-/// A finished partial file, ready to be checked and published.
+/// A finished partial file, ready to be published (its checks read it before: [`PartialFile::sha256`], [`PartialFile::reader`]).
 pub struct Finished {
     pub file: tempfile::NamedTempFile,
-    pub sha256: String,
     /// With `total` set to the length written.
     pub meta: BodyMeta,
 }
@@ -139,20 +138,33 @@ impl<'a> PartialFile<'a> {
         Ok(buf == data)
     }
 
+    /// sha256 (hex) of the bytes written so far.
+    pub fn sha256(&self) -> String {
+        hex::encode(self.hasher.clone().finalize())
+    }
+
+    /// A new handle on the file for reading it, with its own file offset (the caller may move
+    /// it to another thread and seek it).
+    pub fn reader(&self) -> std::io::Result<std::fs::File> {
+        self.file
+            .as_ref()
+            .ok_or_else(|| std::io::Error::other("no partial file"))?
+            .reopen()
+    }
+
     /// Delete the file.
     pub fn discard(&mut self) {
         self.file = None;
     }
 
-    /// The body is complete: the file, its sha256 and its metadata (`None`: never opened).
+    /// The body is complete: the file and its metadata (`None`: never opened).
     pub fn finish(&mut self) -> Option<Finished> {
         let file = self.file.take()?;
-        let sha256 = hex::encode(std::mem::take(&mut self.hasher).finalize());
         let mut meta = self.meta.clone().unwrap_or(BodyMeta {
             total: None,
             last_modified: None,
         });
         meta.total = Some(self.written);
-        Some(Finished { file, sha256, meta })
+        Some(Finished { file, meta })
     }
 }

@@ -9,13 +9,15 @@
 //! - the mirror's credentials go only to the mirror's own origin (scheme, host, port), or to
 //!   the same host upgraded from `http` to `https` — never to another host (like curl since
 //!   CVE-2022-27776);
-//! - `Range` and `If-Modified-Since` are sent again on every hop.
+//! - `Range`, or the conditional headers (`If-None-Match`, `If-Modified-Since`), are sent again
+//!   on every hop.
 //!
 //! A redirect only ever starts from a configured mirror's URL: clients never choose a host.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use awc::http::{header, StatusCode};
+use awc::http::header::{self, HeaderName};
+use awc::http::StatusCode;
 use url::Url;
 
 use crate::mirror_url::{Credentials, Shown};
@@ -33,8 +35,9 @@ pub struct Ask<'a> {
     pub credentials: Option<&'a Credentials>,
     /// `Range: bytes=N-` when above 0.
     pub from: u64,
-    /// `If-Modified-Since` (only when `from` is 0).
-    pub if_modified_since: Option<SystemTime>,
+    /// The headers of a conditional request (sent only when `from` is 0): the mirror's own
+    /// validators of the cached copy ([`crate::validators::Validators::conditional_headers`]).
+    pub conditional: &'a [(HeaderName, String)],
     /// Limit for each hop's response head.
     pub timeout: Duration,
 }
@@ -56,8 +59,10 @@ pub async fn send(client: &awc::Client, ask: &Ask<'_>) -> Result<Answer, String>
         let mut req = client.get(url.as_str());
         if ask.from > 0 {
             req = req.insert_header((header::RANGE, format!("bytes={}-", ask.from)));
-        } else if let Some(ims) = ask.if_modified_since {
-            req = req.insert_header((header::IF_MODIFIED_SINCE, httpdate::fmt_http_date(ims)));
+        } else {
+            for h in ask.conditional {
+                req = req.insert_header(h.clone());
+            }
         }
         if let Some(c) = ask
             .credentials

@@ -393,3 +393,76 @@ fn custom_repo_signed_with_gpg_verifies() {
     let desc = members(&db).into_values().next().expect("one package");
     assert!(desc.contains("%PGPSIG%"), "{desc}");
 }
+
+/// A `.pkg.tar.zst` whose only member is `path` (of `kind`) claiming `size` bytes, which start
+/// with `head` and go on as zeros: streamed through the `zstd` tool, never held in memory.
+fn zstd_bomb(path: &str, kind: tar::EntryType, head: &[u8], size: u64) -> Vec<u8> {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut zstd = Command::new("zstd")
+        .args(["-q", "-1", "-c"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("zstd");
+    let mut stdin = zstd.stdin.take().expect("stdin");
+    let mut h = tar::Header::new_gnu();
+    h.set_path(path).expect("path");
+    h.set_size(size);
+    h.set_mode(0o644);
+    h.set_entry_type(kind);
+    h.set_cksum();
+    let head = head.to_vec();
+    let writer = std::thread::spawn(move || {
+        stdin.write_all(h.as_bytes()).expect("header");
+        stdin.write_all(&head).expect("head");
+        let zeros = vec![0u8; 1 << 20];
+        let mut left = size - head.len() as u64;
+        while left > 0 {
+            let n = left.min(zeros.len() as u64) as usize;
+            stdin.write_all(&zeros[..n]).expect("zeros");
+            left -= n as u64;
+        }
+        stdin.write_all(&[0u8; 1024]).expect("end of archive");
+    });
+    let out = zstd.wait_with_output().expect("zstd output");
+    writer.join().expect("writer");
+    assert!(out.status.success(), "zstd failed");
+    out.stdout
+}
+
+#[test]
+fn custom_repo_refuses_upload_bombs_with_400_and_bounded_memory() {
+    if !tools_available() {
+        return;
+    }
+    let s = start("", &[]);
+    let upload = |bytes: Vec<u8>, name: &str| {
+        let f = s.pkgs.path().join(name);
+        std::fs::write(&f, bytes).expect("write bomb");
+        s.upload_as(&f, name)
+    };
+    const BIG: u64 = 512 << 20;
+    // A GNU long name of 512 MiB: the tar reader would hold it whole in memory.
+    let name_bomb = zstd_bomb("././@LongLink", tar::EntryType::GNULongName, b"x", BIG);
+    assert!(name_bomb.len() < 1 << 20, "{} bytes", name_bomb.len());
+    let (code, body) = upload(name_bomb, "bomb-1-1-x86_64.pkg.tar.zst");
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("extension header"), "{body}");
+    let peak = s.p.peak_rss();
+    assert!(peak < 256 << 20, "pkgstash peaked at {peak} bytes");
+    // A .PKGINFO that decompresses to 512 MiB: valid fields, then zeros.
+    let info = b"pkgname = bomb\npkgver = 1-1\narch = x86_64\n";
+    let info_bomb = zstd_bomb(".PKGINFO", tar::EntryType::Regular, info, BIG);
+    let (code, body) = upload(info_bomb, "bomb-1-1-x86_64.pkg.tar.zst");
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.contains(".PKGINFO") && body.contains("limit"),
+        "{body}"
+    );
+    let peak = s.p.peak_rss();
+    assert!(peak < 256 << 20, "pkgstash peaked at {peak} bytes");
+    let (code, out, err) = s.cli(&["repo", "list", "custom"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains("bomb"), "{out}");
+}

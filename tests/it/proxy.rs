@@ -289,9 +289,18 @@ fn db_is_revalidated_and_stale_served_when_upstream_fails() {
     let p = Pkgstash::start(&config(&[&up], "db_max_age = \"1s\""));
     let db_url = p.url("/arch/core/os/x86_64/core.db");
     assert_eq!(get(&db_url).1, v1);
+    let asked = up.count(DB);
     // Within db_max_age: a hit.
     assert_eq!(get(&db_url).1, v1);
-    assert_eq!(up.count(DB), 1);
+    assert_eq!(up.count(DB), asked, "no upstream request for a fresh db");
+    assert_eq!(
+        up.seen()
+            .iter()
+            .filter(|s| s.path == DB && s.status == 200)
+            .count(),
+        1,
+        "one download"
+    );
     // pacman -Sy's conditional request gets 304 from the cached copy.
     let r = client()
         .get(&db_url)
@@ -302,10 +311,15 @@ fn db_is_revalidated_and_stale_served_when_upstream_fails() {
     // After db_max_age: revalidated with If-Modified-Since; unchanged → upstream 304.
     std::thread::sleep(Duration::from_millis(1100));
     assert_eq!(get(&db_url).1, v1);
-    let seen = up.seen();
+    // (The db's `.sig` is asked in the same step: see upstream::db_and_sig_*.)
+    let seen: Vec<_> = up.seen().into_iter().filter(|s| s.path == DB).collect();
     let last = seen.last().expect("a request");
     assert_eq!(last.status, 304, "{seen:?}");
-    assert!(last.if_modified_since.is_some());
+    assert_eq!(
+        last.if_modified_since.as_deref(),
+        Some(httpdate::fmt_http_date(t1).as_str()),
+        "the mirror's own Last-Modified"
+    );
     // Upstream changes: the new db is served and cached with the new Last-Modified.
     let t2 = t1 + Duration::from_secs(3600);
     up.put_at(DB, v2.clone(), t2);

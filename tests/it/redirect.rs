@@ -69,9 +69,14 @@ fn redirect_to_another_host_is_followed_logged_and_shown() {
     assert_eq!(body.expect("body"), data);
     assert_eq!(wait_cached(&p), data);
     assert_eq!((redirector.count(PKG), target.count(PKG)), (1, 1));
-    // The final URL is in the log; status (JSON and the CLI table) says the mirror redirects.
-    let log = p.log();
-    assert!(log.contains(&format!("via {}{PKG}", target.url())), "{log}");
+    // The final URL is in the log (written just after the file is in place, so waited for);
+    // status (JSON and the CLI table) says the mirror redirects.
+    let via = format!("via {}{PKG}", target.url());
+    wait_for(
+        "the log line of the download",
+        Duration::from_secs(5),
+        || p.log().contains(&via),
+    );
     let v = status_json(&p);
     assert_eq!(v["mirrors"][0]["url"], redirector.url());
     assert_eq!(v["mirrors"][0]["redirects_to"], target.url());

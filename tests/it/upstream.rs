@@ -52,6 +52,8 @@ pub enum Behaviour {
     Endless,
     /// 401 unless `Authorization` is exactly this value; then normal.
     RequireAuth(String),
+    /// Answer every request in full: no 304, whatever the conditional headers.
+    IgnoreConditionals,
 }
 
 /// Where an `Endless` body stops after all.
@@ -64,6 +66,7 @@ pub struct Seen {
     pub range: Option<String>,
     pub if_modified_since: Option<String>,
     pub authorization: Option<String>,
+    pub if_none_match: Option<String>,
     pub status: u16,
 }
 
@@ -80,6 +83,8 @@ struct Shared {
     seen: Mutex<Vec<Seen>>,
     body_bytes: AtomicU64,
     stop: AtomicBool,
+    /// Send `ETag`s (a hash of the content) and honour `If-None-Match`.
+    etags: AtomicBool,
 }
 
 /// A running fake mirror. Stops accepting when dropped.
@@ -98,6 +103,7 @@ impl FakeMirror {
             seen: Mutex::new(Vec::new()),
             body_bytes: AtomicU64::new(0),
             stop: AtomicBool::new(false),
+            etags: AtomicBool::new(false),
         });
         let s = shared.clone();
         std::thread::spawn(move || {
@@ -130,6 +136,16 @@ impl FakeMirror {
             .files
             .lock()
             .insert(path.to_string(), File { data, modified });
+    }
+
+    /// Remove the file at `path` (404 from now on).
+    pub fn remove(&self, path: &str) {
+        self.shared.files.lock().remove(path);
+    }
+
+    /// Send `ETag`s and honour `If-None-Match` (like nginx), or not (the default).
+    pub fn set_etags(&self, on: bool) {
+        self.shared.etags.store(on, Ordering::SeqCst);
     }
 
     pub fn set(&self, b: Behaviour) {
@@ -191,6 +207,7 @@ fn serve_conn(conn: TcpStream, s: &Shared) -> std::io::Result<()> {
     let mut range = None;
     let mut ims = None;
     let mut authorization = None;
+    let mut inm = None;
     loop {
         let mut h = String::new();
         if reader.read_line(&mut h)? == 0 || h == "\r\n" || h == "\n" {
@@ -201,6 +218,7 @@ fn serve_conn(conn: TcpStream, s: &Shared) -> std::io::Result<()> {
                 "range" => range = Some(v.trim().to_string()),
                 "if-modified-since" => ims = Some(v.trim().to_string()),
                 "authorization" => authorization = Some(v.trim().to_string()),
+                "if-none-match" => inm = Some(v.trim().to_string()),
                 _ => {}
             }
         }
@@ -220,6 +238,7 @@ fn serve_conn(conn: TcpStream, s: &Shared) -> std::io::Result<()> {
             range: range.clone(),
             if_modified_since: ims.clone(),
             authorization: authorization.clone(),
+            if_none_match: inm.clone(),
             status,
         })
     };
@@ -280,7 +299,29 @@ fn serve_conn(conn: TcpStream, s: &Shared) -> std::io::Result<()> {
         data.iter_mut().for_each(|b| *b = !*b);
     }
     let lm = httpdate::fmt_http_date(modified);
-    if let Some(since) = ims
+    let etag = s.etags.load(Ordering::SeqCst).then(|| {
+        use sha2::Digest;
+        format!("\"{}\"", hex::encode(&sha2::Sha256::digest(&data)[..8]))
+    });
+    let etag_line = etag
+        .as_ref()
+        .map(|t| format!("ETag: {t}\r\n"))
+        .unwrap_or_default();
+    let (ims, inm) = match behaviour {
+        Behaviour::IgnoreConditionals => (None, None),
+        _ => (ims.clone(), inm.clone()),
+    };
+    if let (Some(tag), Some(asked)) = (&etag, &inm) {
+        // RFC 9110 §13.1.2: If-None-Match decides; If-Modified-Since is then ignored.
+        if asked == tag {
+            record(304);
+            write!(
+                conn,
+                "HTTP/1.1 304 Not Modified\r\n{etag_line}Last-Modified: {lm}\r\nConnection: close\r\n\r\n"
+            )?;
+            return Ok(());
+        }
+    } else if let Some(since) = ims
         .as_deref()
         .and_then(|v| httpdate::parse_http_date(v).ok())
     {
@@ -361,7 +402,7 @@ fn serve_conn(conn: TcpStream, s: &Shared) -> std::io::Result<()> {
     };
     record(status);
     let mut head = format!(
-        "HTTP/1.1 {status} X\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nLast-Modified: {lm}\r\nAccept-Ranges: bytes\r\nConnection: close\r\n",
+        "HTTP/1.1 {status} X\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nLast-Modified: {lm}\r\n{etag_line}Accept-Ranges: bytes\r\nConnection: close\r\n",
         body.len()
     );
     if let Some(st) = start {
