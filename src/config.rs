@@ -59,6 +59,8 @@ struct RawConfig {
     db_max_age: Option<String>,
     upstream_timeout: Option<String>,
     min_rate: Option<String>,
+    send_timeout: Option<String>,
+    fast_path: Option<bool>,
     #[serde(default)]
     upstreams: BTreeMap<String, RawUpstream>,
     #[serde(default)]
@@ -182,6 +184,12 @@ pub struct Config {
     pub upstream_timeout: Duration,
     /// Switch away from a mirror whose rate stays under this many bytes/s (if another is healthy).
     pub min_rate: Option<u64>,
+    /// Close a connection whose client accepts no response bytes for this long (nginx's
+    /// `send_timeout`).
+    pub send_timeout: Duration,
+    /// pkgstash's own HTTP/1.1 front end ([`crate::conn`]: framing, deadlines, `sendfile` for
+    /// plain package requests); `false`: actix-web alone serves every connection.
+    pub fast_path: bool,
     pub upstreams: BTreeMap<String, UpstreamConfig>,
     pub refresh: RefreshConfig,
     pub cleanup: CleanupConfig,
@@ -357,6 +365,14 @@ impl Config {
             Some(v) => Some(parse_rate("min_rate", &v)?).filter(|r| *r > 0),
             None => None,
         };
+        let send_timeout = match raw.send_timeout {
+            Some(v) => parse_duration("send_timeout", &v)?,
+            None => Duration::from_secs(60),
+        };
+        if send_timeout.is_zero() {
+            return Err(invalid("send_timeout", "must be more than 0s"));
+        }
+        let fast_path = raw.fast_path.unwrap_or(true);
         if raw.upstreams.is_empty() && raw.repos.is_empty() {
             return Err(invalid(
                 "upstreams",
@@ -520,6 +536,8 @@ impl Config {
             db_max_age,
             upstream_timeout,
             min_rate,
+            send_timeout,
+            fast_path,
             upstreams,
             refresh,
             cleanup,
@@ -622,6 +640,8 @@ impl fmt::Display for Config {
                 bytesize::ByteSize(r).to_string_as(true)
             )?;
         }
+        writeln!(f, "send_timeout = \"{}\"", fmt_duration(self.send_timeout))?;
+        writeln!(f, "fast_path = {}", self.fast_path)?;
         writeln!(
             f,
             "# admin token (PKGSTASH_TOKEN): {}",
@@ -710,6 +730,8 @@ mod tests {
         assert_eq!(c.listen, vec!["0.0.0.0:7878"]);
         assert_eq!(c.db_max_age, Duration::from_secs(30));
         assert_eq!(c.upstream_timeout, Duration::from_secs(15));
+        assert_eq!(c.send_timeout, Duration::from_secs(60));
+        assert!(c.fast_path);
         assert_eq!(
             c.upstreams["archlinux"].mirrors,
             vec!["https://geo.mirror.pkgbuild.com"]
@@ -746,6 +768,9 @@ mod tests {
         assert!(err_text(&format!("bogus = 1\n{MIN}")).contains("bogus"));
         assert!(err_text(&format!("db_max_age = \"soon\"\n{MIN}")).contains("db_max_age"));
         assert!(err_text(&format!("upstream_timeout = \"0s\"\n{MIN}")).contains("upstream_timeout"));
+        assert!(err_text(&format!("send_timeout = \"0s\"\n{MIN}")).contains("send_timeout"));
+        assert!(err_text(&format!("send_timeout = \"later\"\n{MIN}")).contains("send_timeout"));
+        assert!(err_text(&format!("fast_path = \"maybe\"\n{MIN}")).contains("fast_path"));
         assert!(err_text(&format!("listen = \"nope\"\n{MIN}")).contains("listen"));
         assert!(err_text(&format!("[cleanup]\nmax_size = \"lots\"\n{MIN}"))
             .contains("cleanup.max_size"));

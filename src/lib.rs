@@ -11,7 +11,12 @@
 //! - [`tail`]: the body stream a client reads from a growing (or finished) file.
 //! - [`upstream`]: the mirror pool: ordering, health, failover, Range resume.
 //! - [`fetch`]: the download task: upstream body → partial file → verify → publish.
-//! - [`fastpath`]: plain cache hits served with sendfile before actix sees the connection.
+//! - [`conn`]: the front end of every connection: frames requests, bounds the connection,
+//!   answers plain package requests via [`fastpath`], hands the rest to actix via [`handoff`].
+//! - [`http1`], [`http1_body`]: HTTP/1.1 framing exactly as actix-http applies it.
+//! - [`handoff`]: the I/O actix-http gets for one request (or a whole connection).
+//! - [`fastpath`]: plain package requests answered with sendfile.
+//! - [`file_response`]: responses for files on disk (validators, conditionals, ranges).
 //! - [`open_files`]: open handles of recently hit files, revalidated by one stat per use.
 //! - [`filebody`]: large cached files as response bodies (big reads, one read ahead).
 //! - [`store`]: the on-disk cache: final paths, partial dir, atomic publish.
@@ -39,10 +44,15 @@ pub mod catalog;
 pub mod cleanup;
 pub mod client;
 pub mod config;
+pub mod conn;
 pub mod error;
 pub mod fastpath;
 pub mod fetch;
+pub mod file_response;
 pub mod filebody;
+pub mod handoff;
+pub mod http1;
+pub mod http1_body;
 pub mod inflight;
 pub mod localrepo;
 pub mod metrics;

@@ -154,8 +154,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.default_service(web::to(crate::mirror::handle));
 }
 
-/// The service for one accepted connection: plain hits by [`crate::fastpath`] (sendfile),
-/// everything else by the actix app over HTTP/1.1.
+/// The service for one accepted connection: [`crate::conn`]'s front end, which answers plain
+/// package requests itself ([`crate::fastpath`], sendfile) and hands every other request to
+/// the actix app over HTTP/1.1 ([`crate::handoff`]).
 fn connection_service(
     data: web::Data<AppState>,
     addr: std::net::SocketAddr,
@@ -175,9 +176,11 @@ fn connection_service(
         .configure(configure)
         .into_factory()
         .map_err(|e: actix_web::Error| e.error_response());
+    // Keep-alive and the head timeout apply when actix has whole connections
+    // (`fast_path = false`); otherwise the front end applies the same limits to every request.
     let h1 = actix_http::HttpService::build()
-        .keep_alive(KEEP_ALIVE)
-        .client_request_timeout(Duration::from_secs(5))
+        .keep_alive(crate::conn::KEEP_ALIVE)
+        .client_request_timeout(crate::conn::HEAD_TIMEOUT)
         .local_addr(addr)
         .h1(map_config(app, |_| actix_web::dev::AppConfig::default()));
     let h1 = std::rc::Rc::new(h1);
@@ -191,21 +194,14 @@ fn connection_service(
                 let handler = handler.clone();
                 let data = data.clone();
                 async move {
-                    crate::fastpath::serve_connection(io, &data, |io, peer| async move {
-                        if let Err(e) = handler.call((io, peer)).await {
-                            log::debug!("connection ended with an error: {e}");
-                        }
-                    })
-                    .await;
+                    crate::conn::serve_connection(io, &data, |io, peer| handler.call((io, peer)))
+                        .await;
                     Ok::<_, ()>(())
                 }
             }))
         }
     })
 }
-
-/// Keep-alive of idle HTTP/1.1 connections.
-const KEEP_ALIVE: Duration = Duration::from_secs(5);
 
 /// Log target of the access log (`RUST_LOG=info,pkgstash::access=warn` silences it).
 pub const ACCESS_LOG_TARGET: &str = "pkgstash::access";
