@@ -275,7 +275,11 @@ async fn serve_miss(
         _ => return None,
     };
     let total = meta.total?;
-    let file = download.file()?;
+    let file = if plain.head_only {
+        None
+    } else {
+        Some(download.file()?)
+    };
     let mut served = Served {
         status: 200,
         sent: 0,
@@ -289,9 +293,9 @@ async fn serve_miss(
         served.error = Some(e);
         return Some(served);
     }
-    if plain.head_only {
-        return Some(served);
-    }
+    let Some(file) = file else {
+        return Some(served); // a HEAD
+    };
     let stall = crate::mirror::tail_stall_limit(state);
     let mut tail = Tail::new(file, rx, 0, Some(total), stall, Some(download.attach()));
     loop {

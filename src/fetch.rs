@@ -369,7 +369,11 @@ impl Job<'_> {
             }
         }
         if self.partial.is_none() {
-            match self.open_partial(total, last_modified) {
+            // Without a length from upstream (a chunked body), the repo db's size is the
+            // length clients are told (and held to: the body must end exactly there), so a
+            // Range on the download in flight gets its 206.
+            let known = total.or(self.expected.as_ref().map(|e| e.size));
+            match self.open_partial(known, last_modified) {
                 Ok(()) => {}
                 Err(e) => return Attempt::Failed(format!("cannot create partial file: {e}")),
             }

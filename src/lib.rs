@@ -17,6 +17,7 @@
 //! - [`handoff`]: the I/O actix-http gets for one request (or a whole connection).
 //! - [`fastpath`]: plain package requests answered with sendfile.
 //! - [`file_response`]: responses for files on disk (validators, conditionals, ranges).
+//! - [`ranges`]: conditional and range requests (RFC 9110 order, multipart/byteranges).
 //! - [`open_files`]: open handles of recently hit files, revalidated by one stat per use.
 //! - [`filebody`]: large cached files as response bodies (big reads, one read ahead).
 //! - [`store`]: the on-disk cache: final paths, partial dir, atomic publish.
@@ -61,6 +62,7 @@ pub mod mirrorlist;
 pub mod open_files;
 pub mod path;
 pub mod pkgfile;
+pub mod ranges;
 pub mod refresh;
 pub mod repodb;
 pub mod repogen;

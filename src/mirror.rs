@@ -11,27 +11,26 @@
 //! 5. **answer** once upstream has answered: tail the growing file, or serve the (re)validated
 //!    file, or 404, or — for a mutable file whose mirrors all fail — the stale copy.
 
-use std::fs::Metadata;
+use std::fs::{File, Metadata};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use actix_files::NamedFile;
 use actix_web::body::{BodyStream, SizedStream};
 use actix_web::http::{header, Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
+use futures::StreamExt as _;
 
 use crate::error::ApiError;
 use crate::fetch::FetchRequest;
-use crate::inflight::{BodyMeta, Download, Joined, Phase, Progress};
+use crate::file_response::CONTENT_TYPE;
+use crate::inflight::{BodyMeta, ClientGuard, Download, Joined, Phase, Progress};
 use crate::metrics::Outcome;
 use crate::path::{FileKind, RepoPath};
+use crate::ranges::{Answer, ByteRange, Multipart, Representation};
 use crate::server::AppState;
 use crate::tail::Tail;
 use tokio::sync::watch;
-
-/// Cached files up to this size are read synchronously on the worker.
-const SYNC_READ_LIMIT: u64 = 1 << 20;
 
 /// The handler for every path that is not `/_pkgstash/…`.
 pub async fn handle(
@@ -91,10 +90,10 @@ async fn serve(req: &HttpRequest, state: &AppState) -> Result<(HttpResponse, Out
 
     // 2. cache. A package is opened straight away (one syscall on a hit, the hot path).
     if is_mirrored_package(state, &path) {
-        match NamedFile::open(&final_path) {
-            Ok(named) if named.metadata().is_file() => {
+        match open_file(&final_path) {
+            Ok((file, meta)) if meta.is_file() => {
                 state.index.touch(&path.key());
-                return Ok((serve_named(req, state, named)?, Outcome::Hit));
+                return Ok((serve_opened(req, state, file, &meta)?, Outcome::Hit));
             }
             Ok(_) => return Err(ApiError::NotFound),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -134,6 +133,12 @@ async fn serve(req: &HttpRequest, state: &AppState) -> Result<(HttpResponse, Out
     // 5. answer
     let (progress, rx) = wait_answered(state, &path, &download).await?;
     match progress.phase {
+        // A Range on a body of unknown length: 206 needs the length, so wait for it (a 200
+        // would make pacman and curl give up resuming).
+        Phase::Streaming(meta) if meta.total.is_none() && wants_range(req) => {
+            let resp = length_known(req, state, &path, &download, rx).await?;
+            Ok((resp, outcome))
+        }
         Phase::Streaming(meta) => Ok((tail_response(req, state, &download, &meta, rx)?, outcome)),
         Phase::Done(_) => Ok((serve_file(req, state, &final_path).await?, outcome)),
         Phase::NotModified => Ok((
@@ -209,73 +214,39 @@ fn answer_limit(state: &AppState, path: &RepoPath) -> Duration {
     state.cfg.upstream_timeout * (mirrors + 1) + Duration::from_secs(5)
 }
 
-/// Serve a cached file (hit): actix-files handles Range, If-Modified-Since, ETag and HEAD;
-/// bodies of large files come from [`crate::filebody`] (big reads, one read ahead).
+/// Open `path` and stat the open file.
+fn open_file(path: &Path) -> std::io::Result<(File, Metadata)> {
+    let file = File::open(path)?;
+    let meta = file.metadata()?;
+    Ok((file, meta))
+}
+
+/// Serve a cached file (hit): validators, preconditions and ranges by
+/// [`crate::file_response`].
 async fn serve_file(
     req: &HttpRequest,
     state: &AppState,
     file: &Path,
 ) -> Result<HttpResponse, ApiError> {
     // A plain open: the dentry is hot on a hit, a blocking-pool hop would cost more.
-    let named = match NamedFile::open(file) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ApiError::NotFound),
-        Err(e) => return Err(ApiError::Internal(format!("cannot open cached file: {e}"))),
-    };
-    serve_named(req, state, named)
+    match open_file(file) {
+        Ok((f, meta)) if meta.is_file() => serve_opened(req, state, f, &meta),
+        Ok(_) => Err(ApiError::NotFound),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ApiError::NotFound),
+        Err(e) => Err(ApiError::Internal(format!("cannot open cached file: {e}"))),
+    }
 }
 
 /// [`serve_file`] for an already opened file.
-fn serve_named(
+fn serve_opened(
     req: &HttpRequest,
     state: &AppState,
-    named: NamedFile,
+    file: File,
+    meta: &Metadata,
 ) -> Result<HttpResponse, ApiError> {
-    let (resp, sent) = respond_with_file(req, named)?;
+    let (resp, sent) = crate::file_response::respond(req, file, meta)?;
     state.metrics.bytes_from_cache.inc_by(sent);
     Ok(resp)
-}
-
-/// Build the response for an opened file; returns it with the number of body bytes it sends.
-fn respond_with_file(req: &HttpRequest, named: NamedFile) -> Result<(HttpResponse, u64), ApiError> {
-    let len = named.metadata().len();
-    let big = len > SYNC_READ_LIMIT && req.method() == Method::GET;
-    let own_body = if big {
-        Some(
-            named
-                .file()
-                .try_clone()
-                .map_err(|e| ApiError::Internal(format!("cannot reopen cached file: {e}")))?,
-        )
-    } else {
-        None
-    };
-    let resp = named
-        .use_etag(true)
-        .use_last_modified(true)
-        .disable_content_disposition()
-        // Small files are read on the worker (page cache) instead of a blocking-pool hop.
-        .read_mode_threshold(SYNC_READ_LIMIT)
-        .set_content_type(mime_octet())
-        .into_response(req);
-    let range = match resp.status() {
-        StatusCode::OK if req.method() == Method::GET => Some((0, len)),
-        StatusCode::PARTIAL_CONTENT => resp
-            .headers()
-            .get(header::CONTENT_RANGE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(crate::fetch::parse_content_range)
-            .map(|(start, end, _)| (start, end + 1 - start)),
-        _ => None,
-    };
-    let sent = range.map(|(_, l)| l).unwrap_or(0);
-    match (own_body, range) {
-        (Some(file), Some((offset, length))) => {
-            let body = SizedStream::new(length, crate::filebody::file_range(file, offset, length));
-            Ok((resp.set_body(body).map_into_boxed_body(), sent))
-        }
-        _ => Ok((resp, sent)),
-    }
 }
 
 /// Serve a file of a custom repo: `/<repo>/os/<arch>/<file>`.
@@ -290,18 +261,72 @@ fn serve_local(
     else {
         return Err(ApiError::NotFound);
     };
-    let (file, on_disk) = repo.open_file(arch, file).ok_or(ApiError::NotFound)?;
-    let named = NamedFile::from_file(file, on_disk)
-        .map_err(|e| ApiError::Internal(format!("cannot open repo file: {e}")))?;
-    Ok(respond_with_file(req, named)?.0)
+    let (file, _) = repo.open_file(arch, file).ok_or(ApiError::NotFound)?;
+    let meta = file
+        .metadata()
+        .map_err(|e| ApiError::Internal(format!("cannot stat repo file: {e}")))?;
+    Ok(crate::file_response::respond(req, file, &meta)?.0)
 }
 
-fn mime_octet() -> mime::Mime {
-    mime::APPLICATION_OCTET_STREAM
+/// Is `req` a `GET` with a `Range`?
+fn wants_range(req: &HttpRequest) -> bool {
+    req.method() == Method::GET && req.headers().contains_key(header::RANGE)
 }
 
-/// Answer from a download in flight: 200 (or 206 for a single satisfiable range when the
-/// length is known) streaming the growing file.
+/// Wait until `download`'s length is known (its end, when upstream sends no length and no
+/// repo db knows it), then answer `req` (a `GET` with a `Range`).
+async fn length_known(
+    req: &HttpRequest,
+    state: &AppState,
+    path: &RepoPath,
+    download: &Arc<Download>,
+    mut rx: watch::Receiver<Progress>,
+) -> Result<HttpResponse, ApiError> {
+    let stall = tail_stall_limit(state);
+    loop {
+        let phase = rx.borrow_and_update().phase.clone();
+        match phase {
+            Phase::Streaming(meta) if meta.total.is_some() => {
+                return tail_response(req, state, download, &meta, rx)
+            }
+            Phase::Connecting | Phase::Streaming(_) => {}
+            Phase::Done(_) | Phase::NotModified => {
+                return serve_file(req, state, &state.store.final_path(path)).await
+            }
+            Phase::NotFound => return Err(ApiError::NotFound),
+            Phase::Failed(reason) => return Err(ApiError::Upstream(reason.to_string())),
+        }
+        match tokio::time::timeout(stall, rx.changed()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(ApiError::Upstream("download task went away".into())),
+            Err(_) => return Err(ApiError::UpstreamTimeout),
+        }
+    }
+}
+
+/// Bytes `[start, end)` of a download in flight (`end`: `None` = until it is done), counted
+/// as sent from upstream; `client` keeps the download's client count while the body lives.
+fn tail_body(
+    state: &AppState,
+    file: Arc<File>,
+    rx: watch::Receiver<Progress>,
+    start: u64,
+    end: Option<u64>,
+    client: Option<ClientGuard>,
+) -> crate::ranges::BodyStream {
+    let tail = Tail::new(file, rx, start, end, tail_stall_limit(state), client);
+    let metrics = state.metrics.clone();
+    Box::pin(tail.into_stream().inspect(move |chunk| {
+        if let Ok(b) = chunk {
+            metrics.bytes_from_upstream.inc_by(b.len() as u64);
+        }
+    }))
+}
+
+/// Answer from a download in flight, streaming the growing file: 200, or 206 (one range, or
+/// `multipart/byteranges`), 304/412/416 — the rules of a cached file
+/// ([`crate::ranges::evaluate`]), with upstream's `Last-Modified` as the only validator. A
+/// `HEAD` gets the headers a `GET` would.
 fn tail_response(
     req: &HttpRequest,
     state: &AppState,
@@ -312,58 +337,90 @@ fn tail_response(
     let file = download
         .file()
         .ok_or_else(|| ApiError::Internal("download has no partial file".into()))?;
+    let head = req.method() == Method::HEAD;
     let mut resp = HttpResponse::Ok();
-    resp.insert_header((header::CONTENT_TYPE, "application/octet-stream"));
     if let Some(lm) = meta.last_modified {
         resp.insert_header((header::LAST_MODIFIED, httpdate::fmt_http_date(lm)));
     }
-    let (start, end) = match (meta.total, req.headers().get(header::RANGE)) {
-        (Some(total), Some(range)) => {
-            resp.insert_header((header::ACCEPT_RANGES, "bytes"));
-            let ranges = range
-                .to_str()
-                .ok()
-                .map(|r| actix_files::HttpRange::parse(r, total));
-            match ranges {
-                Some(Ok(r)) if r.len() == 1 => {
-                    let (s, l) = (r[0].start, r[0].length);
-                    resp.status(StatusCode::PARTIAL_CONTENT);
-                    resp.insert_header((
-                        header::CONTENT_RANGE,
-                        format!("bytes {}-{}/{}", s, s + l - 1, total),
-                    ));
-                    (s, Some(s + l))
-                }
-                Some(Err(_)) => {
-                    return Ok(HttpResponse::RangeNotSatisfiable()
-                        .insert_header((header::CONTENT_RANGE, format!("bytes */{total}")))
-                        .finish())
-                }
-                _ => (0, Some(total)),
-            }
-        }
-        (Some(total), None) => {
-            resp.insert_header((header::ACCEPT_RANGES, "bytes"));
-            (0, Some(total))
-        }
-        (None, _) => (0, None),
+    let rep = Representation {
+        len: meta.total.unwrap_or(0),
+        etag: None,
+        last_modified: meta.last_modified,
     };
-    if req.method() == Method::HEAD {
-        return Ok(match end {
-            Some(e) => resp.no_chunking(e - start).finish(),
-            None => resp.finish(),
-        });
-    }
-    let stall = tail_stall_limit(state);
-    let tail = Tail::new(file, rx, start, end, stall, Some(download.attach()));
-    let metrics = state.metrics.clone();
-    let stream = futures::StreamExt::inspect(tail.into_stream(), move |chunk| {
-        if let Ok(b) = chunk {
-            metrics.bytes_from_upstream.inc_by(b.len() as u64);
+    let Some(total) = meta.total else {
+        // Length unknown (no Content-Length upstream, no repo db entry): as it comes.
+        match crate::ranges::preconditions(req, &rep) {
+            Some(Answer::NotModified) => return Ok(HttpResponse::NotModified().finish()),
+            Some(_) => return Ok(HttpResponse::PreconditionFailed().finish()),
+            None => {}
         }
-    });
-    Ok(match end {
-        Some(e) => resp.body(SizedStream::new(e - start, stream)),
-        None => resp.body(BodyStream::new(stream)),
-    })
+        resp.insert_header((header::CONTENT_TYPE, CONTENT_TYPE));
+        if head {
+            return Ok(resp.body(BodyStream::new(futures::stream::empty::<
+                Result<bytes::Bytes, std::io::Error>,
+            >())));
+        }
+        let body = tail_body(state, file, rx, 0, None, Some(download.attach()));
+        return Ok(resp.body(BodyStream::new(body)));
+    };
+    resp.insert_header((header::ACCEPT_RANGES, "bytes"));
+    let (range, status) = match crate::ranges::evaluate(req, &rep) {
+        Answer::NotModified => return Ok(resp.status(StatusCode::NOT_MODIFIED).finish()),
+        Answer::PreconditionFailed => {
+            return Ok(resp.status(StatusCode::PRECONDITION_FAILED).finish())
+        }
+        Answer::Unsatisfiable => {
+            return Ok(resp
+                .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                .insert_header((header::CONTENT_RANGE, format!("bytes */{total}")))
+                .finish())
+        }
+        Answer::Full => (
+            ByteRange {
+                start: 0,
+                len: total,
+            },
+            StatusCode::OK,
+        ),
+        Answer::Partial(ranges) if ranges.len() == 1 => {
+            resp.insert_header((header::CONTENT_RANGE, ranges[0].content_range(total)));
+            (ranges[0], StatusCode::PARTIAL_CONTENT)
+        }
+        Answer::Partial(ranges) => {
+            let m = Multipart::new(&ranges, total, CONTENT_TYPE);
+            resp.status(StatusCode::PARTIAL_CONTENT)
+                .insert_header((header::CONTENT_TYPE, m.content_type()));
+            let size = m.body_len();
+            let client = download.attach();
+            let st = state.metrics.clone();
+            let (stall, file2) = (tail_stall_limit(state), file.clone());
+            let body = m.body(move |r| {
+                let _keep = &client;
+                let tail = Tail::new(
+                    file2.clone(),
+                    rx.clone(),
+                    r.start,
+                    Some(r.start + r.len),
+                    stall,
+                    None,
+                );
+                let st = st.clone();
+                Box::pin(tail.into_stream().inspect(move |chunk| {
+                    if let Ok(b) = chunk {
+                        st.bytes_from_upstream.inc_by(b.len() as u64);
+                    }
+                }))
+            });
+            return Ok(resp.body(SizedStream::new(size, body)));
+        }
+    };
+    resp.status(status)
+        .insert_header((header::CONTENT_TYPE, CONTENT_TYPE));
+    let body = if head {
+        Box::pin(futures::stream::empty()) as crate::ranges::BodyStream
+    } else {
+        let end = Some(range.start + range.len);
+        tail_body(state, file, rx, range.start, end, Some(download.attach()))
+    };
+    Ok(resp.body(SizedStream::new(range.len, body)))
 }

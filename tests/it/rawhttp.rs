@@ -129,8 +129,9 @@ impl Raw {
         Some(resp)
     }
 
-    /// Exactly `n` bytes (fewer if the connection ends first).
-    fn take(&mut self, n: usize) -> Vec<u8> {
+    /// Exactly `n` bytes (fewer if the connection ends first): a body whose head was read
+    /// with `response(true)`.
+    pub fn take(&mut self, n: usize) -> Vec<u8> {
         while self.buf.len() < n && self.fill() {}
         let n = n.min(self.buf.len());
         self.buf.drain(..n).collect()
