@@ -44,33 +44,40 @@ fn statuses(r: &[Resp]) -> Vec<u16> {
     r.iter().map(|r| r.status).collect()
 }
 
-/// Does the response close the connection (`Connection: close`)?
+/// Does the response end the connection: `Connection: close`, an HTTP/1.0 response without
+/// `Connection: keep-alive` (RFC 9112 §9.3), or `Connection: upgrade` without a switch of
+/// protocols (actix keeps no such connection)?
 pub fn closes(r: &Resp) -> bool {
-    r.header("connection")
-        .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")))
+    let tokens = |t: &str| {
+        r.header("connection")
+            .is_some_and(|v| v.split(',').any(|x| x.trim().eq_ignore_ascii_case(t)))
+    };
+    tokens("close")
+        || (r.head.starts_with("HTTP/1.0") && !tokens("keep-alive"))
+        || (tokens("upgrade") && r.status != 101)
 }
 
-/// `ours` answers the same requests as `alone` (actix by itself). The one difference allowed:
-/// after a response with `Connection: close` nothing more is answered (RFC 9112 §9.6: the
-/// server "MUST NOT process any further requests"), where actix alone may go on answering
-/// requests it had already read.
-pub fn same_answers(ours: &[Resp], alone: &[Resp], what: &str) {
+/// Does `ours` answer the same requests as `alone` (actix by itself)? The one difference
+/// allowed: after a response that ends the connection nothing more is answered (RFC 9112
+/// §9.6: the server "MUST NOT process any further requests"), where actix alone may go on
+/// answering requests it had already read.
+pub fn compare_answers(ours: &[Resp], alone: &[Resp]) -> Result<(), String> {
     let n = ours.len().min(alone.len());
-    assert_eq!(
-        statuses(&ours[..n]),
-        statuses(&alone[..n]),
-        "{what:?}: ours {ours:?}, actix alone {alone:?}"
-    );
-    if ours.len() < alone.len() {
-        assert!(
-            ours.last().is_some_and(closes),
-            "{what:?}: fewer answers than actix alone: ours {ours:?}, actix alone {alone:?}"
-        );
+    let fewer_ok = ours.len() < alone.len() && ours.last().is_some_and(closes);
+    if statuses(&ours[..n]) != statuses(&alone[..n])
+        || (ours.len() < alone.len() && !fewer_ok)
+        || ours.len() > alone.len()
+    {
+        return Err(format!("ours {ours:?}, actix alone {alone:?}"));
     }
-    assert!(
-        ours.len() <= alone.len(),
-        "{what:?}: more answers than actix alone: ours {ours:?}, actix alone {alone:?}"
-    );
+    Ok(())
+}
+
+/// [`compare_answers`], as an assertion.
+pub fn same_answers(ours: &[Resp], alone: &[Resp], what: &str) {
+    if let Err(e) = compare_answers(ours, alone) {
+        panic!("{what:?}: {e}");
+    }
 }
 
 #[test]

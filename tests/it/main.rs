@@ -11,6 +11,7 @@ mod localrepo;
 mod nginx;
 mod packaging;
 mod pacman;
+mod parity;
 mod proxy;
 mod rawhttp;
 mod refresh;
