@@ -4,19 +4,22 @@
 //! 1. **validate**: refuse absolute-form targets, parse the path into a [`RepoPath`], check the
 //!    upstream exists;
 //! 2. **cache**: a cached immutable file, or a cached mutable file revalidated within
-//!    `db_max_age`, is served from disk (actix-files: Range, conditional requests, sendfile);
+//!    `db_max_age`, is served from disk ([`crate::file_response`]: ranges and conditional
+//!    requests per RFC 9110);
 //! 3. **join**: a download of this file in flight is joined;
 //! 4. **start**: otherwise a download is registered and started (a conditional one for a
 //!    cached mutable file);
-//! 5. **answer** once upstream has answered: tail the growing file, or serve the (re)validated
-//!    file, or 404, or — for a mutable file whose mirrors all fail — the stale copy.
+//! 5. **answer** once upstream has answered: tail the growing file (the same range and
+//!    conditional rules; a `Range` on a body whose length nobody knows waits for it), or serve
+//!    the (re)validated file, or 404, or — for a mutable file whose mirrors all fail — the
+//!    stale copy.
 
 use std::fs::{File, Metadata};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use actix_web::body::{BodyStream, SizedStream};
+use actix_web::body::SizedStream;
 use actix_web::http::{header, Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures::StreamExt as _;
@@ -27,7 +30,7 @@ use crate::file_response::CONTENT_TYPE;
 use crate::inflight::{BodyMeta, ClientGuard, Download, Joined, Phase, Progress};
 use crate::metrics::Outcome;
 use crate::path::{FileKind, RepoPath};
-use crate::ranges::{Answer, ByteRange, Multipart, Representation};
+use crate::ranges::{Answer, BodyStream, ByteRange, Multipart, Representation};
 use crate::server::AppState;
 use crate::tail::Tail;
 use tokio::sync::watch;
@@ -304,23 +307,57 @@ async fn length_known(
     }
 }
 
-/// Bytes `[start, end)` of a download in flight (`end`: `None` = until it is done), counted
-/// as sent from upstream; `client` keeps the download's client count while the body lives.
-fn tail_body(
-    state: &AppState,
+/// Where bodies from a download in flight come from.
+#[derive(Clone)]
+struct TailSource {
     file: Arc<File>,
     rx: watch::Receiver<Progress>,
-    start: u64,
-    end: Option<u64>,
-    client: Option<ClientGuard>,
-) -> crate::ranges::BodyStream {
-    let tail = Tail::new(file, rx, start, end, tail_stall_limit(state), client);
-    let metrics = state.metrics.clone();
-    Box::pin(tail.into_stream().inspect(move |chunk| {
-        if let Ok(b) = chunk {
-            metrics.bytes_from_upstream.inc_by(b.len() as u64);
-        }
-    }))
+    stall: Duration,
+    metrics: Arc<crate::metrics::Metrics>,
+}
+
+impl TailSource {
+    /// Bytes `[start, end)` (`end`: `None` = until the download is done), counted as sent
+    /// from upstream; `client` keeps the download's client count while the body lives.
+    fn body(&self, start: u64, end: Option<u64>, client: Option<ClientGuard>) -> BodyStream {
+        let tail = Tail::new(
+            self.file.clone(),
+            self.rx.clone(),
+            start,
+            end,
+            self.stall,
+            client,
+        );
+        let metrics = self.metrics.clone();
+        Box::pin(tail.into_stream().inspect(move |chunk| {
+            if let Ok(b) = chunk {
+                metrics.bytes_from_upstream.inc_by(b.len() as u64);
+            }
+        }))
+    }
+}
+
+/// Answer from a download of unknown length (no `Content-Length` upstream, no repo db entry):
+/// 200 with the body as it comes (or 304/412). A `Range` never gets here ([`length_known`]).
+fn unknown_length(
+    req: &HttpRequest,
+    mut resp: actix_web::HttpResponseBuilder,
+    rep: &Representation,
+    src: &TailSource,
+    download: &Arc<Download>,
+) -> HttpResponse {
+    match crate::ranges::preconditions(req, rep) {
+        Some(Answer::NotModified) => return HttpResponse::NotModified().finish(),
+        Some(_) => return HttpResponse::PreconditionFailed().finish(),
+        None => {}
+    }
+    resp.insert_header((header::CONTENT_TYPE, CONTENT_TYPE));
+    let body = if req.method() == Method::HEAD {
+        Box::pin(futures::stream::empty())
+    } else {
+        src.body(0, None, Some(download.attach()))
+    };
+    resp.body(actix_web::body::BodyStream::new(body))
 }
 
 /// Answer from a download in flight, streaming the growing file: 200, or 206 (one range, or
@@ -334,9 +371,14 @@ fn tail_response(
     meta: &BodyMeta,
     rx: watch::Receiver<Progress>,
 ) -> Result<HttpResponse, ApiError> {
-    let file = download
-        .file()
-        .ok_or_else(|| ApiError::Internal("download has no partial file".into()))?;
+    let src = TailSource {
+        file: download
+            .file()
+            .ok_or_else(|| ApiError::Internal("download has no partial file".into()))?,
+        rx,
+        stall: tail_stall_limit(state),
+        metrics: state.metrics.clone(),
+    };
     let head = req.method() == Method::HEAD;
     let mut resp = HttpResponse::Ok();
     if let Some(lm) = meta.last_modified {
@@ -348,20 +390,7 @@ fn tail_response(
         last_modified: meta.last_modified,
     };
     let Some(total) = meta.total else {
-        // Length unknown (no Content-Length upstream, no repo db entry): as it comes.
-        match crate::ranges::preconditions(req, &rep) {
-            Some(Answer::NotModified) => return Ok(HttpResponse::NotModified().finish()),
-            Some(_) => return Ok(HttpResponse::PreconditionFailed().finish()),
-            None => {}
-        }
-        resp.insert_header((header::CONTENT_TYPE, CONTENT_TYPE));
-        if head {
-            return Ok(resp.body(BodyStream::new(futures::stream::empty::<
-                Result<bytes::Bytes, std::io::Error>,
-            >())));
-        }
-        let body = tail_body(state, file, rx, 0, None, Some(download.attach()));
-        return Ok(resp.body(BodyStream::new(body)));
+        return Ok(unknown_length(req, resp, &rep, &src, download));
     };
     resp.insert_header((header::ACCEPT_RANGES, "bytes"));
     let (range, status) = match crate::ranges::evaluate(req, &rep) {
@@ -391,25 +420,11 @@ fn tail_response(
             resp.status(StatusCode::PARTIAL_CONTENT)
                 .insert_header((header::CONTENT_TYPE, m.content_type()));
             let size = m.body_len();
+            // One client for the whole body, held by the closure that makes its parts.
             let client = download.attach();
-            let st = state.metrics.clone();
-            let (stall, file2) = (tail_stall_limit(state), file.clone());
             let body = m.body(move |r| {
-                let _keep = &client;
-                let tail = Tail::new(
-                    file2.clone(),
-                    rx.clone(),
-                    r.start,
-                    Some(r.start + r.len),
-                    stall,
-                    None,
-                );
-                let st = st.clone();
-                Box::pin(tail.into_stream().inspect(move |chunk| {
-                    if let Ok(b) = chunk {
-                        st.bytes_from_upstream.inc_by(b.len() as u64);
-                    }
-                }))
+                let _held = &client;
+                src.body(r.start, Some(r.start + r.len), None)
             });
             return Ok(resp.body(SizedStream::new(size, body)));
         }
@@ -417,10 +432,13 @@ fn tail_response(
     resp.status(status)
         .insert_header((header::CONTENT_TYPE, CONTENT_TYPE));
     let body = if head {
-        Box::pin(futures::stream::empty()) as crate::ranges::BodyStream
+        Box::pin(futures::stream::empty())
     } else {
-        let end = Some(range.start + range.len);
-        tail_body(state, file, rx, range.start, end, Some(download.attach()))
+        src.body(
+            range.start,
+            Some(range.start + range.len),
+            Some(download.attach()),
+        )
     };
     Ok(resp.body(SizedStream::new(range.len, body)))
 }
