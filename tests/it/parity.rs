@@ -327,9 +327,10 @@ fn check(wire: &[u8], ours: &[(String, u16)], alone: &[(String, u16)]) -> Result
             "fewer answers than actix alone without closing: ours {ours:?} {resps:?}, actix alone {alone:?}"
         ));
     }
-    // actix-http's HTTP/1 codec keeps the method of the last request it parsed, so with
-    // requests pipelined after a HEAD it encodes the HEAD's response as a GET's and fails
-    // (or, with a body at hand, sends it): actix alone stops there, pkgstash goes on.
+    // actix-http's HTTP/1 codec keeps the method of the last request it parsed: when it has
+    // parsed the next pipelined request before writing a HEAD's response, it encodes that
+    // response as a GET's and fails for want of a body (or sends one): actix alone stops
+    // there, pkgstash (one request at a time) goes on.
     if ours.len() > alone.len() && !alone.last().is_some_and(|(l, _)| l.starts_with("HEAD ")) {
         return Err(format!(
             "more answers than actix alone: ours {ours:?}, actix alone {alone:?}"
