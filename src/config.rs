@@ -65,6 +65,8 @@ struct RawConfig {
     upstream_timeout: Option<String>,
     min_rate: Option<String>,
     max_unknown_size: Option<String>,
+    send_timeout: Option<String>,
+    fast_path: Option<bool>,
     #[serde(default)]
     upstreams: BTreeMap<String, RawUpstream>,
     #[serde(default)]
@@ -191,6 +193,12 @@ pub struct Config {
     /// Largest file downloaded when no cached repo db states its size, bytes: a longer body
     /// (or a larger `Content-Length`) fails the download.
     pub max_unknown_size: u64,
+    /// Close a connection whose client accepts no response bytes for this long (nginx's
+    /// `send_timeout`).
+    pub send_timeout: Duration,
+    /// pkgstash's own HTTP/1.1 front end ([`crate::conn`]: framing, deadlines, `sendfile` for
+    /// plain package requests); `false`: actix-web alone serves every connection.
+    pub fast_path: bool,
     pub upstreams: BTreeMap<String, UpstreamConfig>,
     pub refresh: RefreshConfig,
     pub cleanup: CleanupConfig,
@@ -357,6 +365,14 @@ impl Config {
         if max_unknown_size == 0 {
             return Err(invalid("max_unknown_size", "must be more than 0"));
         }
+        let send_timeout = match raw.send_timeout {
+            Some(v) => parse_duration("send_timeout", &v)?,
+            None => Duration::from_secs(60),
+        };
+        if send_timeout.is_zero() {
+            return Err(invalid("send_timeout", "must be more than 0s"));
+        }
+        let fast_path = raw.fast_path.unwrap_or(true);
         if raw.upstreams.is_empty() && raw.repos.is_empty() {
             return Err(invalid(
                 "upstreams",
@@ -521,6 +537,8 @@ impl Config {
             upstream_timeout,
             min_rate,
             max_unknown_size,
+            send_timeout,
+            fast_path,
             upstreams,
             refresh,
             cleanup,
@@ -623,6 +641,8 @@ impl fmt::Display for Config {
                 bytesize::ByteSize(r).to_string_as(true)
             )?;
         }
+        writeln!(f, "send_timeout = \"{}\"", fmt_duration(self.send_timeout))?;
+        writeln!(f, "fast_path = {}", self.fast_path)?;
         writeln!(
             f,
             "max_unknown_size = \"{}\"",
@@ -729,6 +749,8 @@ mod tests {
         assert_eq!(c.listen, vec!["0.0.0.0:7878"]);
         assert_eq!(c.db_max_age, Duration::from_secs(30));
         assert_eq!(c.upstream_timeout, Duration::from_secs(15));
+        assert_eq!(c.send_timeout, Duration::from_secs(60));
+        assert!(c.fast_path);
         assert_eq!(
             bases(&c, "archlinux"),
             vec!["https://geo.mirror.pkgbuild.com"]
@@ -766,6 +788,9 @@ mod tests {
         assert!(err_text(&format!("bogus = 1\n{MIN}")).contains("bogus"));
         assert!(err_text(&format!("db_max_age = \"soon\"\n{MIN}")).contains("db_max_age"));
         assert!(err_text(&format!("upstream_timeout = \"0s\"\n{MIN}")).contains("upstream_timeout"));
+        assert!(err_text(&format!("send_timeout = \"0s\"\n{MIN}")).contains("send_timeout"));
+        assert!(err_text(&format!("send_timeout = \"later\"\n{MIN}")).contains("send_timeout"));
+        assert!(err_text(&format!("fast_path = \"maybe\"\n{MIN}")).contains("fast_path"));
         assert!(err_text(&format!("listen = \"nope\"\n{MIN}")).contains("listen"));
         assert!(err_text(&format!("[cleanup]\nmax_size = \"lots\"\n{MIN}"))
             .contains("cleanup.max_size"));

@@ -193,15 +193,17 @@ impl Fetcher {
 }
 
 /// A package whose repo db entry is malformed is not fetched: serving it unverified would
-/// treat the db as if it did not list it. The client gets a 502 naming the entry (pacman then
-/// tries its next `Server`); the mirror is not blamed.
+/// treat the db as if it did not list it. The client gets a 502 saying the entry is malformed
+/// (pacman then tries its next `Server`), the log names it; the mirror is not blamed.
 fn refuse_malformed(download: &Download, why: &str) {
     let msg = format!(
         "{}: its repo db entry is malformed ({why}); not serving it unverified",
         download.path
     );
     log::warn!("{msg}");
-    download.finish(Phase::Failed(Failure::upstream(&msg)));
+    download.finish(Phase::Failed(Failure::Unverifiable(Arc::from(
+        msg.as_str(),
+    ))));
 }
 
 /// Ask the catalog (off the event loop: it may parse a db) what a package must be.

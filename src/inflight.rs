@@ -59,6 +59,11 @@ pub enum Failure {
     /// The download task itself went wrong (it ended without an outcome, …).
     #[error("{0}")]
     Internal(Arc<str>),
+    /// A cached repo db lists the file, but its entry cannot be read: it is not fetched, as
+    /// serving it unverified would treat the db as if it did not list it. Not the mirrors'
+    /// fault (their health is left alone); the text names the entry (for logs).
+    #[error("{0}")]
+    Unverifiable(Arc<str>),
 }
 
 impl Failure {

@@ -15,7 +15,13 @@
 //!   db and its `.sig` revalidated and published together ([`fetch::pair`]).
 //! - [`validators`]: a mirror's `ETag`/`Last-Modified` of a cached file; conditional requests.
 //! - [`republish`]: cached packages a newly published db describes differently are removed.
-//! - [`fastpath`]: plain cache hits served with sendfile before actix sees the connection.
+//! - [`conn`]: the front end of every connection: frames requests, bounds the connection,
+//!   answers plain package requests via [`fastpath`], hands the rest to actix via [`handoff`].
+//! - [`http1`], [`http1_body`]: HTTP/1.1 framing exactly as actix-http applies it.
+//! - [`handoff`]: the I/O actix-http gets for one request (or a whole connection).
+//! - [`fastpath`]: plain package requests answered with sendfile.
+//! - [`file_response`]: responses for files on disk (validators, conditionals, ranges).
+//! - [`ranges`]: conditional and range requests (RFC 9110 order, multipart/byteranges).
 //! - [`open_files`]: open handles of recently hit files, revalidated by one stat per use.
 //! - [`filebody`]: large cached files as response bodies (big reads, one read ahead).
 //! - [`store`]: the on-disk cache: final paths, partial dir, atomic publish.
@@ -46,10 +52,15 @@ pub mod catalog;
 pub mod cleanup;
 pub mod client;
 pub mod config;
+pub mod conn;
 pub mod error;
 pub mod fastpath;
 pub mod fetch;
+pub mod file_response;
 pub mod filebody;
+pub mod handoff;
+pub mod http1;
+pub mod http1_body;
 pub mod inflight;
 pub mod localrepo;
 pub mod metrics;
@@ -59,6 +70,7 @@ pub mod mirrorlist;
 pub mod open_files;
 pub mod path;
 pub mod pkgfile;
+pub mod ranges;
 pub mod refresh;
 pub mod repodb;
 pub mod repogen;

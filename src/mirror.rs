@@ -4,40 +4,43 @@
 //! 1. **validate**: refuse absolute-form targets, parse the path into a [`RepoPath`], check the
 //!    upstream exists;
 //! 2. **cache**: a cached immutable file, or a cached mutable file revalidated within
-//!    `db_max_age`, is served from disk (actix-files: Range, conditional requests, sendfile);
+//!    `db_max_age`, is served from disk ([`crate::file_response`]: ranges and conditional
+//!    requests per RFC 9110);
 //! 3. **join**: a download of this file in flight is joined;
 //! 4. **start**: otherwise a download is registered and started (a conditional one for a
 //!    cached mutable file);
-//! 5. **answer** once upstream has answered: tail the growing file, or serve the (re)validated
-//!    file, or 404, or — for a mutable file whose mirrors all fail — the stale copy.
+//! 5. **answer** once upstream has answered: tail the growing file (the same range and
+//!    conditional rules; a `Range` on a body whose length nobody knows waits for it), or serve
+//!    the (re)validated file, or 404, or — for a mutable file whose mirrors all fail — the
+//!    stale copy.
 //!
 //! A cached file can vanish between the lookup and the open (evicted, cleaned up, quarantined,
 //! superseded by a new db): that is a miss, and steps 2–5 run again ([`LOOKUPS`] times at
 //! most) — never a 404 for a file the mirror has. `If-Modified-Since` gets a 304 only for the
-//! exact `Last-Modified` of the cached file (nginx's default, `if_modified_since exact`): a db
-//! that went back to an older, repaired version must reach clients holding the newer, broken one.
+//! exact `Last-Modified` of the file ([`crate::ranges::preconditions`]; nginx's default,
+//! `if_modified_since exact`): a db that went back to an older, repaired version must reach
+//! clients holding the newer, broken one.
 
-use std::fs::Metadata;
+use std::fs::{File, Metadata};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use actix_files::NamedFile;
-use actix_web::body::{BodyStream, SizedStream};
+use actix_web::body::SizedStream;
 use actix_web::http::{header, Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
+use futures::StreamExt as _;
 
 use crate::error::ApiError;
 use crate::fetch::FetchRequest;
-use crate::inflight::{BodyMeta, Download, Joined, Phase, Progress};
+use crate::file_response::CONTENT_TYPE;
+use crate::inflight::{BodyMeta, ClientGuard, Download, Joined, Phase, Progress};
 use crate::metrics::Outcome;
 use crate::path::{FileKind, RepoPath};
+use crate::ranges::{Answer, BodyStream, ByteRange, Multipart, Representation};
 use crate::server::AppState;
 use crate::tail::Tail;
 use tokio::sync::watch;
-
-/// Cached files up to this size are read synchronously on the worker.
-const SYNC_READ_LIMIT: u64 = 1 << 20;
 
 /// How often a request looks a file up again after it vanished from the cache under it.
 const LOOKUPS: usize = 5;
@@ -117,10 +120,10 @@ async fn lookup_and_answer(
 
     // 2. cache. A package is opened straight away (one syscall on a hit, the hot path).
     if is_mirrored_package(state, &path) {
-        match NamedFile::open(&final_path) {
-            Ok(named) if named.metadata().is_file() => {
+        match open_file(&final_path) {
+            Ok((file, meta)) if meta.is_file() => {
                 state.index.touch(&path.key());
-                return Ok(Some((serve_named(req, state, named)?, Outcome::Hit)));
+                return Ok(Some((serve_opened(req, state, file, &meta)?, Outcome::Hit)));
             }
             Ok(_) => return Err(ApiError::NotFound),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -162,16 +165,35 @@ async fn lookup_and_answer(
     };
 
     // 5. answer
-    let (progress, rx) = wait_answered(state, &path, &download).await?;
+    answer(req, state, &path, &download, outcome).await
+}
+
+/// Step 5: answer from `download` (joined or started) once upstream has answered; `None` when
+/// the file it published or revalidated vanished before it could be opened.
+async fn answer(
+    req: &HttpRequest,
+    state: &AppState,
+    path: &RepoPath,
+    download: &Arc<Download>,
+    outcome: Outcome,
+) -> Result<Option<(HttpResponse, Outcome)>, ApiError> {
+    let final_path = state.store.final_path(path);
+    let (mut progress, mut rx) = wait_answered(state, path, download).await?;
+    if wants_range(req) {
+        // A Range on a body of unknown length: 206 needs the length, so wait for it (a 200
+        // would make pacman and curl give up resuming).
+        progress = length_known(state, progress, &mut rx).await?;
+    }
     let answer = match progress.phase {
-        Phase::Streaming(meta) => Some((tail_response(req, state, &download, &meta, rx)?, outcome)),
+        Phase::Streaming(meta) => Some((tail_response(req, state, download, &meta, rx)?, outcome)),
         // Served from the download's own file: the published one, even if it is removed
         // from the cache by now.
         Phase::Done(_) => match download.file().and_then(|f| reopen(&f).ok()) {
             Some(file) => {
-                let named = NamedFile::from_file(file, &final_path)
-                    .map_err(|e| ApiError::Internal(format!("cannot open downloaded file: {e}")))?;
-                Some((serve_named(req, state, named)?, outcome))
+                let meta = file
+                    .metadata()
+                    .map_err(|e| ApiError::Internal(format!("cannot stat downloaded file: {e}")))?;
+                Some((serve_opened(req, state, file, &meta)?, outcome))
             }
             None => serve_file(req, state, &final_path)
                 .await?
@@ -253,84 +275,49 @@ fn answer_limit(state: &AppState, path: &RepoPath) -> Duration {
     state.cfg.upstream_timeout * (mirrors + 1) + Duration::from_secs(5)
 }
 
-/// Serve a cached file (hit): actix-files handles Range, If-Modified-Since, ETag and HEAD;
-/// bodies of large files come from [`crate::filebody`] (big reads, one read ahead). `None`:
-/// the file is not there (any more).
+/// Open `path` and stat the open file.
+fn open_file(path: &Path) -> std::io::Result<(File, Metadata)> {
+    let file = File::open(path)?;
+    let meta = file.metadata()?;
+    Ok((file, meta))
+}
+
+/// Serve a cached file (hit): validators, preconditions and ranges by
+/// [`crate::file_response`]. `None`: the file is not there (any more).
 async fn serve_file(
     req: &HttpRequest,
     state: &AppState,
     file: &Path,
 ) -> Result<Option<HttpResponse>, ApiError> {
     // A plain open: the dentry is hot on a hit, a blocking-pool hop would cost more.
-    let named = match NamedFile::open(file) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(ApiError::Internal(format!("cannot open cached file: {e}"))),
-    };
-    serve_named(req, state, named).map(Some)
+    match open_file(file) {
+        Ok((f, meta)) if meta.is_file() => serve_opened(req, state, f, &meta).map(Some),
+        Ok(_) => Err(ApiError::NotFound),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ApiError::Internal(format!("cannot open cached file: {e}"))),
+    }
+}
+
+/// A new handle on `file` with its own file offset (a new open file description of the same
+/// inode, through `/proc/self/fd`; it works for a file already unlinked). The download's
+/// handles are `try_clone`s of one and share a single offset: a finished download is served
+/// from a handle of its own, so no reader of its body depends on where another one is
+/// ([`crate::file_response`] reads at explicit positions; this keeps it so for any reader).
+fn reopen(file: &File) -> std::io::Result<File> {
+    use std::os::fd::AsRawFd;
+    File::open(format!("/proc/self/fd/{}", file.as_raw_fd()))
 }
 
 /// [`serve_file`] for an already opened file.
-fn serve_named(
+fn serve_opened(
     req: &HttpRequest,
     state: &AppState,
-    named: NamedFile,
+    file: File,
+    meta: &Metadata,
 ) -> Result<HttpResponse, ApiError> {
-    let (resp, sent) = respond_with_file(req, named)?;
+    let (resp, sent) = crate::file_response::respond(req, file, meta)?;
     state.metrics.bytes_from_cache.inc_by(sent);
     Ok(resp)
-}
-
-/// Build the response for an opened file; returns it with the number of body bytes it sends.
-fn respond_with_file(req: &HttpRequest, named: NamedFile) -> Result<(HttpResponse, u64), ApiError> {
-    let len = named.metadata().len();
-    let big = len > SYNC_READ_LIMIT && req.method() == Method::GET;
-    let own_body = if big {
-        Some(
-            named
-                .file()
-                .try_clone()
-                .map_err(|e| ApiError::Internal(format!("cannot reopen cached file: {e}")))?,
-        )
-    } else {
-        None
-    };
-    let mtime = named.metadata().modified().ok();
-    let exact_ims = if_modified_since_is_exact(req, mtime);
-    let mut resp = named
-        .use_etag(true)
-        .use_last_modified(exact_ims)
-        .disable_content_disposition()
-        // Small files are read on the worker (page cache) instead of a blocking-pool hop.
-        .read_mode_threshold(SYNC_READ_LIMIT)
-        .set_content_type(mime_octet())
-        .into_response(req);
-    if let (false, Some(t)) = (exact_ims, mtime) {
-        // Not evaluated by actix-files (its comparison is "not later than"), still sent.
-        resp.headers_mut().insert(
-            header::LAST_MODIFIED,
-            header::HeaderValue::from_str(&httpdate::fmt_http_date(t))
-                .map_err(|e| ApiError::Internal(e.to_string()))?,
-        );
-    }
-    let range = match resp.status() {
-        StatusCode::OK if req.method() == Method::GET => Some((0, len)),
-        StatusCode::PARTIAL_CONTENT => resp
-            .headers()
-            .get(header::CONTENT_RANGE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(crate::fetch::parse_content_range)
-            .map(|(start, end, _)| (start, end + 1 - start)),
-        _ => None,
-    };
-    let sent = range.map(|(_, l)| l).unwrap_or(0);
-    match (own_body, range) {
-        (Some(file), Some((offset, length))) => {
-            let body = SizedStream::new(length, crate::filebody::file_range(file, offset, length));
-            Ok((resp.set_body(body).map_into_boxed_body(), sent))
-        }
-        _ => Ok((resp, sent)),
-    }
 }
 
 /// Serve a file of a custom repo: `/<repo>/os/<arch>/<file>`.
@@ -345,44 +332,99 @@ fn serve_local(
     else {
         return Err(ApiError::NotFound);
     };
-    let (file, on_disk) = repo.open_file(arch, file).ok_or(ApiError::NotFound)?;
-    let named = NamedFile::from_file(file, on_disk)
-        .map_err(|e| ApiError::Internal(format!("cannot open repo file: {e}")))?;
-    Ok(respond_with_file(req, named)?.0)
+    let (file, _) = repo.open_file(arch, file).ok_or(ApiError::NotFound)?;
+    let meta = file
+        .metadata()
+        .map_err(|e| ApiError::Internal(format!("cannot stat repo file: {e}")))?;
+    Ok(crate::file_response::respond(req, file, &meta)?.0)
 }
 
-/// May actix-files evaluate the request's `If-Modified-Since` against `mtime`? Only when it
-/// names exactly that second (or is absent): a client holding a *newer* copy than ours (the
-/// mirror went back to an older, repaired db) must get ours, not a 304.
-fn if_modified_since_is_exact(req: &HttpRequest, mtime: Option<SystemTime>) -> bool {
-    let Some(ims) = req.headers().get(header::IF_MODIFIED_SINCE) else {
-        return true;
-    };
-    let since = ims
-        .to_str()
-        .ok()
-        .and_then(|v| httpdate::parse_http_date(v).ok());
-    match (since, mtime) {
-        (Some(since), Some(t)) => httpdate::fmt_http_date(since) == httpdate::fmt_http_date(t),
-        _ => false,
+/// Is `req` a `GET` with a `Range`?
+fn wants_range(req: &HttpRequest) -> bool {
+    req.method() == Method::GET && req.headers().contains_key(header::RANGE)
+}
+
+/// The download's progress once its length is known: `progress` itself unless it streams a
+/// body whose length nobody knows yet (no length upstream, no repo db entry), else the first
+/// later progress that knows it or ends the download (for a `GET` with a `Range`).
+async fn length_known(
+    state: &AppState,
+    mut progress: Progress,
+    rx: &mut watch::Receiver<Progress>,
+) -> Result<Progress, ApiError> {
+    let stall = tail_stall_limit(state);
+    loop {
+        match &progress.phase {
+            Phase::Connecting => {}
+            Phase::Streaming(meta) if meta.total.is_none() => {}
+            _ => return Ok(progress),
+        }
+        match tokio::time::timeout(stall, rx.changed()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(ApiError::Upstream("download task went away".into())),
+            Err(_) => return Err(ApiError::UpstreamTimeout),
+        }
+        progress = rx.borrow_and_update().clone();
     }
 }
 
-/// A new handle on `file` with its own file offset (a new open file description of the same
-/// inode, through `/proc/self/fd`; it works for a file already unlinked). actix-files seeks the
-/// handle it reads a small file from, and the download's handles (`try_clone`s of one) share a
-/// single offset: clients served at once from those would read at each other's positions.
-fn reopen(file: &std::fs::File) -> std::io::Result<std::fs::File> {
-    use std::os::fd::AsRawFd;
-    std::fs::File::open(format!("/proc/self/fd/{}", file.as_raw_fd()))
+/// Where bodies from a download in flight come from.
+#[derive(Clone)]
+struct TailSource {
+    file: Arc<File>,
+    rx: watch::Receiver<Progress>,
+    stall: Duration,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
-fn mime_octet() -> mime::Mime {
-    mime::APPLICATION_OCTET_STREAM
+impl TailSource {
+    /// Bytes `[start, end)` (`end`: `None` = until the download is done), counted as sent
+    /// from upstream; `client` keeps the download's client count while the body lives.
+    fn body(&self, start: u64, end: Option<u64>, client: Option<ClientGuard>) -> BodyStream {
+        let tail = Tail::new(
+            self.file.clone(),
+            self.rx.clone(),
+            start,
+            end,
+            self.stall,
+            client,
+        );
+        let metrics = self.metrics.clone();
+        Box::pin(tail.into_stream().inspect(move |chunk| {
+            if let Ok(b) = chunk {
+                metrics.bytes_from_upstream.inc_by(b.len() as u64);
+            }
+        }))
+    }
 }
 
-/// Answer from a download in flight: 200 (or 206 for a single satisfiable range when the
-/// length is known) streaming the growing file.
+/// Answer from a download of unknown length (no `Content-Length` upstream, no repo db entry):
+/// 200 with the body as it comes (or 304/412). A `Range` never gets here ([`length_known`]).
+fn unknown_length(
+    req: &HttpRequest,
+    mut resp: actix_web::HttpResponseBuilder,
+    rep: &Representation,
+    src: &TailSource,
+    download: &Arc<Download>,
+) -> HttpResponse {
+    match crate::ranges::preconditions(req, rep) {
+        Some(Answer::NotModified) => return HttpResponse::NotModified().finish(),
+        Some(_) => return HttpResponse::PreconditionFailed().finish(),
+        None => {}
+    }
+    resp.insert_header((header::CONTENT_TYPE, CONTENT_TYPE));
+    let body = if req.method() == Method::HEAD {
+        Box::pin(futures::stream::empty())
+    } else {
+        src.body(0, None, Some(download.attach()))
+    };
+    resp.body(actix_web::body::BodyStream::new(body))
+}
+
+/// Answer from a download in flight, streaming the growing file: 200, or 206 (one range, or
+/// `multipart/byteranges`), 304/412/416 — the rules of a cached file
+/// ([`crate::ranges::evaluate`]), with upstream's `Last-Modified` as the only validator. A
+/// `HEAD` gets the headers a `GET` would.
 fn tail_response(
     req: &HttpRequest,
     state: &AppState,
@@ -390,63 +432,76 @@ fn tail_response(
     meta: &BodyMeta,
     rx: watch::Receiver<Progress>,
 ) -> Result<HttpResponse, ApiError> {
-    let file = download
-        .file()
-        .ok_or_else(|| ApiError::Internal("download has no partial file".into()))?;
+    let src = TailSource {
+        file: download
+            .file()
+            .ok_or_else(|| ApiError::Internal("download has no partial file".into()))?,
+        rx,
+        stall: tail_stall_limit(state),
+        metrics: state.metrics.clone(),
+    };
+    let head = req.method() == Method::HEAD;
     let mut resp = HttpResponse::Ok();
-    resp.insert_header((header::CONTENT_TYPE, "application/octet-stream"));
     if let Some(lm) = meta.last_modified {
         resp.insert_header((header::LAST_MODIFIED, httpdate::fmt_http_date(lm)));
     }
-    let (start, end) = match (meta.total, req.headers().get(header::RANGE)) {
-        (Some(total), Some(range)) => {
-            resp.insert_header((header::ACCEPT_RANGES, "bytes"));
-            let ranges = range
-                .to_str()
-                .ok()
-                .map(|r| actix_files::HttpRange::parse(r, total));
-            match ranges {
-                Some(Ok(r)) if r.len() == 1 => {
-                    let (s, l) = (r[0].start, r[0].length);
-                    resp.status(StatusCode::PARTIAL_CONTENT);
-                    resp.insert_header((
-                        header::CONTENT_RANGE,
-                        format!("bytes {}-{}/{}", s, s + l - 1, total),
-                    ));
-                    (s, Some(s + l))
-                }
-                Some(Err(_)) => {
-                    return Ok(HttpResponse::RangeNotSatisfiable()
-                        .insert_header((header::CONTENT_RANGE, format!("bytes */{total}")))
-                        .finish())
-                }
-                _ => (0, Some(total)),
-            }
-        }
-        (Some(total), None) => {
-            resp.insert_header((header::ACCEPT_RANGES, "bytes"));
-            (0, Some(total))
-        }
-        (None, _) => (0, None),
+    let rep = Representation {
+        len: meta.total.unwrap_or(0),
+        etag: None,
+        last_modified: meta.last_modified,
     };
-    if req.method() == Method::HEAD {
-        return Ok(match end {
-            Some(e) => resp.no_chunking(e - start).finish(),
-            None => resp.finish(),
-        });
-    }
-    let stall = tail_stall_limit(state);
-    let tail = Tail::new(file, rx, start, end, stall, Some(download.attach()));
-    let metrics = state.metrics.clone();
-    let stream = futures::StreamExt::inspect(tail.into_stream(), move |chunk| {
-        if let Ok(b) = chunk {
-            metrics.bytes_from_upstream.inc_by(b.len() as u64);
+    let Some(total) = meta.total else {
+        return Ok(unknown_length(req, resp, &rep, &src, download));
+    };
+    resp.insert_header((header::ACCEPT_RANGES, "bytes"));
+    let (range, status) = match crate::ranges::evaluate(req, &rep) {
+        Answer::NotModified => return Ok(resp.status(StatusCode::NOT_MODIFIED).finish()),
+        Answer::PreconditionFailed => {
+            return Ok(resp.status(StatusCode::PRECONDITION_FAILED).finish())
         }
-    });
-    Ok(match end {
-        Some(e) => resp.body(SizedStream::new(e - start, stream)),
-        None => resp.body(BodyStream::new(stream)),
-    })
+        Answer::Unsatisfiable => {
+            return Ok(resp
+                .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                .insert_header((header::CONTENT_RANGE, format!("bytes */{total}")))
+                .finish())
+        }
+        Answer::Full => (
+            ByteRange {
+                start: 0,
+                len: total,
+            },
+            StatusCode::OK,
+        ),
+        Answer::Partial(ranges) if ranges.len() == 1 => {
+            resp.insert_header((header::CONTENT_RANGE, ranges[0].content_range(total)));
+            (ranges[0], StatusCode::PARTIAL_CONTENT)
+        }
+        Answer::Partial(ranges) => {
+            let m = Multipart::new(&ranges, total, CONTENT_TYPE);
+            resp.status(StatusCode::PARTIAL_CONTENT)
+                .insert_header((header::CONTENT_TYPE, m.content_type()));
+            let size = m.body_len();
+            // One client for the whole body, held by the closure that makes its parts.
+            let client = download.attach();
+            let body = m.body(move |r| {
+                let _held = &client;
+                src.body(r.start, Some(r.start + r.len), None)
+            });
+            return Ok(resp.body(SizedStream::new(size, body)));
+        }
+    };
+    resp.status(status)
+        .insert_header((header::CONTENT_TYPE, CONTENT_TYPE));
+    let body = if head {
+        Box::pin(futures::stream::empty())
+    } else {
+        src.body(
+            range.start,
+            Some(range.start + range.len),
+            Some(download.attach()),
+        )
+    };
+    Ok(resp.body(SizedStream::new(range.len, body)))
 }
 
 #[cfg(test)]

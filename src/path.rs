@@ -9,15 +9,26 @@
 //! 4. every segment is checked: no empty segments, no `.`/`..`, no dot-files (SECURITY: this
 //!    also keeps `.partial/` and `.quarantine/` out of reach), only characters that occur in
 //!    mirror file names;
-//! 5. a trailing `/` (a directory) is "not found", never a listing.
+//! 5. a trailing `/` (a directory) is "not found", never a listing;
+//! 6. lengths are bounded before anything else: the path to [`MAX_PATH`] bytes (decoded; three
+//!    times that encoded), each segment to [`MAX_SEGMENT`] bytes (Linux's `NAME_MAX`: a longer
+//!    name can never be a file) → [`PathError::TooLong`] (414), before any upstream request.
 
 use std::fmt;
 
-/// Why a path was refused. `BadRequest` → 400, `NotFound` → 404.
+/// Longest accepted request path, bytes after percent-decoding (Arch paths are ~100 bytes;
+/// with the cache directory in front it stays far below `PATH_MAX`, 4096).
+pub const MAX_PATH: usize = 1024;
+/// Longest accepted path segment, bytes (`NAME_MAX`).
+pub const MAX_SEGMENT: usize = 255;
+
+/// Why a path was refused. `BadRequest` → 400, `TooLong` → 414, `NotFound` → 404.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PathError {
     #[error("bad request path: {0}")]
     BadRequest(&'static str),
+    #[error("request path too long: {0}")]
+    TooLong(&'static str),
     #[error("not found: {0}")]
     NotFound(&'static str),
 }
@@ -45,13 +56,19 @@ const PKG_MARKER: &str = ".pkg.tar";
 impl RepoPath {
     /// Parse the raw (still percent-encoded) URI path of a request.
     pub fn parse(raw: &str) -> Result<RepoPath, PathError> {
-        use PathError::{BadRequest, NotFound};
+        use PathError::{BadRequest, NotFound, TooLong};
         if !raw.starts_with('/') {
             return Err(BadRequest("path must start with /"));
+        }
+        if raw.len() > 3 * MAX_PATH {
+            return Err(TooLong("more than 1024 bytes"));
         }
         let decoded = percent_encoding::percent_decode_str(raw)
             .decode_utf8()
             .map_err(|_| BadRequest("path is not UTF-8"))?;
+        if decoded.len() > MAX_PATH {
+            return Err(TooLong("more than 1024 bytes"));
+        }
         if decoded.contains('%') {
             return Err(BadRequest("double-encoded path"));
         }
@@ -153,7 +170,10 @@ impl fmt::Display for RepoPath {
 }
 
 fn check_segment(seg: &str) -> Result<(), PathError> {
-    use PathError::BadRequest;
+    use PathError::{BadRequest, TooLong};
+    if seg.len() > MAX_SEGMENT {
+        return Err(TooLong("a path segment has more than 255 bytes"));
+    }
     if seg.is_empty() {
         return Err(BadRequest("empty path segment"));
     }
@@ -162,9 +182,6 @@ fn check_segment(seg: &str) -> Result<(), PathError> {
     }
     if seg.starts_with('.') {
         return Err(BadRequest("dot-file"));
-    }
-    if seg.len() > 255 {
-        return Err(BadRequest("path segment too long"));
     }
     let ok = seg
         .chars()
@@ -351,12 +368,21 @@ mod tests {
     }
 
     #[test]
-    fn long_segment_rejected() {
+    fn long_paths_and_segments_rejected() {
         let raw = format!("/a/{}", "x".repeat(256));
-        assert_eq!(
-            RepoPath::parse(&raw),
-            Err(BadRequest("path segment too long"))
-        );
+        assert!(matches!(RepoPath::parse(&raw), Err(PathError::TooLong(_))));
+        assert!(RepoPath::parse(&format!("/a/{}", "x".repeat(255))).is_ok());
+        // Many short segments: the 4,200 characters ending in a package name.
+        let many = format!("/a/{}x.pkg.tar.zst", "abcdefgh/".repeat(466));
+        assert!(many.len() > 4200);
+        assert!(matches!(RepoPath::parse(&many), Err(PathError::TooLong(_))));
+        // Encoded: the decoded length counts, and an absurd encoded one is refused at once.
+        let enc = format!("/a/{}", "%61".repeat(1100));
+        assert!(matches!(RepoPath::parse(&enc), Err(PathError::TooLong(_))));
+        let ok = format!("/a/{}/b", "%61".repeat(200));
+        assert!(RepoPath::parse(&ok).is_ok());
+        let at_limit = format!("/a/{}", "b/".repeat(509));
+        assert!(at_limit.len() <= MAX_PATH + 1);
     }
 
     #[test]

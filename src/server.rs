@@ -157,8 +157,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.default_service(web::to(crate::mirror::handle));
 }
 
-/// The service for one accepted connection: plain hits by [`crate::fastpath`] (sendfile),
-/// everything else by the actix app over HTTP/1.1.
+/// The service for one accepted connection: [`crate::conn`]'s front end, which answers plain
+/// package requests itself ([`crate::fastpath`], sendfile) and hands every other request to
+/// the actix app over HTTP/1.1 ([`crate::handoff`]).
 fn connection_service(
     data: web::Data<AppState>,
     addr: std::net::SocketAddr,
@@ -173,14 +174,17 @@ fn connection_service(
     use actix_service::{fn_factory, fn_service, map_config, IntoServiceFactory, Service as _};
     let app_data = data.clone();
     let app = App::new()
+        .wrap(actix_web::middleware::from_fn(require_host))
         .wrap(access_log())
         .app_data(app_data)
         .configure(configure)
         .into_factory()
         .map_err(|e: actix_web::Error| e.error_response());
+    // Keep-alive and the head timeout apply when actix has whole connections
+    // (`fast_path = false`); otherwise the front end applies the same limits to every request.
     let h1 = actix_http::HttpService::build()
-        .keep_alive(KEEP_ALIVE)
-        .client_request_timeout(Duration::from_secs(5))
+        .keep_alive(crate::conn::KEEP_ALIVE)
+        .client_request_timeout(crate::conn::HEAD_TIMEOUT)
         .local_addr(addr)
         .h1(map_config(app, |_| actix_web::dev::AppConfig::default()));
     let h1 = std::rc::Rc::new(h1);
@@ -194,12 +198,8 @@ fn connection_service(
                 let handler = handler.clone();
                 let data = data.clone();
                 async move {
-                    crate::fastpath::serve_connection(io, &data, |io, peer| async move {
-                        if let Err(e) = handler.call((io, peer)).await {
-                            log::debug!("connection ended with an error: {e}");
-                        }
-                    })
-                    .await;
+                    crate::conn::serve_connection(io, &data, |io, peer| handler.call((io, peer)))
+                        .await;
                     Ok::<_, ()>(())
                 }
             }))
@@ -207,8 +207,23 @@ fn connection_service(
     })
 }
 
-/// Keep-alive of idle HTTP/1.1 connections.
-const KEEP_ALIVE: Duration = Duration::from_secs(5);
+/// RFC 9112 §3.2: an HTTP/1.1 request without exactly one `Host` is answered 400. actix-http
+/// 3.18.11 and later refuse such a request while parsing it (and the front end hands it to
+/// actix to do so); this keeps the rule whatever actix-http version is built in.
+async fn require_host(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<
+    actix_web::dev::ServiceResponse<actix_web::body::EitherBody<impl actix_web::body::MessageBody>>,
+    actix_web::Error,
+> {
+    let hosts = req.headers().get_all(actix_web::http::header::HOST).count();
+    if req.version() == actix_web::http::Version::HTTP_11 && hosts != 1 {
+        let resp = actix_web::HttpResponse::BadRequest().finish();
+        return Ok(req.into_response(resp).map_into_right_body());
+    }
+    next.call(req).await.map(|r| r.map_into_left_body())
+}
 
 /// Log target of the access log (`RUST_LOG=info,pkgstash::access=warn` silences it).
 pub const ACCESS_LOG_TARGET: &str = "pkgstash::access";
@@ -292,7 +307,35 @@ async fn persist_index_periodically(state: web::Data<AppState>) {
 
 #[cfg(test)]
 mod tests {
-    use super::loopback_url;
+    use super::{loopback_url, require_host};
+    use actix_web::{http::Version, test as atest, web, App, HttpResponse};
+
+    #[actix_web::test]
+    async fn http11_needs_exactly_one_host() {
+        let app = atest::init_service(
+            App::new()
+                .wrap(actix_web::middleware::from_fn(require_host))
+                .default_service(web::to(HttpResponse::Ok)),
+        )
+        .await;
+        for (version, hosts, want) in [
+            (Version::HTTP_11, 0, 400),
+            (Version::HTTP_11, 2, 400),
+            (Version::HTTP_11, 1, 200),
+            (Version::HTTP_10, 0, 200),
+        ] {
+            let mut req = atest::TestRequest::get().version(version);
+            for i in 0..hosts {
+                req = req.append_header(("host", format!("h{i}")));
+            }
+            let resp = atest::call_service(&app, req.to_request()).await;
+            assert_eq!(
+                resp.status().as_u16(),
+                want,
+                "{version:?} with {hosts} Host"
+            );
+        }
+    }
 
     #[test]
     fn wildcards_become_loopback() {

@@ -1,8 +1,10 @@
 //! Integration tests: one binary, one module per area. They start the real
 //! `pkgstash` binary and real upstream servers on 127.0.0.1.
 mod admin;
+mod answers;
 mod aur;
 mod aur_install;
+mod bodies;
 mod cli;
 mod dbs;
 mod failover;
@@ -16,9 +18,11 @@ mod packaging;
 mod pacman;
 mod pacman7;
 mod pacman_dbs;
+mod parity;
 mod pkgfiles;
 mod proxy;
 mod races;
+mod rawhttp;
 mod redirect;
 mod refresh;
 mod release;

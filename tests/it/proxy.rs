@@ -275,7 +275,7 @@ fn conditional_requests_on_a_hit_give_304() {
 fn db_is_revalidated_and_stale_served_when_upstream_fails() {
     // Real (parseable) repo dbs: pkgstash never publishes a db it cannot read.
     let db = |version: u64| {
-        crate::framing::make_db(&[(
+        crate::bodies::make_db(&[(
             "foo",
             &format!("foo-{version}-1-x86_64.pkg.tar.zst"),
             version,

@@ -108,10 +108,13 @@ impl Job<'_> {
             // may well be older than the broken one it replaces.
             self.received = Validators::from_headers(resp.headers());
             let last_modified = self.served_last_modified(plan.last_modified, plan.total);
-            let reserve = self.expected.as_ref().map(|e| e.size).or(plan.total);
+            // Without a length from upstream (a chunked body), the repo db's size is the
+            // length clients are told (and held to: the body must end exactly there), so a
+            // Range on the download in flight gets its 206 (issue 15).
+            let known = plan.total.or(self.expected.as_ref().map(|e| e.size));
             let opened = self
                 .partial
-                .open(&self.ctx.store, reserve, plan.total, last_modified);
+                .open(&self.ctx.store, known, known, last_modified);
             if let Err((op, e)) = opened {
                 return self.storage(op, e);
             }
