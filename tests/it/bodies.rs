@@ -185,6 +185,21 @@ fn unreadable_db_never_replaces_the_cached_one() {
         .is_some_and(|e| e.contains("unreadable repo db")));
 }
 
+/// The server's log has (or gets within 5 s) a line containing `text`. A client can see an
+/// aborted body before the test's reader of the server's stderr has caught up with the line
+/// the server wrote just before the abort.
+fn assert_logged(p: &Pkgstash, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !p.log().contains(text) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        p.log().contains(text),
+        "`{text}` not in the log:\n{}",
+        p.log()
+    );
+}
+
 /// Read a streamed body until it ends or fails: (bytes read, ended cleanly).
 fn drain(path: &str, p: &Pkgstash) -> (u64, bool) {
     let mut resp = client().get(p.url(path)).send().expect("request");
@@ -220,7 +235,7 @@ fn endless_body_stops_at_max_unknown_size() {
         partials(&p) == 0
     });
     assert!(!p.cache_dir.join(CACHED).exists());
-    assert!(p.log().contains("max_unknown_size"), "{}", p.log());
+    assert_logged(&p, "max_unknown_size");
     // An endless body is the mirror's fault.
     assert_eq!(mirror_status(&p, 0)["failures"], 1);
 }
@@ -266,7 +281,7 @@ fn body_longer_than_the_db_says_fails_at_once() {
         "{n} bytes, clean end {clean}"
     );
     assert!(started.elapsed() < Duration::from_secs(30));
-    assert!(p.log().contains("the repo db says"), "{}", p.log());
+    assert_logged(&p, "the repo db says");
     wait_for("partial removed", Duration::from_secs(5), || {
         partials(&p) == 0
     });
