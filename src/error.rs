@@ -172,6 +172,38 @@ mod tests {
                 "{text}"
             );
         }
+        // A failed download answers by whose fault it was, with a fixed sentence each.
+        let storage = crate::store::StorageError {
+            kind: StorageErrorKind::NoSpace,
+            op: "write partial file",
+            detail: detail.into(),
+        };
+        for (failure, want, words) in [
+            (
+                Failure::upstream(&format!("http://mirror.example: {detail}")),
+                502,
+                "bad gateway",
+            ),
+            (Failure::Storage(storage), 507, "insufficient storage"),
+            (
+                Failure::Internal(detail.into()),
+                500,
+                "internal server error",
+            ),
+            (
+                Failure::Unverifiable(format!("core/x.pkg.tar.zst: %CSIZE% {detail}").into()),
+                502,
+                "repo db entry of this file is malformed",
+            ),
+        ] {
+            let (status, text) = body(ApiError::from(&failure)).await;
+            assert_eq!(status, want, "{failure:?}");
+            assert!(text.contains(words), "{text}");
+            assert!(
+                !text.contains("os error") && !text.contains('/') && !text.contains("CSIZE"),
+                "{text}"
+            );
+        }
         let (status, text) = body(ApiError::UriTooLong("path too long")).await;
         assert_eq!(
             (status, text.as_str()),

@@ -182,6 +182,17 @@ fn full_cache_gives_507_before_any_byte_is_fetched() {
     assert_generic(&body, &p);
     assert_eq!(m.count(PKG), 1);
     assert_blamed_on_disk(&p, "no_space");
+    // That plain GET was the sendfile fast path's; one it leaves to the mirror handler (a
+    // conditional header) gets the same answer: a new download (a failed one is not joined),
+    // failing alike.
+    let resp = client()
+        .get(p.url(PKG_URL))
+        .header("if-none-match", "\"none\"")
+        .send()
+        .expect("get");
+    let status = resp.status().as_u16();
+    let text = resp.text().expect("body");
+    assert_eq!((status, text.as_str()), (507, body.as_str()));
 }
 
 #[test]
