@@ -196,8 +196,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     cfg.cache_dir.display()
                 )));
             }
-            let rows = pkgstash::verify::verify_cache(&cfg.cache_dir, !no_quarantine);
-            let bad = pkgstash::verify::print_report(&rows, json.json);
+            let rows = pkgstash::jobs::verify::verify_cache(&cfg.cache_dir, !no_quarantine);
+            let bad = pkgstash::jobs::verify::print_report(&rows, json.json);
             if bad > 0 {
                 return Err(runtime(anyhow::anyhow!(
                     "{bad} cached package(s) do not match their repo db{}",
@@ -220,7 +220,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
 /// Client commands: one admin API request, then a table or the JSON.
 fn admin_command(cfg: &Config, command: &Command) -> Result<(), Failure> {
     use actix_web::http::Method;
-    use pkgstash::client as c;
+    use pkgstash::cli::client as c;
     use std::time::Duration;
 
     let fail = |e: c::ClientError| Failure {
@@ -239,7 +239,7 @@ fn admin_command(cfg: &Config, command: &Command) -> Result<(), Failure> {
             (c::render_status(&s), raw, j.json)
         }
         Command::Mirrors(j) => {
-            let (m, raw): (Vec<pkgstash::upstream::MirrorStatus>, _) = client
+            let (m, raw): (Vec<pkgstash::upstream::pool::MirrorStatus>, _) = client
                 .call_json(Method::GET, "mirrors", quick)
                 .map_err(fail)?;
             (c::render_mirrors(&m), raw, j.json)
@@ -280,17 +280,17 @@ fn admin_command(cfg: &Config, command: &Command) -> Result<(), Failure> {
 }
 
 enum RepoCmdError {
-    Client(pkgstash::client::ClientError),
+    Client(pkgstash::cli::client::ClientError),
     Usage(anyhow::Error),
 }
 
 /// `repo add | remove | list`: (text, raw JSON, --json?).
 fn repo_command(
-    client: &pkgstash::client::AdminClient,
+    client: &pkgstash::cli::client::AdminClient,
     action: &RepoAction,
 ) -> Result<(String, String, bool), RepoCmdError> {
     use actix_web::http::Method;
-    use pkgstash::client as c;
+    use pkgstash::cli::client as c;
     use std::time::Duration;
     let quick = Duration::from_secs(30);
     let seg = |s: &str| {
@@ -319,7 +319,7 @@ fn repo_command(
                     RepoCmdError::Usage(anyhow::anyhow!("cannot read {}: {e}", sig.display()))
                 })?;
                 headers.push((
-                    pkgstash::admin::SIGNATURE_HEADER.to_string(),
+                    pkgstash::admin::routes::SIGNATURE_HEADER.to_string(),
                     base64::engine::general_purpose::STANDARD.encode(data),
                 ));
             }
@@ -335,7 +335,7 @@ fn repo_command(
         }
         RepoAction::Remove { name, pkg, json } => {
             let path = format!("repos/{}/packages/{}", seg(name), seg(pkg));
-            let (p, raw): (pkgstash::pkgfile::PackageMeta, _) = client
+            let (p, raw): (pkgstash::repo::package::PackageMeta, _) = client
                 .call_json(Method::DELETE, &path, quick)
                 .map_err(RepoCmdError::Client)?;
             Ok((
@@ -346,7 +346,7 @@ fn repo_command(
         }
         RepoAction::List { name, json } => {
             let path = format!("repos/{}/packages", seg(name));
-            let (l, raw): (Vec<pkgstash::pkgfile::PackageMeta>, _) = client
+            let (l, raw): (Vec<pkgstash::repo::package::PackageMeta>, _) = client
                 .call_json(Method::GET, &path, quick)
                 .map_err(RepoCmdError::Client)?;
             Ok((c::render_repo_list(name, &l), raw, json.json))
@@ -356,12 +356,12 @@ fn repo_command(
 
 /// `pkgstash aur …`: (text, raw JSON, --json).
 fn aur_command(
-    client: &pkgstash::client::AdminClient,
+    client: &pkgstash::cli::client::AdminClient,
     action: &AurAction,
     timeout: std::time::Duration,
-) -> Result<(String, String, bool), pkgstash::client::ClientError> {
+) -> Result<(String, String, bool), pkgstash::cli::client::ClientError> {
     use actix_web::http::Method;
-    use pkgstash::client as c;
+    use pkgstash::cli::client as c;
     let enc = |s: &str| {
         percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
     };
@@ -381,12 +381,12 @@ fn aur_command(
         }
         AurAction::Reject { name, json } => {
             let path = format!("aur/reject/{}", enc(name));
-            let (d, raw): (pkgstash::aur::api::Done, _) =
+            let (d, raw): (pkgstash::admin::aur::Done, _) =
                 client.call_json(Method::POST, &path, timeout)?;
             (format!("{}\n", d.message), raw, json.json)
         }
         AurAction::Check(json) => {
-            let (d, raw): (pkgstash::aur::api::Done, _) =
+            let (d, raw): (pkgstash::admin::aur::Done, _) =
                 client.call_json(Method::POST, "aur/check", timeout)?;
             (format!("{}\n", d.message), raw, json.json)
         }
@@ -401,19 +401,19 @@ fn evict_path(input: &str) -> anyhow::Result<String> {
         None => s,
     };
     let s = s.trim_start_matches('/');
-    let path = pkgstash::path::RepoPath::parse(&format!("/{s}"))
+    let path = pkgstash::repo::path::RepoPath::parse(&format!("/{s}"))
         .map_err(|e| anyhow::anyhow!("bad path {input:?}: {e}"))?;
     Ok(format!("{}/{}", path.upstream(), path.rel_url_encoded()))
 }
 
 fn serve(cfg: Config) -> Result<(), Failure> {
-    let store = pkgstash::store::Store::open(&cfg.cache_dir).map_err(usage)?;
-    let repos = pkgstash::localrepo::LocalRepos::open(&cfg).map_err(usage)?;
+    let store = pkgstash::cache::store::Store::open(&cfg.cache_dir).map_err(usage)?;
+    let repos = pkgstash::custom_repo::LocalRepos::open(&cfg).map_err(usage)?;
     let listeners = pkgstash::server::bind(&cfg).map_err(runtime)?;
     pkgstash::server::raise_file_limit();
     actix_web::rt::System::new()
         .block_on(async move {
-            let state = pkgstash::server::AppState::new(cfg, store, repos);
+            let state = pkgstash::state::AppState::new(cfg, store, repos);
             pkgstash::server::run(state, listeners).await
         })
         .map_err(runtime)

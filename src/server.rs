@@ -4,104 +4,17 @@
 //! `listening on http://ADDR` line per listener — the line test harnesses wait for.
 
 use std::net::TcpListener;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+
+use std::time::Duration;
 
 use actix_web::middleware::Logger;
 use actix_web::{web, App};
 
-use crate::auth::AdminAuth;
-use crate::cache_index::CacheIndex;
-use crate::catalog::Catalog;
 use crate::config::Config;
-use crate::fetch::{FetchContext, Fetcher};
-use crate::inflight::Registry;
-use crate::localrepo::LocalRepos;
-use crate::metrics::Metrics;
-use crate::store::Store;
-use crate::upstream::Pools;
+use crate::state::AppState;
 
 /// How long a graceful shutdown waits for responses in progress.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-
-/// State shared by every worker.
-pub struct AppState {
-    pub cfg: Arc<Config>,
-    pub store: Arc<Store>,
-    pub index: Arc<CacheIndex>,
-    pub catalog: Arc<Catalog>,
-    pub registry: Arc<Registry>,
-    pub pools: Arc<Pools>,
-    pub fetcher: Fetcher,
-    pub metrics: Arc<Metrics>,
-    /// Custom repos.
-    pub repos: Arc<LocalRepos>,
-    /// Admin token check and failed-attempt limiter.
-    pub auth: AdminAuth,
-    pub started: Instant,
-    /// Report of the last refresh, if any ran.
-    pub last_refresh: parking_lot::Mutex<Option<crate::refresh::RefreshReport>>,
-    /// Held while a refresh runs: one at a time.
-    pub refresh_lock: tokio::sync::Mutex<()>,
-    /// The AUR build server, when `[aur]` is configured.
-    pub aur: Option<Arc<crate::aur::AurService>>,
-    /// Open handles of recently hit files (the fast path's).
-    pub open_files: Arc<crate::open_files::OpenFiles>,
-}
-
-impl AppState {
-    /// Build the state. Must run inside an actix `System` (it starts the fetch arbiter).
-    pub fn new(cfg: Config, store: Store, repos: LocalRepos) -> AppState {
-        let cfg = Arc::new(cfg);
-        let store = Arc::new(store);
-        let pools = Arc::new(Pools::from_config(&cfg));
-        let metrics = Arc::new(Metrics::new());
-        let started = Instant::now();
-        let index = Arc::new(CacheIndex::scan(store.root()));
-        log::info!(
-            "cache index: {} files in {} ms",
-            index.len(),
-            started.elapsed().as_millis()
-        );
-        let catalog = Arc::new(Catalog::default());
-        let fetcher = Fetcher::new(Arc::new(FetchContext {
-            store: store.clone(),
-            index: index.clone(),
-            catalog: catalog.clone(),
-            pools: pools.clone(),
-            metrics: metrics.clone(),
-            timeout: cfg.upstream_timeout,
-            min_rate: cfg.min_rate,
-            max_unknown_size: cfg.max_unknown_size,
-            pairs: Default::default(),
-            republished: Default::default(),
-        }));
-        let repos = Arc::new(repos);
-        let aur = cfg.aur.as_ref().map(|aur_cfg| {
-            let publisher: Arc<dyn crate::aur::Publisher> = Arc::new(
-                crate::aur::publish::LocalRepoPublisher::new(repos.clone(), &aur_cfg.repo),
-            );
-            crate::aur::AurService::new(aur_cfg.clone(), &cfg.cache_dir, publisher)
-        });
-        AppState {
-            repos,
-            aur,
-            auth: AdminAuth::new(cfg.token.clone()),
-            cfg,
-            store,
-            index,
-            catalog,
-            registry: Arc::new(Registry::default()),
-            pools,
-            fetcher,
-            metrics,
-            started: Instant::now(),
-            last_refresh: parking_lot::Mutex::new(None),
-            refresh_lock: tokio::sync::Mutex::new(()),
-            open_files: Arc::new(crate::open_files::OpenFiles::sized_for_this_process()),
-        }
-    }
-}
 
 /// Raise the soft open-file limit to the hard one (many clients, cached handles): systemd
 /// and shells start services with a soft limit of 1024.
@@ -153,13 +66,13 @@ fn bind_one(addr: &str) -> std::io::Result<TcpListener> {
 
 /// Register the routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    crate::admin::configure(cfg);
-    cfg.default_service(web::to(crate::mirror::handle));
+    crate::admin::routes::configure(cfg);
+    cfg.default_service(web::to(crate::http::mirror::handle));
 }
 
-/// The service for one accepted connection: [`crate::conn`]'s front end, which answers plain
-/// package requests itself ([`crate::fastpath`], sendfile) and hands every other request to
-/// the actix app over HTTP/1.1 ([`crate::handoff`]).
+/// The service for one accepted connection: [`crate::http::conn`]'s front end, which answers plain
+/// package requests itself ([`crate::http::conn::fastpath`], sendfile) and hands every other request to
+/// the actix app over HTTP/1.1 ([`crate::http::conn::handoff`]).
 fn connection_service(
     data: web::Data<AppState>,
     addr: std::net::SocketAddr,
@@ -183,8 +96,8 @@ fn connection_service(
     // Keep-alive and the head timeout apply when actix has whole connections
     // (`fast_path = false`); otherwise the front end applies the same limits to every request.
     let h1 = actix_http::HttpService::build()
-        .keep_alive(crate::conn::KEEP_ALIVE)
-        .client_request_timeout(crate::conn::HEAD_TIMEOUT)
+        .keep_alive(crate::http::conn::KEEP_ALIVE)
+        .client_request_timeout(crate::http::conn::HEAD_TIMEOUT)
         .local_addr(addr)
         .h1(map_config(app, |_| actix_web::dev::AppConfig::default()));
     let h1 = std::rc::Rc::new(h1);
@@ -198,8 +111,10 @@ fn connection_service(
                 let handler = handler.clone();
                 let data = data.clone();
                 async move {
-                    crate::conn::serve_connection(io, &data, |io, peer| handler.call((io, peer)))
-                        .await;
+                    crate::http::conn::serve_connection(io, &data, |io, peer| {
+                        handler.call((io, peer))
+                    })
+                    .await;
                     Ok::<_, ()>(())
                 }
             }))
@@ -249,7 +164,7 @@ pub async fn run(state: AppState, listeners: Vec<TcpListener>) -> std::io::Resul
     }
     let server = builder.run();
     if let Some(interval) = data.cfg.refresh.interval {
-        actix_web::rt::spawn(crate::refresh::run_schedule(data.clone(), interval));
+        actix_web::rt::spawn(crate::jobs::refresh::run_schedule(data.clone(), interval));
     }
     actix_web::rt::spawn(persist_index_periodically(data.clone()));
     actix_web::rt::spawn(sweep_open_files(data.clone()));
@@ -287,7 +202,7 @@ fn loopback_url(mut addr: std::net::SocketAddr) -> String {
 /// Close idle cached file handles (so removed files release their space).
 async fn sweep_open_files(state: web::Data<AppState>) {
     loop {
-        tokio::time::sleep(crate::open_files::IDLE).await;
+        tokio::time::sleep(crate::cache::open_files::IDLE).await;
         state.open_files.sweep();
     }
 }

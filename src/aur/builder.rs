@@ -23,9 +23,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::aur::config::{BuilderConfig, Dependencies, Isolation};
 use crate::aur::deps::{self, DepRoot};
 use crate::aur::overlay::Overlay;
+use crate::config::aur::{BuilderConfig, Dependencies, Isolation};
 
 /// Why a build failed.
 #[derive(Debug, thiserror::Error)]

@@ -14,7 +14,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::aur::config::{BuilderConfig, DepRepoRef};
+use crate::config::aur::{BuilderConfig, DepRepoRef};
 
 /// The host's pacman database.
 pub const HOST_DBPATH: &str = "/var/lib/pacman";

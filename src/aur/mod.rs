@@ -2,7 +2,7 @@
 //! approved ones and publish them to the custom repo.
 //!
 //! 1. **Check** (every `aur.check_interval`, or on `POST aur/check`): one RPC `info` query
-//!    ([`rpc`]); for every package base whose AUR version is newer ([`crate::vercmp`]) than
+//!    ([`rpc`]); for every package base whose AUR version is newer ([`crate::repo::vercmp`]) than
 //!    what the custom repo holds ([`Publisher::current_version`]), fetch its git repo
 //!    ([`git`]). A head revision already handled (queued, pending, rejected, built or
 //!    failed) is left alone.
@@ -21,10 +21,8 @@
 //! State lives in `<cache_dir>/.state/aur/` (`state.json`, `git/`, `logs/`); a restart resumes
 //! the queue (a build killed mid-way runs again).
 
-pub mod api;
 pub mod approval;
 pub mod builder;
-pub mod config;
 pub mod deps;
 pub mod git;
 pub mod notify;
@@ -44,12 +42,12 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use self::approval::Verdict;
-use self::config::AurConfig;
 use self::git::GitMirror;
 use self::notify::{Event, Notice};
 pub use self::publish::Publisher;
 use self::queue::{Approval, AurState, BuildRecord, DecisionError, Job, Pending, StateFile};
-use crate::vercmp::vercmp;
+use crate::config::aur::{self as config, AurConfig};
+use crate::repo::vercmp::vercmp;
 
 /// RPC request time limit.
 const RPC_TIMEOUT: Duration = Duration::from_secs(30);
@@ -60,7 +58,7 @@ const LOG_TAIL_LINES: usize = 40;
 
 /// `<cache_dir>/.state/aur`.
 pub fn state_dir(cache_dir: &Path) -> PathBuf {
-    cache_dir.join(crate::cache_index::STATE_DIR).join("aur")
+    cache_dir.join(crate::cache::index::STATE_DIR).join("aur")
 }
 
 /// One recent build, for the status page.

@@ -1,9 +1,9 @@
 //! Where builds go: the [`Publisher`] trait and [`LocalRepoPublisher`], which adds builds to
-//! a custom repo of [`crate::localrepo`] through the same code path as `pkgstash repo add`.
+//! a custom repo of [`crate::custom_repo`] through the same code path as `pkgstash repo add`.
 
 use std::path::Path;
 
-use crate::vercmp::vercmp;
+use crate::repo::vercmp::vercmp;
 
 /// The custom repo as the build server sees it.
 pub trait Publisher: Send + Sync {
@@ -13,15 +13,15 @@ pub trait Publisher: Send + Sync {
     fn publish(&self, pkg: &Path, sig: Option<&Path>) -> Result<(), String>;
 }
 
-/// The custom repo `repo` of [`crate::localrepo::LocalRepos`]: the same code path as
+/// The custom repo `repo` of [`crate::custom_repo::LocalRepos`]: the same code path as
 /// `pkgstash repo add`.
 pub struct LocalRepoPublisher {
-    repos: std::sync::Arc<crate::localrepo::LocalRepos>,
+    repos: std::sync::Arc<crate::custom_repo::LocalRepos>,
     repo: String,
 }
 
 impl LocalRepoPublisher {
-    pub fn new(repos: std::sync::Arc<crate::localrepo::LocalRepos>, repo: &str) -> Self {
+    pub fn new(repos: std::sync::Arc<crate::custom_repo::LocalRepos>, repo: &str) -> Self {
         LocalRepoPublisher {
             repos,
             repo: repo.to_string(),

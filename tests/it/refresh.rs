@@ -229,13 +229,13 @@ impl Cache {
         keep: usize,
         max_age_days: Option<u64>,
         max_size: Option<u64>,
-    ) -> pkgstash::cleanup::Cleaner {
+    ) -> pkgstash::jobs::cleanup::Cleaner {
         let root = self.dir.path();
-        pkgstash::cleanup::Cleaner {
-            store: Arc::new(pkgstash::store::Store::open(root).expect("store")),
-            index: Arc::new(pkgstash::cache_index::CacheIndex::scan(root)),
-            catalog: Arc::new(pkgstash::catalog::Catalog::default()),
-            registry: Arc::new(pkgstash::inflight::Registry::default()),
+        pkgstash::jobs::cleanup::Cleaner {
+            store: Arc::new(pkgstash::cache::store::Store::open(root).expect("store")),
+            index: Arc::new(pkgstash::cache::index::CacheIndex::scan(root)),
+            catalog: Arc::new(pkgstash::cache::catalog::Catalog::default()),
+            registry: Arc::new(pkgstash::cache::inflight::Registry::default()),
             policy: pkgstash::config::CleanupConfig {
                 keep_versions: keep,
                 max_age: max_age_days.map(|d| Duration::from_secs(d * 86400)),
@@ -320,14 +320,14 @@ fn verify_finds_and_quarantines_corrupt_packages() {
     corrupt[mid] ^= 0xff;
     cache.put(&name_of(&bad), &corrupt, 0);
     cache.put("stray-1.0-1-any.pkg.tar.zst", b"unknown", 0);
-    let rows = pkgstash::verify::verify_cache(cache.dir.path(), true);
+    let rows = pkgstash::jobs::verify::verify_cache(cache.dir.path(), true);
     let verdict = |n: &str| {
         rows.iter()
             .find(|r| r.path.ends_with(n))
             .map(|r| r.verdict.clone())
             .unwrap_or_else(|| panic!("{n} not checked: {rows:?}"))
     };
-    use pkgstash::verify::Verdict;
+    use pkgstash::jobs::verify::Verdict;
     assert_eq!(verdict(&name_of(&good)), Verdict::Ok);
     assert_eq!(verdict(&name_of(&bad)), Verdict::Mismatch);
     assert_eq!(verdict("stray-1.0-1-any.pkg.tar.zst"), Verdict::Unknown);

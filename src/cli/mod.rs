@@ -1,0 +1,3 @@
+//! The command line's side of the admin API.
+
+pub mod client;

@@ -1,0 +1,152 @@
+//! `pkgstash verify`: check every cached package against the cached repo db of its directory
+//! (size, then sha256), move mismatches to `<cache_dir>/.quarantine/` (same relative path), and
+//! report ok / mismatch / unknown (no cached db lists the file — e.g. an older version).
+//!
+//! Works on the cache directory directly (no server needed); a running server simply treats a
+//! quarantined file as not cached and fetches it again.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::cache::catalog::{is_package_name, Catalog};
+use crate::cache::index::CacheIndex;
+
+/// Directory (below the cache root) receiving files that failed verification.
+pub const QUARANTINE_DIR: &str = ".quarantine";
+
+/// Verdict on one cached package.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Ok,
+    Mismatch,
+    Unknown,
+}
+
+/// One line of the verify report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Checked {
+    /// `upstream/rel`
+    pub path: String,
+    pub verdict: Verdict,
+    pub detail: String,
+}
+
+/// sha256 of a file, streamed.
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut f = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Check every cached package under `root`; with `quarantine`, move mismatches away.
+pub fn verify_cache(root: &Path, quarantine: bool) -> Vec<Checked> {
+    let index = CacheIndex::scan(root);
+    let catalog = Catalog::default();
+    let mut files = index.snapshot();
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut out = Vec::new();
+    for (key, info) in files {
+        let Some((dir, name)) = key.rsplit_once('/') else {
+            continue;
+        };
+        if !is_package_name(name) {
+            continue;
+        }
+        let file = root.join(&key);
+        let Some(entry) = catalog.entry_for(&root.join(dir), name) else {
+            out.push(Checked {
+                path: key,
+                verdict: Verdict::Unknown,
+                detail: "no cached db lists it".into(),
+            });
+            continue;
+        };
+        let problem = match (entry.csize, entry.sha256.as_deref()) {
+            (Some(size), _) if size != info.size => {
+                Some(format!("size {} but the db says {size}", info.size))
+            }
+            (_, Some(want)) => match sha256_file(&file) {
+                Ok(got) if got.eq_ignore_ascii_case(want) => None,
+                Ok(got) => Some(format!("sha256 {got} but the db says {want}")),
+                Err(e) => Some(format!("cannot read: {e}")),
+            },
+            (_, None) => None,
+        };
+        match problem {
+            None => out.push(Checked {
+                path: key,
+                verdict: Verdict::Ok,
+                detail: String::new(),
+            }),
+            Some(mut detail) => {
+                if quarantine {
+                    match move_to_quarantine(root, &key) {
+                        Ok(dest) => detail.push_str(&format!("; moved to {}", dest.display())),
+                        // Removed meanwhile (evicted, cleaned up): nothing left to quarantine.
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                            detail.push_str("; already gone from the cache")
+                        }
+                        Err(e) => detail.push_str(&format!("; cannot quarantine: {e}")),
+                    }
+                }
+                out.push(Checked {
+                    path: key,
+                    verdict: Verdict::Mismatch,
+                    detail,
+                });
+            }
+        }
+    }
+    out
+}
+
+fn move_to_quarantine(root: &Path, key: &str) -> std::io::Result<PathBuf> {
+    let dest = root.join(QUARANTINE_DIR).join(key);
+    if let Some(parent) = dest.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::rename(root.join(key), &dest)?;
+    Ok(dest)
+}
+
+/// Print the report (a table, or JSON lines with `json`); returns the number of mismatches.
+pub fn print_report(rows: &[Checked], json: bool) -> usize {
+    let mismatches = rows
+        .iter()
+        .filter(|r| r.verdict == Verdict::Mismatch)
+        .count();
+    if json {
+        println!("{}", serde_json::to_string_pretty(rows).unwrap_or_default());
+        return mismatches;
+    }
+    let width = rows.iter().map(|r| r.path.len()).max().unwrap_or(4).max(4);
+    println!("{:<8}  {:<width$}  DETAIL", "RESULT", "FILE");
+    for r in rows {
+        let v = match r.verdict {
+            Verdict::Ok => "ok",
+            Verdict::Mismatch => "MISMATCH",
+            Verdict::Unknown => "unknown",
+        };
+        println!("{v:<8}  {:<width$}  {}", r.path, r.detail);
+    }
+    let count = |v: Verdict| rows.iter().filter(|r| r.verdict == v).count();
+    println!(
+        "\n{} ok, {} mismatch, {} unknown (not listed by any cached db)",
+        count(Verdict::Ok),
+        mismatches,
+        count(Verdict::Unknown)
+    );
+    mismatches
+}

@@ -1,0 +1,96 @@
+//! The state shared by every worker of the faces ([`crate::http`], [`crate::admin`]):
+//! config, cache, upstream pools, download tasks, custom repos, the AUR build server.
+//! Only the faces and the server import it; layers below take the parts they need.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::admin::auth::AdminAuth;
+use crate::cache::catalog::Catalog;
+use crate::cache::index::CacheIndex;
+use crate::cache::inflight::Registry;
+use crate::cache::store::Store;
+use crate::config::Config;
+use crate::custom_repo::LocalRepos;
+use crate::metrics::Metrics;
+use crate::upstream::fetch::{FetchContext, Fetcher};
+use crate::upstream::pool::Pools;
+
+/// State shared by every worker.
+pub struct AppState {
+    pub cfg: Arc<Config>,
+    pub store: Arc<Store>,
+    pub index: Arc<CacheIndex>,
+    pub catalog: Arc<Catalog>,
+    pub registry: Arc<Registry>,
+    pub pools: Arc<Pools>,
+    pub fetcher: Fetcher,
+    pub metrics: Arc<Metrics>,
+    /// Custom repos.
+    pub repos: Arc<LocalRepos>,
+    /// Admin token check and failed-attempt limiter.
+    pub auth: AdminAuth,
+    pub started: Instant,
+    /// Report of the last refresh, if any ran.
+    pub last_refresh: parking_lot::Mutex<Option<crate::jobs::refresh::RefreshReport>>,
+    /// Held while a refresh runs: one at a time.
+    pub refresh_lock: tokio::sync::Mutex<()>,
+    /// The AUR build server, when `[aur]` is configured.
+    pub aur: Option<Arc<crate::aur::AurService>>,
+    /// Open handles of recently hit files (the fast path's).
+    pub open_files: Arc<crate::cache::open_files::OpenFiles>,
+}
+
+impl AppState {
+    /// Build the state. Must run inside an actix `System` (it starts the fetch arbiter).
+    pub fn new(cfg: Config, store: Store, repos: LocalRepos) -> AppState {
+        let cfg = Arc::new(cfg);
+        let store = Arc::new(store);
+        let pools = Arc::new(Pools::from_config(&cfg));
+        let metrics = Arc::new(Metrics::new());
+        let started = Instant::now();
+        let index = Arc::new(CacheIndex::scan(store.root()));
+        log::info!(
+            "cache index: {} files in {} ms",
+            index.len(),
+            started.elapsed().as_millis()
+        );
+        let catalog = Arc::new(Catalog::default());
+        let fetcher = Fetcher::new(Arc::new(FetchContext {
+            store: store.clone(),
+            index: index.clone(),
+            catalog: catalog.clone(),
+            pools: pools.clone(),
+            metrics: metrics.clone(),
+            timeout: cfg.upstream_timeout,
+            min_rate: cfg.min_rate,
+            max_unknown_size: cfg.max_unknown_size,
+            pairs: Default::default(),
+            republished: Default::default(),
+        }));
+        let repos = Arc::new(repos);
+        let aur = cfg.aur.as_ref().map(|aur_cfg| {
+            let publisher: Arc<dyn crate::aur::Publisher> = Arc::new(
+                crate::aur::publish::LocalRepoPublisher::new(repos.clone(), &aur_cfg.repo),
+            );
+            crate::aur::AurService::new(aur_cfg.clone(), &cfg.cache_dir, publisher)
+        });
+        AppState {
+            repos,
+            aur,
+            auth: AdminAuth::new(cfg.token.clone()),
+            cfg,
+            store,
+            index,
+            catalog,
+            registry: Arc::new(Registry::default()),
+            pools,
+            fetcher,
+            metrics,
+            started: Instant::now(),
+            last_refresh: parking_lot::Mutex::new(None),
+            refresh_lock: tokio::sync::Mutex::new(()),
+            open_files: Arc::new(crate::cache::open_files::OpenFiles::sized_for_this_process()),
+        }
+    }
+}
