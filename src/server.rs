@@ -7,9 +7,9 @@ use std::net::TcpListener;
 
 use std::time::Duration;
 
-use actix_web::middleware::Logger;
 use actix_web::{web, App};
 
+use crate::admin::auth::AdminAuth;
 use crate::config::Config;
 use crate::state::AppState;
 
@@ -75,6 +75,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// the actix app over HTTP/1.1 ([`crate::http::conn::handoff`]).
 fn connection_service(
     data: web::Data<AppState>,
+    auth: web::Data<AdminAuth>,
     addr: std::net::SocketAddr,
 ) -> impl actix_service::ServiceFactory<
     actix_web::rt::net::TcpStream,
@@ -88,8 +89,9 @@ fn connection_service(
     let app_data = data.clone();
     let app = App::new()
         .wrap(actix_web::middleware::from_fn(require_host))
-        .wrap(access_log())
+        .wrap(crate::http::access_log::actix_logger())
         .app_data(app_data)
+        .app_data(auth)
         .configure(configure)
         .into_factory()
         .map_err(|e: actix_web::Error| e.error_response());
@@ -140,26 +142,18 @@ async fn require_host(
     next.call(req).await.map(|r| r.map_into_left_body())
 }
 
-/// Log target of the access log (`RUST_LOG=info,pkgstash::access=warn` silences it).
-pub const ACCESS_LOG_TARGET: &str = "pkgstash::access";
-
-/// One info line per request, written when the response body ends: client, request line,
-/// status, body bytes, duration, result (hit/miss/joined/…; `-` for non-mirror routes).
-fn access_log() -> Logger {
-    Logger::new("%a \"%r\" %s %b %Dms %{x-cache-status}o").log_target(ACCESS_LOG_TARGET)
-}
-
 /// Serve until SIGTERM/SIGINT (graceful: responses in progress get [`SHUTDOWN_GRACE`]).
 pub async fn run(state: AppState, listeners: Vec<TcpListener>) -> std::io::Result<()> {
     let data = web::Data::new(state);
+    let auth = web::Data::new(AdminAuth::new(data.cfg.token.clone()));
     let mut builder = actix_server::Server::build().shutdown_timeout(SHUTDOWN_GRACE.as_secs());
     let mut addrs = Vec::new();
     for l in listeners {
         let addr = l.local_addr()?;
         addrs.push(addr);
-        let data = data.clone();
+        let (data, auth) = (data.clone(), auth.clone());
         builder = builder.listen(format!("pkgstash-{addr}"), l, move || {
-            connection_service(data.clone(), addr)
+            connection_service(data.clone(), auth.clone(), addr)
         })?;
     }
     let server = builder.run();

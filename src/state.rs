@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::admin::auth::AdminAuth;
 use crate::cache::catalog::Catalog;
 use crate::cache::index::CacheIndex;
 use crate::cache::inflight::Registry;
@@ -28,8 +27,6 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Custom repos.
     pub repos: Arc<LocalRepos>,
-    /// Admin token check and failed-attempt limiter.
-    pub auth: AdminAuth,
     pub started: Instant,
     /// Report of the last refresh, if any ran.
     pub last_refresh: parking_lot::Mutex<Option<crate::jobs::refresh::RefreshReport>>,
@@ -78,7 +75,6 @@ impl AppState {
         AppState {
             repos,
             aur,
-            auth: AdminAuth::new(cfg.token.clone()),
             cfg,
             store,
             index,

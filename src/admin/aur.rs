@@ -50,7 +50,7 @@ fn json<T: Serialize>(value: &T) -> HttpResponse {
 }
 
 fn service(req: &HttpRequest, state: &AppState) -> Result<Arc<AurService>, ApiError> {
-    state.auth.check(req)?;
+    crate::admin::auth::require(req)?;
     state.aur.clone().ok_or_else(|| {
         ApiError::Conflict("the AUR build server is off (no [aur] section in the config)".into())
     })

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use actix_web::http::header;
-use actix_web::HttpRequest;
+use actix_web::{web, HttpRequest};
 use parking_lot::Mutex;
 
 use crate::config::Token;
@@ -39,11 +39,6 @@ impl AdminAuth {
             token,
             failures: Mutex::new(HashMap::new()),
         }
-    }
-
-    /// Is the admin API enabled at all?
-    pub fn enabled(&self) -> bool {
-        self.token.is_some()
     }
 
     /// Admit `req`, or say why not: 403 when no token is configured, 429 while the client is
@@ -114,6 +109,15 @@ impl AdminAuth {
             };
         }
         f.count += 1;
+    }
+}
+
+/// Admit `req` with the server's [`AdminAuth`], which the server registers as app data
+/// (`web::Data<AdminAuth>`); without one, nothing is admitted (403).
+pub fn require(req: &HttpRequest) -> Result<(), ApiError> {
+    match req.app_data::<web::Data<AdminAuth>>() {
+        Some(auth) => auth.check(req),
+        None => Err(ApiError::AdminDisabled),
     }
 }
 

@@ -101,18 +101,18 @@ async fn api_status(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    state.auth.check(&req)?;
+    crate::admin::auth::require(&req)?;
     Ok(json(&Status::collect(&state)))
 }
 
 async fn mirrors(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    state.auth.check(&req)?;
+    crate::admin::auth::require(&req)?;
     let all: Vec<_> = state.pools.iter().flat_map(|p| p.status()).collect();
     Ok(json(&all))
 }
 
 async fn refresh(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    state.auth.check(&req)?;
+    crate::admin::auth::require(&req)?;
     if state.refresh_lock.try_lock().is_err() {
         return Err(ApiError::Conflict("a refresh is already running".into()));
     }
@@ -129,7 +129,7 @@ pub struct CleanupQuery {
 }
 
 async fn cleanup(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    state.auth.check(&req)?;
+    crate::admin::auth::require(&req)?;
     let q = web::Query::<CleanupQuery>::from_query(req.query_string())
         .map_err(|e| ApiError::BadRequest(format!("query: {e}")))?;
     log::info!("admin: cleanup requested (dry run: {})", q.dry_run);
@@ -145,7 +145,7 @@ pub struct Evicted {
 }
 
 async fn evict(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    state.auth.check(&req)?;
+    crate::admin::auth::require(&req)?;
     let raw = req
         .path()
         .strip_prefix("/_pkgstash/api/cache")
@@ -188,8 +188,8 @@ async fn evict(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespo
     }))
 }
 
-async fn unknown(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    state.auth.check(&req)?;
+async fn unknown(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    crate::admin::auth::require(&req)?;
     let rel = req
         .path()
         .strip_prefix("/_pkgstash/api/")
@@ -243,7 +243,7 @@ async fn repo_upload(
 ) -> Result<HttpResponse, ApiError> {
     use futures::StreamExt;
     use std::io::Write;
-    state.auth.check(&req)?;
+    crate::admin::auth::require(&req)?;
     let repo_name = req.match_info().get("repo").unwrap_or_default().to_string();
     let repo = state
         .repos
@@ -316,7 +316,7 @@ async fn repo_upload(
 }
 
 async fn repo_list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    state.auth.check(&req)?;
+    crate::admin::auth::require(&req)?;
     let repo = req.match_info().get("repo").unwrap_or_default();
     Ok(json(&state.repos.list(repo)?))
 }
@@ -325,7 +325,7 @@ async fn repo_remove(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    state.auth.check(&req)?;
+    crate::admin::auth::require(&req)?;
     let repo = req.match_info().get("repo").unwrap_or_default().to_string();
     let name = req.match_info().get("name").unwrap_or_default().to_string();
     let repos = state.repos.clone();

@@ -17,7 +17,7 @@
 //! With `fast_path = false` every connection is actix's from its first byte.
 //!
 //! Requests answered here are counted in the metrics and written to the access log like the
-//! actix side's ([`crate::server::ACCESS_LOG_TARGET`]), cut-short ones included, with the
+//! actix side's ([`crate::http::access_log`]), cut-short ones included, with the
 //! body bytes actually handed to the kernel.
 
 pub mod fastpath;
@@ -36,11 +36,11 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Buf;
 use tokio::net::TcpStream;
 
+use crate::http::access_log::log_line;
 use crate::http::conn::fastpath::Served;
 use crate::http::conn::handoff::{ActixIo, Exchange, ReadSide};
 use crate::http::conn::http1::{BodyKind, Frame, Head};
 use crate::http::conn::http1_body::RequestBytes;
-use crate::server::ACCESS_LOG_TARGET;
 use crate::state::AppState;
 
 /// An idle connection (no request in progress) is closed after this long (actix's default).
@@ -266,23 +266,6 @@ fn account(
         served.sent,
         took,
         served.outcome.as_str(),
-    );
-}
-
-/// One access-log line, in the format of the actix side's `Logger`.
-fn log_line(
-    peer: Option<SocketAddr>,
-    request: &str,
-    status: u16,
-    sent: u64,
-    took: Duration,
-    result: &str,
-) {
-    log::info!(
-        target: ACCESS_LOG_TARGET,
-        "{} {request} {status} {sent} {:.6}ms {result}",
-        ip(peer),
-        took.as_secs_f64() * 1000.0,
     );
 }
 
