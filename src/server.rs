@@ -158,7 +158,10 @@ pub async fn run(state: AppState, listeners: Vec<TcpListener>) -> std::io::Resul
     }
     let server = builder.run();
     if let Some(interval) = data.cfg.refresh.interval {
-        actix_web::rt::spawn(crate::jobs::refresh::run_schedule(data.clone(), interval));
+        actix_web::rt::spawn(crate::jobs::refresh::run_schedule(
+            data.jobs.clone(),
+            interval,
+        ));
     }
     actix_web::rt::spawn(persist_index_periodically(data.clone()));
     actix_web::rt::spawn(sweep_open_files(data.clone()));

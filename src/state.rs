@@ -11,6 +11,7 @@ use crate::cache::inflight::Registry;
 use crate::cache::store::Store;
 use crate::config::Config;
 use crate::custom_repo::LocalRepos;
+use crate::jobs::Jobs;
 use crate::metrics::Metrics;
 use crate::upstream::fetch::{FetchContext, Fetcher};
 use crate::upstream::pool::Pools;
@@ -28,10 +29,8 @@ pub struct AppState {
     /// Custom repos.
     pub repos: Arc<LocalRepos>,
     pub started: Instant,
-    /// Report of the last refresh, if any ran.
-    pub last_refresh: parking_lot::Mutex<Option<crate::jobs::refresh::RefreshReport>>,
-    /// Held while a refresh runs: one at a time.
-    pub refresh_lock: tokio::sync::Mutex<()>,
+    /// Refresh, cleanup: their handle on the cache and the fetcher.
+    pub jobs: Arc<Jobs>,
     /// The AUR build server, when `[aur]` is configured.
     pub aur: Option<Arc<crate::aur::AurService>>,
     /// Open handles of recently hit files (the fast path's).
@@ -53,6 +52,7 @@ impl AppState {
             started.elapsed().as_millis()
         );
         let catalog = Arc::new(Catalog::default());
+        let registry = Arc::new(Registry::default());
         let fetcher = Fetcher::new(Arc::new(FetchContext {
             store: store.clone(),
             index: index.clone(),
@@ -64,7 +64,16 @@ impl AppState {
             max_unknown_size: cfg.max_unknown_size,
             pairs: Default::default(),
             republished: Default::default(),
+            registry: registry.clone(),
         }));
+        let jobs = Arc::new(Jobs::new(
+            cfg.clone(),
+            store.clone(),
+            index.clone(),
+            catalog.clone(),
+            registry.clone(),
+            fetcher.clone(),
+        ));
         let repos = Arc::new(repos);
         let aur = cfg.aur.as_ref().map(|aur_cfg| {
             let publisher: Arc<dyn crate::aur::Publisher> = Arc::new(
@@ -79,13 +88,12 @@ impl AppState {
             store,
             index,
             catalog,
-            registry: Arc::new(Registry::default()),
+            registry,
             pools,
             fetcher,
             metrics,
             started: Instant::now(),
-            last_refresh: parking_lot::Mutex::new(None),
-            refresh_lock: tokio::sync::Mutex::new(()),
+            jobs,
             open_files: Arc::new(crate::cache::open_files::OpenFiles::sized_for_this_process()),
         }
     }

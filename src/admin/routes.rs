@@ -113,11 +113,11 @@ async fn mirrors(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
 
 async fn refresh(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     crate::admin::auth::require(&req)?;
-    if state.refresh_lock.try_lock().is_err() {
+    if state.jobs.refresh_lock.try_lock().is_err() {
         return Err(ApiError::Conflict("a refresh is already running".into()));
     }
     log::info!("admin: refresh requested");
-    let report = crate::jobs::refresh::refresh_now(&state).await;
+    let report = crate::jobs::refresh::refresh_now(&state.jobs).await;
     Ok(json(&report))
 }
 
@@ -133,7 +133,9 @@ async fn cleanup(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
     let q = web::Query::<CleanupQuery>::from_query(req.query_string())
         .map_err(|e| ApiError::BadRequest(format!("query: {e}")))?;
     log::info!("admin: cleanup requested (dry run: {})", q.dry_run);
-    let report = crate::jobs::cleanup::cleanup_in_background(&state, q.dry_run).await;
+    let report = crate::jobs::cleanup::cleanup_in_background(&state.jobs, q.dry_run)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(json(&report))
 }
 

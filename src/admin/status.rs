@@ -112,7 +112,7 @@ impl Status {
         } else {
             served_local as f64 / answered as f64
         };
-        let upstreams: BTreeMap<String, UpstreamUsage> = crate::jobs::cleanup::usage(state)
+        let upstreams: BTreeMap<String, UpstreamUsage> = crate::jobs::cleanup::usage(&state.jobs)
             .into_iter()
             .map(|(k, u)| {
                 (
@@ -176,7 +176,7 @@ impl Status {
                     message: e.to_string(),
                     errors,
                 }),
-            last_refresh: state.last_refresh.lock().clone(),
+            last_refresh: state.jobs.last_refresh.lock().clone(),
             admin_enabled: state.cfg.token.is_some(),
             aur: state.aur.as_ref().map(|a| a.summary()),
         }

@@ -18,6 +18,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::config::mirror_url::MirrorUrl;
+pub use crate::repo::path::valid_upstream_name;
 
 /// Where the config file is looked for when neither `-c` nor `$PKGSTASH_CONFIG` is given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/pkgstash/pkgstash.toml";
@@ -211,13 +212,6 @@ pub struct Config {
     pub token: Option<Token>,
     /// The AUR build server; `None` (no `[aur]` section) = off.
     pub aur: Option<crate::config::aur::AurConfig>,
-}
-
-/// Is `name` a valid upstream (or repo) name: `[a-z0-9][a-z0-9._-]*`?
-pub fn valid_upstream_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
 }
 
 /// Parse a humantime duration ("30s", "5m", "1h 30m", "0s").

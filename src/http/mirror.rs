@@ -31,7 +31,7 @@ use actix_web::http::{header, Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures::StreamExt as _;
 
-use crate::cache::inflight::{BodyMeta, ClientGuard, Download, Joined, Phase, Progress};
+use crate::cache::inflight::{BodyMeta, ClientGuard, Download, Phase, Progress};
 use crate::cache::tail::Tail;
 use crate::http::error::ApiError;
 use crate::http::file_response::CONTENT_TYPE;
@@ -39,7 +39,7 @@ use crate::http::ranges::{Answer, BodyStream, ByteRange, Multipart, Representati
 use crate::metrics::Outcome;
 use crate::repo::path::{FileKind, RepoPath};
 use crate::state::AppState;
-use crate::upstream::fetch::FetchRequest;
+use crate::upstream::fetch::Role;
 use tokio::sync::watch;
 
 /// How often a request looks a file up again after it vanished from the cache under it.
@@ -228,19 +228,14 @@ pub fn join_or_start(
     if_modified_since: Option<SystemTime>,
     needed: impl FnOnce() -> bool,
 ) -> Option<(Arc<Download>, Outcome)> {
-    match state.registry.join_or_start(path, needed)? {
-        Joined::Existing(d) => Some((d, Outcome::Joined)),
-        Joined::Started(d, guard) => {
-            log::debug!("miss: {path}");
-            state.fetcher.start(FetchRequest {
-                download: d.clone(),
-                guard,
-                if_modified_since,
-                expected: None,
-            });
-            Some((d, Outcome::Miss))
-        }
-    }
+    let (download, role) = state
+        .fetcher
+        .join_or_start(path, if_modified_since, None, needed)?;
+    let outcome = match role {
+        Role::Joined => Outcome::Joined,
+        Role::Started => Outcome::Miss,
+    };
+    Some((download, outcome))
 }
 
 /// Wait (within [`answer_limit`]) until upstream has answered `download`: its progress then,

@@ -19,8 +19,8 @@ use crate::cache::index::{unix_secs, CacheIndex, FileInfo};
 use crate::cache::inflight::Registry;
 use crate::cache::store::Store;
 use crate::config::CleanupConfig;
+use crate::jobs::{JobFailed, Jobs};
 use crate::repo::vercmp::{parse_pkg_filename, vercmp};
-use crate::state::AppState;
 
 pub use crate::cache::index::Usage;
 
@@ -53,13 +53,13 @@ pub struct Cleaner {
 }
 
 impl Cleaner {
-    pub fn from_state(state: &AppState) -> Cleaner {
+    pub fn new(jobs: &Jobs) -> Cleaner {
         Cleaner {
-            store: state.store.clone(),
-            index: state.index.clone(),
-            catalog: state.catalog.clone(),
-            registry: state.registry.clone(),
-            policy: state.cfg.cleanup.clone(),
+            store: jobs.store.clone(),
+            index: jobs.index.clone(),
+            catalog: jobs.catalog.clone(),
+            registry: jobs.registry.clone(),
+            policy: jobs.cfg.cleanup.clone(),
         }
     }
 
@@ -216,23 +216,22 @@ impl Cleaner {
     }
 }
 
-/// Apply the retention policy now (blocking file-system work: call from `web::block`).
-pub fn cleanup_now(state: &AppState, dry_run: bool) -> CleanupReport {
-    Cleaner::from_state(state).run(dry_run)
-}
-
-/// [`cleanup_now`] on a blocking thread.
-pub async fn cleanup_in_background(state: &AppState, dry_run: bool) -> CleanupReport {
-    let cleaner = Cleaner::from_state(state);
+/// Apply the retention policy on a blocking thread. A cleanup that panicked is an error,
+/// never an empty report.
+pub async fn cleanup_in_background(jobs: &Jobs, dry_run: bool) -> Result<CleanupReport, JobFailed> {
+    let cleaner = Cleaner::new(jobs);
     actix_web::web::block(move || cleaner.run(dry_run))
         .await
-        .unwrap_or_default()
+        .map_err(|e| JobFailed {
+            job: "cleanup",
+            cause: e.to_string(),
+        })
 }
 
 /// Cache usage per upstream.
-pub fn usage(state: &AppState) -> BTreeMap<String, Usage> {
-    let mut out = state.index.usage();
-    for name in state.cfg.upstreams.keys() {
+pub fn usage(jobs: &Jobs) -> BTreeMap<String, Usage> {
+    let mut out = jobs.index.usage();
+    for name in jobs.cfg.upstreams.keys() {
         out.entry(name.clone()).or_default();
     }
     out

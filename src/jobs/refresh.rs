@@ -14,11 +14,11 @@ use serde::Serialize;
 
 use crate::cache::catalog::{is_package_name, Catalog};
 use crate::cache::index::{unix_secs, FileInfo};
-use crate::cache::inflight::{Failure, Joined, Phase};
+use crate::cache::inflight::{Failure, Phase};
+use crate::jobs::Jobs;
 use crate::repo::path::{FileKind, RepoPath};
 use crate::repo::vercmp::{parse_pkg_filename, vercmp};
-use crate::state::AppState;
-use crate::upstream::fetch::{Expected, FetchRequest};
+use crate::upstream::fetch::Expected;
 
 /// Databases revalidated at once.
 const REVALIDATE_CONCURRENCY: usize = 4;
@@ -49,23 +49,16 @@ pub struct RefreshReport {
 /// Fetch `path` through the registry (joining a download in flight) and wait for the outcome.
 /// `if_modified_since` makes it a revalidation.
 pub async fn fetch_and_wait(
-    state: &AppState,
+    jobs: &Jobs,
     path: &RepoPath,
     if_modified_since: Option<SystemTime>,
     expected: Option<Expected>,
 ) -> Phase {
-    let download = match state.registry.join_or_start(path, || true) {
-        Some(Joined::Existing(d)) => d,
-        Some(Joined::Started(d, guard)) => {
-            state.fetcher.start(FetchRequest {
-                download: d.clone(),
-                guard,
-                if_modified_since,
-                expected,
-            });
-            d
-        }
-        None => return Phase::Failed(Failure::Internal("not started".into())),
+    let Some((download, _)) = jobs
+        .fetcher
+        .join_or_start(path, if_modified_since, expected, || true)
+    else {
+        return Phase::Failed(Failure::Internal("not started".into()));
     };
     let mut rx = download.subscribe();
     let done = rx
@@ -192,14 +185,14 @@ pub fn plan_refetch(
 
 /// The cached mutable files of configured upstreams to revalidate; a db's `.sig` is not
 /// listed when its db is: it is revalidated with it, in the same step.
-fn to_revalidate(state: &AppState) -> Vec<RepoPath> {
-    let mut mutable: Vec<RepoPath> = state
+fn to_revalidate(jobs: &Jobs) -> Vec<RepoPath> {
+    let mut mutable: Vec<RepoPath> = jobs
         .index
         .snapshot()
         .iter()
         .filter_map(|(key, _)| {
             let (up, rel) = key.split_once('/')?;
-            state.cfg.upstreams.get(up)?;
+            jobs.cfg.upstreams.get(up)?;
             RepoPath::from_parts(up, rel).ok()
         })
         .filter(|p| p.kind() == FileKind::Mutable)
@@ -212,9 +205,9 @@ fn to_revalidate(state: &AppState) -> Vec<RepoPath> {
     mutable
 }
 
-/// Run one refresh now (one at a time) and remember its report in the state.
-pub async fn refresh_now(state: &AppState) -> RefreshReport {
-    let _one_at_a_time = state.refresh_lock.lock().await;
+/// Run one refresh now (one at a time) and remember its report in the jobs.
+pub async fn refresh_now(jobs: &Jobs) -> RefreshReport {
+    let _one_at_a_time = jobs.refresh_lock.lock().await;
     let started = Instant::now();
     let mut report = RefreshReport {
         started_at: unix_secs(SystemTime::now()),
@@ -222,13 +215,13 @@ pub async fn refresh_now(state: &AppState) -> RefreshReport {
     };
 
     // 1. Revalidate every cached mutable file (dbs, their signatures, lastsync…).
-    let mutable = to_revalidate(state);
+    let mutable = to_revalidate(jobs);
     let results: Vec<(RepoPath, Phase)> = futures::stream::iter(mutable)
         .map(|path| async move {
-            let ims = std::fs::metadata(state.store.final_path(&path))
+            let ims = std::fs::metadata(jobs.store.final_path(&path))
                 .and_then(|m| m.modified())
                 .ok();
-            let phase = fetch_and_wait(state, &path, ims, None).await;
+            let phase = fetch_and_wait(jobs, &path, ims, None).await;
             (path, phase)
         })
         .buffer_unordered(REVALIDATE_CONCURRENCY)
@@ -245,13 +238,13 @@ pub async fn refresh_now(state: &AppState) -> RefreshReport {
         }
     }
 
-    report.republished = state.fetcher.context().republished.drain();
+    report.republished = jobs.fetcher.context().republished.drain();
 
     // 2. Prefetch new versions of cached packages, and new builds of re-published ones.
-    if state.cfg.refresh.prefetch {
-        let files = state.index.snapshot();
-        let catalog = state.catalog.clone();
-        let root = state.store.root().to_path_buf();
+    if jobs.cfg.refresh.prefetch {
+        let files = jobs.index.snapshot();
+        let catalog = jobs.catalog.clone();
+        let root = jobs.store.root().to_path_buf();
         let republished = report.republished.clone();
         let plan = actix_web::web::block(move || {
             let mut plan = plan_prefetch(&files, &catalog, &root);
@@ -259,7 +252,12 @@ pub async fn refresh_now(state: &AppState) -> RefreshReport {
             plan
         })
         .await
-        .unwrap_or_default();
+        .unwrap_or_else(|e| {
+            report
+                .errors
+                .push(format!("prefetch planning did not finish: {e}"));
+            Vec::new()
+        });
         if !plan.is_empty() {
             log::info!("refresh: prefetching {} file(s)", plan.len());
         }
@@ -269,10 +267,10 @@ pub async fn refresh_now(state: &AppState) -> RefreshReport {
                 Some((path, item.expected))
             })
             .map(|(path, expected)| async move {
-                let phase = fetch_and_wait(state, &path, None, expected).await;
+                let phase = fetch_and_wait(jobs, &path, None, expected).await;
                 (path.key(), phase)
             })
-            .buffer_unordered(state.cfg.refresh.prefetch_concurrency)
+            .buffer_unordered(jobs.cfg.refresh.prefetch_concurrency)
             .collect()
             .await;
         for (key, phase) in done {
@@ -289,8 +287,10 @@ pub async fn refresh_now(state: &AppState) -> RefreshReport {
     }
 
     // 3. Apply the retention policy.
-    let cleanup = crate::jobs::cleanup::cleanup_in_background(state, false).await;
-    report.cleaned = cleanup.removed.len();
+    match crate::jobs::cleanup::cleanup_in_background(jobs, false).await {
+        Ok(cleanup) => report.cleaned = cleanup.removed.len(),
+        Err(e) => report.errors.push(e.to_string()),
+    }
 
     report.duration_ms = started.elapsed().as_millis() as u64;
     log::info!(
@@ -306,21 +306,24 @@ pub async fn refresh_now(state: &AppState) -> RefreshReport {
     for e in &report.errors {
         log::warn!("refresh: {e}");
     }
-    *state.last_refresh.lock() = Some(report.clone());
-    if let Err(e) = state.index.persist() {
-        log::warn!("cannot persist last-served times: {e}");
+    *jobs.last_refresh.lock() = Some(report.clone());
+    let index = jobs.index.clone();
+    match actix_web::web::block(move || index.persist()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => log::warn!("cannot persist last-served times: {e}"),
+        Err(e) => log::warn!("cannot persist last-served times: {e}"),
     }
     report
 }
 
 /// Refresh every `interval` until the server stops.
-pub async fn run_schedule(state: actix_web::web::Data<AppState>, interval: Duration) {
+pub async fn run_schedule(jobs: std::sync::Arc<Jobs>, interval: Duration) {
     log::info!(
         "scheduled refresh every {}",
         humantime::format_duration(interval)
     );
     loop {
         tokio::time::sleep(interval).await;
-        refresh_now(&state).await;
+        refresh_now(&jobs).await;
     }
 }

@@ -242,7 +242,7 @@ pub fn parse_pkginfo(text: &str) -> Result<PackageMeta, PkgError> {
     if m.arch.is_empty() {
         return Err(PkgError::Missing("arch"));
     }
-    if !crate::config::valid_upstream_name(&m.name.replace(['+', '@'], "-")) {
+    if !crate::repo::path::valid_upstream_name(&m.name.replace(['+', '@'], "-")) {
         return Err(PkgError::BadValue {
             key: "pkgname",
             value: m.name,

@@ -22,6 +22,13 @@ pub const MAX_PATH: usize = 1024;
 /// Longest accepted path segment, bytes (`NAME_MAX`).
 pub const MAX_SEGMENT: usize = 255;
 
+/// Is `name` a valid upstream (or repo) name — the first segment of every mirror URL path: `[a-z0-9][a-z0-9._-]*`?
+pub fn valid_upstream_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
+}
+
 /// Why a path was refused. `BadRequest` → 400, `TooLong` → 414, `NotFound` → 404.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PathError {
@@ -98,7 +105,7 @@ impl RepoPath {
             Some((u, rest)) if !rest.is_empty() => (*u, rest),
             _ => return Err(NotFound("no file below the upstream")),
         };
-        if !crate::config::valid_upstream_name(upstream) {
+        if !valid_upstream_name(upstream) {
             return Err(NotFound("unknown upstream"));
         }
         let rel = rest.join("/");

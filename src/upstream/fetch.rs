@@ -51,7 +51,7 @@ use awc::http::header;
 
 use crate::cache::catalog::{Catalog, Verification};
 use crate::cache::index::CacheIndex;
-use crate::cache::inflight::{Download, EntryGuard, Failure, Phase};
+use crate::cache::inflight::{Download, EntryGuard, Failure, Joined, Phase, Registry};
 use crate::cache::store::Store;
 use crate::metrics::Metrics;
 use crate::repo::path::{FileKind, RepoPath};
@@ -77,6 +77,17 @@ pub struct FetchContext {
     pub pairs: pair::PairLocks,
     /// Packages removed because a db published since the last refresh changed their entry.
     pub republished: crate::cache::republish::Journal,
+    /// Downloads in flight: at most one per cache key.
+    pub registry: Arc<Registry>,
+}
+
+/// How a caller came to a download: [`Fetcher::join_or_start`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// A download of the file was already in flight.
+    Joined,
+    /// This caller registered the download and its fetch task was started.
+    Started,
 }
 
 /// One download to run.
@@ -137,6 +148,33 @@ impl Fetcher {
 
     pub fn context(&self) -> &Arc<FetchContext> {
         &self.ctx
+    }
+
+    /// Join the download of `path` in flight, or register one and start its fetch task: the
+    /// one place where the registry's "started" becomes a running task. `needed` is asked
+    /// under the registry lock before a download is registered (`false`, e.g. because the
+    /// file was published a moment ago: `None`). `if_modified_since` and `expected` are the
+    /// [`FetchRequest`]'s, used only when this call starts the download.
+    pub fn join_or_start(
+        &self,
+        path: &RepoPath,
+        if_modified_since: Option<SystemTime>,
+        expected: Option<Expected>,
+        needed: impl FnOnce() -> bool,
+    ) -> Option<(Arc<Download>, Role)> {
+        match self.ctx.registry.join_or_start(path, needed)? {
+            Joined::Existing(d) => Some((d, Role::Joined)),
+            Joined::Started(d, guard) => {
+                log::debug!("miss: {path}");
+                self.start(FetchRequest {
+                    download: d.clone(),
+                    guard,
+                    if_modified_since,
+                    expected,
+                });
+                Some((d, Role::Started))
+            }
+        }
     }
 
     /// Run `req` on the fetch arbiter. If the arbiter is gone (shutdown), the request's guard
