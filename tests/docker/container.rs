@@ -212,9 +212,15 @@ fn docker_container_serves_pacman_and_keeps_its_cache() {
         "`{exec}`: {}{shown}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let files: usize = shown
+        .lines()
+        .find_map(|l| l.strip_prefix("archlinux "))
+        .and_then(|row| row.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("status has an `archlinux` row with its files:\n{shown}"));
     assert!(
-        shown.contains("archlinux"),
-        "status names the upstream:\n{shown}"
+        files >= PACKAGES.len(),
+        "status counts the cached packages of archlinux:\n{shown}"
     );
 
     // The image's HEALTHCHECK (first probe after its 30 s interval) reports healthy.
@@ -280,5 +286,39 @@ fn docker_config_error_exits_2_naming_the_key() {
     assert!(
         logs.contains("cleanup.keep_versions"),
         "the message names the key:\n{logs}"
+    );
+}
+
+/// The image's HEALTHCHECK command fails when nothing answers on the port
+/// `PKGSTASH__LISTEN` names (so `healthy` above means something).
+#[test]
+fn docker_healthcheck_fails_without_a_server() {
+    let Some(engine) = engine() else { return };
+    image::build(&engine);
+    let test = engine.ok(&[
+        "inspect",
+        "-f",
+        "{{json .Config.Healthcheck.Test}}",
+        readme::IMAGE,
+    ]);
+    let test: Vec<String> = serde_json::from_str(&test).expect("Healthcheck.Test JSON");
+    assert_eq!(test.first().map(String::as_str), Some("CMD"), "{test:?}");
+    let listen = format!("PKGSTASH__LISTEN=127.0.0.1:{}", free_port());
+    let mut args = vec![
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "-e",
+        &listen,
+        "--entrypoint",
+        &test[1],
+        readme::IMAGE,
+    ];
+    args.extend(test[2..].iter().map(String::as_str));
+    let out = engine.run(&args);
+    assert!(
+        !out.status.success(),
+        "HEALTHCHECK {test:?} passed with no server ({listen})"
     );
 }

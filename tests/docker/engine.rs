@@ -261,7 +261,19 @@ impl Drop for Engine {
                 Ok(None) => std::thread::sleep(Duration::from_millis(100)),
             }
         }
+        unmount_below(&self.run_dir);
         eprintln!("dockerd stopped");
+    }
+}
+
+/// Unmount what a stopped dockerd left mounted below `dir` (its network namespace file).
+fn unmount_below(dir: &Path) {
+    let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let prefix = format!("{}/", dir.display());
+    for point in mounts.lines().filter_map(|l| l.split_whitespace().nth(1)) {
+        if point.starts_with(&prefix) {
+            let _ = rustix::mount::unmount(point, rustix::mount::UnmountFlags::DETACH);
+        }
     }
 }
 

@@ -64,8 +64,11 @@ pub fn build(engine: &Engine) {
             return Err(format!("`{cmd}` failed:\n{}", out.log));
         }
         let cached = out.log.matches("Using cache").count();
+        let size = engine.ok(&["image", "inspect", "-f", "{{.Size}}", readme::IMAGE]);
+        let mb = size.parse::<f64>().unwrap_or(0.0) / 1e6;
         eprintln!(
-            "`{cmd}` took {:.0?} ({cached} of {} steps from the layer cache); slow steps:",
+            "`{cmd}` took {:.0?} ({cached} of {} steps from the layer cache; image {mb:.0} MB); \
+             slow steps:",
             started.elapsed(),
             out.steps.len()
         );
