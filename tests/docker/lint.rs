@@ -272,6 +272,16 @@ fn readme_docker_section_is_what_the_tests_run() {
         format!("docker exec {} pkgstash status", readme::CONTAINER)
     );
     let section = readme::docker_section();
+    let (runtime, _) = dockerfile();
+    let healthcheck = instr(&runtime, "HEALTHCHECK").join(" ");
+    let path = healthcheck
+        .split(|c: char| c.is_whitespace() || c == '"' || c == '\\')
+        .find_map(|w| w.find("/_pkgstash/").map(|i| &w[i..]))
+        .expect("the HEALTHCHECK asks a /_pkgstash/ URL");
+    assert!(
+        section.contains(&format!("`HEALTHCHECK` on `{path}`")),
+        "README's Docker section should say the HEALTHCHECK asks `{path}`"
+    );
     for image in base_images() {
         assert!(
             section.contains(&format!("`{image}`")),
