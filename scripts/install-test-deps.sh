@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # Install what the test suite needs (Debian/Ubuntu): the real pacman and repo-add, makepkg,
 # bsdtar, zstd, nginx, chromium, debootstrap + bubblewrap (the Debian 13 chroot with pacman 7
-# that the tests make under target/chroots). Idempotent: does nothing when every tool is
-# already there.
-# The system nginx that the package may start is stopped again: tests run their own.
+# that the tests make under target/chroots), and for the Docker tests (tests/docker) a Docker
+# engine and docker-compose. Idempotent: does nothing when every tool is already there. The
+# system nginx and dockerd that the packages may start are stopped again: tests run their own.
 set -euo pipefail
 
 APT_PACKAGES=(pacman-package-manager makepkg fakeroot libarchive-tools zstd xz-utils gzip
   nginx-light curl chromium systemd git bubblewrap gnupg python3-pip
-  debootstrap debian-archive-keyring)
+  debootstrap debian-archive-keyring docker.io docker-compose openssl)
 TOOLS=(pacman repo-add makepkg fakeroot bsdtar zstd xz gzip nginx curl chromium systemd-analyze git bwrap gpg
-  debootstrap)
+  debootstrap dockerd docker docker-compose openssl)
 
 missing=()
 for t in "${TOOLS[@]}"; do
@@ -48,7 +48,12 @@ if [ "$(id -u)" != 0 ]; then
 fi
 echo "installing test dependencies (missing: ${missing[*]})" >&2
 export DEBIAN_FRONTEND=noninteractive
+had_dockerd=$(PATH="$PATH:/usr/sbin:/sbin" command -v dockerd || true)
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${APT_PACKAGES[@]}" >/dev/null
-$SUDO systemctl stop nginx 2>/dev/null || $SUDO service nginx stop 2>/dev/null || true
+services=(nginx)
+[ -n "$had_dockerd" ] || services+=(docker)  # a dockerd that was already there stays up
+for service in "${services[@]}"; do
+  $SUDO systemctl stop "$service" 2>/dev/null || $SUDO service "$service" stop 2>/dev/null || true
+done
 install_hadolint

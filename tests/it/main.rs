@@ -14,7 +14,6 @@ mod localrepo;
 mod makepkg;
 mod nginx;
 mod package_contents;
-mod packaging;
 mod pacman;
 mod pacman7;
 mod pacman_dbs;
