@@ -504,6 +504,8 @@ class Fixture:
                                     *names[i:i + 1000]], cwd=d, capture_output=True, text=True)
                 if r.returncode != 0:
                     raise RuntimeError(f"repo-add {repo} ({rev}) failed:\n{r.stderr[-3000:]}")
+            for old in d.glob("*.old"):  # repo-add's backups of the previous dbs
+                old.unlink()
             for kind in ("db", "files"):
                 link = d / f"{repo}.{kind}"
                 if not link.is_symlink():

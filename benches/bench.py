@@ -437,7 +437,8 @@ class Bench:
         self.args = args
         self.sz = QUICK if args.quick else FULL
         self.repo = Path(args.repo).resolve()
-        self.binary = self.repo / "target/release/pkgstash"
+        self.binary = Path(args.binary).resolve() if args.binary else \
+            self.repo / "target/release/pkgstash"
         self.work = Path(args.workdir)
         self.procs = Procs(self.work / "pids")
         self.res = Results()
@@ -1000,6 +1001,8 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="small sizes, 1 run each (< 2 min)")
     ap.add_argument("--repo", default=str(Path(__file__).resolve().parent.parent))
+    ap.add_argument("--binary", help="pkgstash binary to measure (default: the repo's "
+                                     "target/release/pkgstash), e.g. a prototype for a before/after")
     ap.add_argument("--workdir")
     ap.add_argument("--json")
     ap.add_argument("--only", help="comma-separated scenario numbers, e.g. 1,3")

@@ -59,9 +59,20 @@ def rss_hwm_mib(pids: list[int]) -> float:
     return sum(status_kib(p, "VmHWM") for p in pids) / 1024
 
 
+GNU_TIME = "/usr/bin/time"
+
+
 def run_measured(argv: list[str], env: dict | None = None, timeout: float = 3600) -> dict:
     """Run a command to its end: wall seconds, CPU seconds (user + system of it and its
-    children, from wait4) and peak RSS (ru_maxrss)."""
+    children, from wait4) and peak RSS. The peak RSS comes from GNU time's %M when it is
+    installed: wait4's ru_maxrss of a child of this (large) Python process counts the Python
+    image the child had before its exec (Linux records the old mm's high-water mark at exec)."""
+    import tempfile
+    rss_file = None
+    if os.access(GNU_TIME, os.X_OK):
+        fd, rss_file = tempfile.mkstemp(prefix="maxrss-")
+        os.close(fd)
+        argv = [GNU_TIME, "-f", "%M", "-o", rss_file, *argv]
     t0 = time.perf_counter()
     p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
                          start_new_session=True)
@@ -79,7 +90,15 @@ def run_measured(argv: list[str], env: dict | None = None, timeout: float = 3600
     for t in ts:
         t.join(timeout)
     p.returncode = os.waitstatus_to_exitcode(status)
-    return {"wall_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime, "maxrss_mib": ru.ru_maxrss / 1024,
+    maxrss_kib = None
+    if rss_file:
+        try:
+            maxrss_kib = int(Path(rss_file).read_text().split()[-1])
+        except (OSError, ValueError, IndexError):
+            pass
+        os.unlink(rss_file)
+    return {"wall_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime,
+            "maxrss_mib": (maxrss_kib / 1024) if maxrss_kib is not None else None,
             "rc": p.returncode, "stdout": out.get("stdout", b"").decode(errors="replace"),
             "stderr": out.get("stderr", b"").decode(errors="replace")}
 
@@ -388,7 +407,8 @@ class ScaleBench:
     def __init__(self, args):
         self.args = args
         self.repo = Path(args.repo).resolve()
-        self.binary = self.repo / "target/release/pkgstash"
+        self.binary = Path(args.binary).resolve() if args.binary else \
+            self.repo / "target/release/pkgstash"
         self.work = Path(args.workdir)
         self.procs = Procs(self.work / "pids")
         self.res = bench.Results()
@@ -566,13 +586,20 @@ class ScaleBench:
         self.res.add(Row("S2", f"refresh, nothing changed (6 x 304), {n} cached: CPU", "s",
                          u["cpu_s"], better="lower", target="< 1 CPU-s", passed=u["cpu_s"] < 1.0,
                          note=f"time {u['wall_s']:.2f}s, peak RSS {u['hwm_mib']:.1f} MiB"))
-        e = everything["changed"]
-        k = growth(n, c["cpu_s"], len(self.fx.pkgs), e["cpu_s"])
-        self.res.add(Row("S2", f"refresh, dbs changed, all {len(self.fx.pkgs)} cached: CPU", "s",
+        e, eu = everything["changed"], everything["unchanged"]
+        n_all = len(self.fx.pkgs)
+        k = growth(n, c["cpu_s"], n_all, e["cpu_s"])
+        ku = growth(n, u["cpu_s"], n_all, eu["cpu_s"])
+        self.res.add(Row("S2", f"refresh, dbs changed, all {n_all} cached: CPU", "s",
                          e["cpu_s"], better="lower",
                          note=f"time {e['wall_s']:.2f}s, peak RSS {e['hwm_mib']:.1f} MiB, "
                               f"{e['prefetched']} prefetched; CPU grows as n^{k:.2f} from {n}"
                          if k is not None else ""))
+        self.res.add(Row("S2", f"refresh, nothing changed, all {n_all} cached: CPU", "s",
+                         eu["cpu_s"], better="lower",
+                         note=f"time {eu['wall_s']:.2f}s; the prefetch plan alone: CPU grows as "
+                              f"n^{ku:.2f} from {n} cached" if ku is not None else
+                              f"time {eu['wall_s']:.2f}s"))
 
     # -- verify -----------------------------------------------------------------------------
     def verify_cache(self, n: int) -> tuple[Path, int]:
@@ -605,7 +632,7 @@ class ScaleBench:
                                        f"{real_n} ok\n{r['stderr'][-2000:]}")
                 runs.append({k: r[k] for k in ("wall_s", "cpu_s", "maxrss_mib")})
                 log(f"  verify {n}: {m.group(0)}; {r['wall_s']:.2f}s, cpu {r['cpu_s']:.2f}s, "
-                    f"peak RSS {r['maxrss_mib']:.1f} MiB")
+                    f"peak RSS {bench.fmt(r['maxrss_mib'])} MiB")
             out[n] = {"runs": runs, "hashed": real_n}
             if self.profile_dir is not None:
                 self.profile_dir.mkdir(parents=True, exist_ok=True)
@@ -632,7 +659,7 @@ class ScaleBench:
                          note=f"{n1} pkgs: {m1['cpu_s']:.2f}s; grows as n^{k:.2f}"
                          if k is not None else ""))
         self.res.add(Row("S3", f"{lbl}: peak RSS", "MiB", m2["maxrss_mib"], better="lower",
-                         note=f"{n1} pkgs: {m1['maxrss_mib']:.1f} MiB"))
+                         note=f"{n1} pkgs: {bench.fmt(m1['maxrss_mib'])} MiB (GNU time's %M)"))
 
     # -- cleanup ----------------------------------------------------------------------------
     def cleanup_cache(self, n: int) -> tuple[Path, int, set[str]]:
@@ -722,7 +749,7 @@ class ScaleBench:
     # -- hit and miss latency during a refresh ----------------------------------------------
     def latency_loop(self, pk: Pkgstash, cached: list[archgen.Pkg], misses: list[archgen.Pkg],
                      until, max_hits: int) -> dict:
-        hits, miss = [], []
+        hits, miss, miss_ttfb = [], [], []
         i = 0
         while True:
             if until is None and len(hits) >= max_hits:
@@ -739,8 +766,9 @@ class ScaleBench:
                 if not r.ok:
                     raise RuntimeError(f"miss: {r.status} {r.error}")
                 miss.append(r.total * 1e3)
+                miss_ttfb.append(r.ttfb * 1e3)
             time.sleep(0.002)
-        return {"hit_ms": hits, "miss_ms": miss}
+        return {"hit_ms": hits, "miss_ms": miss, "miss_ttfb_ms": miss_ttfb}
 
     def part_during(self) -> None:
         n = self.sz.cached
@@ -792,6 +820,8 @@ class ScaleBench:
         md = med([med(r["during"]["miss_ms"]) for r in runs])
         worst_hit = max(max(r["during"]["hit_ms"]) for r in runs)
         worst_miss = max(max(r["during"]["miss_ms"] or [0]) for r in runs)
+        worst_miss_ttfb = max(max(r["during"]["miss_ttfb_ms"] or [0]) for r in runs)
+        worst_idle_ttfb = max(max(r["idle"]["miss_ttfb_ms"] or [0]) for r in runs)
         p99 = med([bench.pct(r["during"]["hit_ms"], 99) for r in runs])
         p99i = med([bench.pct(r["idle"]["hit_ms"], 99) for r in runs])
         self.res.add(Row("S5", "hit during a refresh of extra.files, median / idle median", "x",
@@ -801,8 +831,9 @@ class ScaleBench:
         self.res.add(Row("S5", "miss during a refresh of extra.files, median / idle median", "x",
                          md / mi, better="lower",
                          note=f"median {md:.2f} ms during vs {mi:.2f} ms idle; worst "
-                              f"{worst_miss:.1f} ms (a miss after the new extra.db is published "
-                              f"waits for its parse)"))
+                              f"{worst_miss:.1f} ms, worst first byte {worst_miss_ttfb:.1f} ms "
+                              f"(idle: {worst_idle_ttfb:.1f} ms): a miss after the new extra.db "
+                              f"is published waits for its parse"))
 
     # -- the herd, as a user pays -------------------------------------------------------------
     def herd_proxies(self, d: Path) -> list[tuple[str, object]]:
@@ -955,7 +986,36 @@ class ScaleBench:
                 str(root / "cache"), "--config", str(root / "pacman.conf"), "--noconfirm",
                 "--noprogressbar", *args]
 
-    def lan_day(self, who: str, template: Path, relay_base: str) -> dict:
+    @staticmethod
+    def lan_sample(t0: float, pids: list[int], relay_stats: Path) -> dict:
+        mem = {}
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            k, v = line.split(":", 1)
+            if k in ("Dirty", "Writeback"):
+                mem[k] = int(v.split()[0]) // 1024
+        blocked = []
+        for pid in pids:
+            try:
+                tasks = os.listdir(f"/proc/{pid}/task")
+            except OSError:
+                continue
+            for tid in tasks:
+                try:
+                    st = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+                    if st[0] == "D":
+                        blocked.append(Path(f"/proc/{pid}/task/{tid}/wchan").read_text())
+                except OSError:
+                    pass
+        try:
+            relay = json.loads(relay_stats.read_text())
+        except (OSError, ValueError):
+            relay = {}
+        return {"t": round(time.perf_counter() - t0, 2), "dirty_mib": mem.get("Dirty"),
+                "writeback_mib": mem.get("Writeback"), "blocked": blocked,
+                "relay_bytes": relay.get("bytes"), "relay_busy_s": relay.get("busy_s"),
+                "load1": float(Path("/proc/loadavg").read_text().split()[0])}
+
+    def lan_day(self, who: str, template: Path, relay_base: str, relay_stats: Path) -> dict:
         d = self.fresh_dir(f"lan-{who}-")
         if who == "pkgstash":
             proxy = Pkgstash(self.procs, self.binary, d / "proxy", relay_base)
@@ -963,7 +1023,8 @@ class ScaleBench:
         else:
             proxy = NginxProxy(self.procs, d / "proxy", relay_base)
         n = self.sz.lan_clients
-        offsets = sorted(random.Random(21).uniform(0, self.sz.lan_spread) for _ in range(n))
+        rng = random.Random(21)
+        offsets = sorted(rng.uniform(0, self.sz.lan_spread) for _ in range(n))
         offsets[0] = 0.0
         clients = []
         for i in range(n):
@@ -983,6 +1044,7 @@ class ScaleBench:
         prof = self.profile(f"lan-{who}", pids[0], who == "pkgstash")
         prof.__enter__()
         t0 = time.perf_counter()
+        epoch0 = time.time()
         timeout = max(600.0, 20 * self.sz.lan_payload / self.sz.lan_rate)
 
         def client(i: int) -> None:
@@ -1016,9 +1078,11 @@ class ScaleBench:
         for t in threads:
             t.start()
         peak = 0.0
+        timeline = []  # what explains a link that is not busy: dirty pages, blocked threads
         while any(t.is_alive() for t in threads):
             time.sleep(0.5)
             peak = max(peak, rss_hwm_mib(proxy.pids()))
+            timeline.append(self.lan_sample(t0, proxy.pids(), relay_stats))
         for t in threads:
             t.join()
         end = time.perf_counter() - t0
@@ -1028,14 +1092,27 @@ class ScaleBench:
         proxy.stop()
         entries = self.mirror.entries(mark)
         up_bytes = sum(e["bytes"] for e in entries)
+        # The upstream's view (nginx $msec at the end of each request, $request_time): when the
+        # first package was asked for, when the last package byte left. Between the dbs and the
+        # first package request every client is busy reading the new dbs (pacman's own CPU).
+        pkgs = [e for e in entries if e["uri"].endswith(".pkg.tar.zst")]
+        dbs = [e for e in entries if not e["uri"].endswith(".pkg.tar.zst")]
+        first_pkg = min((e["t"] - epoch0 - e["rt"] for e in pkgs), default=None)
+        last_pkg = max((e["t"] - epoch0 for e in pkgs), default=None)
+        last_db = max((e["t"] - epoch0 for e in dbs), default=None)
         failed = [i for i, r in enumerate(results) if r.get("rc") != 0 or r.get("missing")]
         out = {"end_s": end, "last_done_s": max(r.get("end", end) for r in results),
                "last_downloads_s": max(r.get("downloads_done", r.get("end", end)) for r in results),
                "upstream_bytes": up_bytes, "upstream_requests": len(entries),
                "failed": len(failed), "cpu_s": cpu, "hwm_mib": peak,
-               "clients": results, "offsets": offsets}
+               "first_pkg_request_s": first_pkg, "last_pkg_byte_s": last_pkg,
+               "last_db_byte_s": last_db,
+               "pkg_upstream_bytes": sum(e["bytes"] for e in pkgs),
+               "clients": results, "offsets": offsets, "timeline": timeline}
         log(f"  {who}: last client done {out['last_done_s']:.1f}s (downloads "
-            f"{out['last_downloads_s']:.1f}s), upstream {up_bytes / MiB:.0f} MiB in "
+            f"{out['last_downloads_s']:.1f}s; dbs upstream until {bench.fmt(last_db)}s, first "
+            f"package asked at {bench.fmt(first_pkg)}s, last package byte "
+            f"{bench.fmt(last_pkg)}s), upstream {up_bytes / MiB:.0f} MiB in "
             f"{len(entries)} requests, {len(failed)} failed "
             f"{[results[i].get('errors', [])[:1] for i in failed[:3]]}, cpu {cpu:.1f}s, peak "
             f"RSS {peak:.1f} MiB")
@@ -1053,9 +1130,10 @@ class ScaleBench:
             f"({unique / MiB:.0f} MiB unique with the 3 dbs) through {rate / MiB:.1f} MiB/s: "
             f"physical limit {limit:.1f}s")
         template = self.lan_template()
-        runs = {"pkgstash": [], "nginx": []}
+        who_list = self.args.lan_who.split(",")
+        runs: dict[str, list] = {w: [] for w in who_list}
         for rep in range(self.args.lan_reps):
-            for who in ("pkgstash", "nginx"):
+            for who in who_list:
                 port = free_port()
                 stats = self.work / f"relay-{who}-{rep}.json"
                 relay = self.procs.start(
@@ -1064,7 +1142,7 @@ class ScaleBench:
                      str(rate), "--stats", str(stats)],
                     stdout=subprocess.DEVNULL, stderr=open(self.work / "relay.log", "ab"))
                 wait_port(port, relay, "relay")
-                r = self.lan_day(who, template, f"http://127.0.0.1:{port}")
+                r = self.lan_day(who, template, f"http://127.0.0.1:{port}", stats)
                 self.procs.stop(relay)
                 try:
                     r["relay"] = json.loads(stats.read_text())
@@ -1078,7 +1156,13 @@ class ScaleBench:
                                                        "upstream_bytes", "failed", "cpu_s",
                                                        "hwm_mib")}
              for w, rs in runs.items()}
-        pk, ng = m["pkgstash"], m["nginx"]
+        none = {k: None for k in ("last_done_s", "last_downloads_s", "upstream_bytes", "failed",
+                                  "cpu_s", "hwm_mib")}
+        pk, ng = m.get("pkgstash", none), m.get("nginx", none)
+        if pk["last_done_s"] is None:
+            return
+        if ng["last_done_s"] is None:
+            ng = {k: float("nan") for k in none}
         lbl = f"LAN day, {self.sz.lan_clients} x pacman -Syu, {rate / MiB:.1f} MiB/s uplink"
         worst_dl = max(r["last_downloads_s"] for r in runs["pkgstash"])
         self.res.add(Row("L", f"{lbl}: last client's downloads done / physical limit", "x",
@@ -1088,6 +1172,27 @@ class ScaleBench:
                               f"{rate / MiB:.1f} MiB/s = {limit:.1f}s; downloads done = pacman's "
                               f"'checking ...' line; pkgstash {pk['last_downloads_s']:.1f}s, "
                               f"nginx {ng['last_downloads_s']:.1f}s"))
+        pkg_unique = sum(self.fx.file_size("lan", p) for p in bumped)
+        pkg_limit = pkg_unique / rate
+
+        def phase(rs):
+            xs = [(r["last_pkg_byte_s"] - r["first_pkg_request_s"]) / pkg_limit for r in rs
+                  if r.get("first_pkg_request_s") is not None]
+            return med(xs)
+
+        think = med([r["first_pkg_request_s"] - r["last_db_byte_s"] for r in runs["pkgstash"]
+                     if r.get("first_pkg_request_s") is not None])
+        self.res.add(Row("L", f"{lbl}: package phase / its physical limit", "x",
+                         phase(runs["pkgstash"]), phase(runs.get("nginx", [])) if "nginx" in runs
+                         else None, 1.0, better="lower", target="<= 1.05x",
+                         passed=phase(runs["pkgstash"]) <= 1.05,
+                         note=f"upstream's view: first package request -> last package byte, "
+                              f"against {pkg_unique / MiB:.0f} MiB of packages / "
+                              f"{rate / MiB:.1f} MiB/s = {pkg_limit:.1f}s. Before it, "
+                              f"{think:.1f}s pass between the last db byte and the first package "
+                              f"request: {self.sz.lan_clients} pacman processes reading the new "
+                              f"dbs on this machine's {os.cpu_count()} cores (on a LAN each has "
+                              f"its own CPU)" if think is not None else ""))
         self.res.add(Row("L", f"{lbl}: last client finished", "s", pk["last_done_s"],
                          ng["last_done_s"], limit, better="lower",
                          note=f"direct column: physical limit; after its downloads each client "
@@ -1158,6 +1263,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repo", default=str(Path(__file__).resolve().parent.parent))
+    ap.add_argument("--binary", help="pkgstash binary to measure (default: the repo's "
+                                     "target/release/pkgstash), e.g. a prototype for a before/after")
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--json", required=True)
     ap.add_argument("--fixtures", help="fixture cache dir (default target/bench-fixtures or "
@@ -1172,6 +1279,8 @@ def main() -> int:
     ap.add_argument("--lan-spread", type=float, default=3.0,
                     help="clients start within this many seconds")
     ap.add_argument("--lan-rate-mib", type=float, default=12.5)
+    ap.add_argument("--lan-who", default="pkgstash,nginx",
+                    help="proxies for the LAN day (pkgstash,nginx)")
     ap.add_argument("--lan-extract", action="store_true",
                     help="clients install for real (extract ~1 GiB each) instead of --dbonly")
     ap.add_argument("--flexo", help="path of a flexo binary: adds flexo to the herd")
