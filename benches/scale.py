@@ -840,9 +840,15 @@ class ScaleBench:
         base = self.mirror.base("herd")
         out: list[tuple[str, object]] = []
         for who in self.herd_who:
-            p = d / who
-            if who == "pkgstash":
-                pk = Pkgstash(self.procs, self.binary, p, base)
+            p = d / who.replace("/", "_").replace(":", "_")
+            if who.startswith("pkgstash"):
+                # `pkgstash:BINARY[:VAR=VALUE]`: another build (a before/after, interleaved)
+                _, binary, var = (who.split(":", 2) + ["", ""])[:3]
+                pk = Pkgstash(self.procs, Path(binary) if binary else self.binary,
+                              p, base)
+                if var:
+                    k, _, v = var.partition("=")
+                    pk.env[k] = v
                 pk.start()
                 out.append((who, pk))
             elif who == "nginx":
@@ -869,7 +875,7 @@ class ScaleBench:
 
     def part_herd(self) -> None:
         n, size = self.sz.herd_clients, self.sz.herd_size
-        self.herd_who = ["pkgstash", "nginx", "nginx-1fetch"] + (["flexo"] if self.args.flexo else [])
+        self.herd_who = self.args.herd_who.split(",") + (["flexo"] if self.args.flexo else [])
         log(f"herd: {n} client processes released at once on one uncached {size // MiB} MiB "
             f"package, mirror {self.sz.herd_rate}B/s, fresh proxies: {', '.join(self.herd_who)}")
         keys = ("ttfb_max_ms", "connect_ttfb_max_ms", "finish_s", "cpu_last_s", "cpu_idle_s",
@@ -884,7 +890,8 @@ class ScaleBench:
                 os.link(self.herd_data, self.herd_root / name)
                 pids = proxy.pids()
                 cpu: dict = {}
-                with self.profile(f"herd-{who}", pids, rep == 0 and who != "nginx"):
+                with self.profile(f"herd-{who.split(':')[0]}", pids,
+                                  rep == 0 and who in ("pkgstash", "nginx-1fetch")):
                     res = load.herd_procs(proxy.url(name), n,
                                           on_release=lambda: cpu.setdefault("0", cpu_seconds(pids)))
                     cpu["last"] = cpu_seconds(pids)
@@ -914,11 +921,13 @@ class ScaleBench:
             shutil.rmtree(d)
         self.res.raw["herd"] = out
         m = {w: {k: med(out[w][k]) for k in keys} for w in self.herd_who}
+        if not {"pkgstash", "nginx", "nginx-1fetch"} <= set(m):
+            return  # a partial comparison (--herd-who): the log lines above are the result
         pk, ng, ng1 = m["pkgstash"], m["nginx"], m["nginx-1fetch"]
         lbl = f"herd {n} procs @{self.sz.herd_rate}B/s, {size // MiB} MiB"
         others = "; ".join(
             f"{w}: {m[w]['cpu_idle_s']:.2f}s to idle, worst first byte {m[w]['ttfb_max_ms']:.1f} ms,"
-            f" upstream {m[w]['upstream_x']:.2f}x" for w in self.herd_who[2:])
+            f" upstream {m[w]['upstream_x']:.2f}x" for w in self.herd_who if w not in ("pkgstash", "nginx"))
         worst = max(x for x in out["pkgstash"]["ttfb_max_ms"] if x is not None)
         self.res.add(Row("H", f"{lbl}: worst first byte from release", "ms", pk["ttfb_max_ms"],
                          ng["ttfb_max_ms"], better="lower", target="<= 25 ms (every run)",
@@ -1279,6 +1288,10 @@ def main() -> int:
     ap.add_argument("--lan-spread", type=float, default=3.0,
                     help="clients start within this many seconds")
     ap.add_argument("--lan-rate-mib", type=float, default=12.5)
+    ap.add_argument("--herd-who", default="pkgstash,nginx,nginx-1fetch",
+                    help="proxies for the herd (flexo is added by --flexo); "
+                         "`pkgstash:BINARY[:VAR=VALUE]` adds another pkgstash build, interleaved "
+                         "with the others in every run (before/after comparisons)")
     ap.add_argument("--lan-who", default="pkgstash,nginx",
                     help="proxies for the LAN day (pkgstash,nginx)")
     ap.add_argument("--lan-extract", action="store_true",
