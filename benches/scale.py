@@ -773,7 +773,7 @@ class ScaleBench:
     def part_during(self) -> None:
         n = self.sz.cached
         log(f"during: hits and misses while a refresh downloads extra.files at "
-            f"{self.sz.files_rate}B/s (idle first)")
+            f"{self.sz.files_rate} (nginx limit_rate; idle first)")
         cached = self.sample_cached(n)
         cached_set = {id(p) for p in cached}
         pool = [p for p in self.fx.pkgs if id(p) not in cached_set and not p.new]
@@ -877,7 +877,7 @@ class ScaleBench:
         n, size = self.sz.herd_clients, self.sz.herd_size
         self.herd_who = self.args.herd_who.split(",") + (["flexo"] if self.args.flexo else [])
         log(f"herd: {n} client processes released at once on one uncached {size // MiB} MiB "
-            f"package, mirror {self.sz.herd_rate}B/s, fresh proxies: {', '.join(self.herd_who)}")
+            f"package, mirror {self.sz.herd_rate.rstrip('m')} MiB/s, fresh proxies: {', '.join(self.herd_who)}")
         keys = ("ttfb_max_ms", "connect_ttfb_max_ms", "finish_s", "cpu_last_s", "cpu_idle_s",
                 "upstream_x", "errors")
         out = {w: {k: [] for k in keys} for w in self.herd_who}
@@ -924,7 +924,7 @@ class ScaleBench:
         if not {"pkgstash", "nginx", "nginx-1fetch"} <= set(m):
             return  # a partial comparison (--herd-who): the log lines above are the result
         pk, ng, ng1 = m["pkgstash"], m["nginx"], m["nginx-1fetch"]
-        lbl = f"herd {n} procs @{self.sz.herd_rate}B/s, {size // MiB} MiB"
+        lbl = f"herd {n} procs @{self.sz.herd_rate.rstrip('m')} MiB/s, {size // MiB} MiB"
         others = "; ".join(
             f"{w}: {m[w]['cpu_idle_s']:.2f}s to idle, worst first byte {m[w]['ttfb_max_ms']:.1f} ms,"
             f" upstream {m[w]['upstream_x']:.2f}x" for w in self.herd_who if w not in ("pkgstash", "nginx"))
