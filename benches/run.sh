@@ -32,7 +32,7 @@ for a in "$@"; do
         --scale) scale=1 ;;
         --only|--only=*) only=1; pass+=("$a") ;;
         --parts|--parts=*|--scale-factor|--scale-factor=*) partial=1; pass+=("$a") ;;
-        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
         *) pass+=("$a") ;;
     esac
 done
