@@ -1088,10 +1088,13 @@ class ScaleBench:
             t.start()
         peak = 0.0
         timeline = []  # what explains a link that is not busy: dirty pages, blocked threads
+        ticks = 0
         while any(t.is_alive() for t in threads):
             time.sleep(0.5)
             peak = max(peak, rss_hwm_mib(proxy.pids()))
-            timeline.append(self.lan_sample(t0, proxy.pids(), relay_stats))
+            ticks += 1
+            if ticks % 4 == 0:  # every 2 s
+                timeline.append(self.lan_sample(t0, proxy.pids(), relay_stats))
         for t in threads:
             t.join()
         end = time.perf_counter() - t0
@@ -1252,7 +1255,7 @@ class ScaleBench:
             "table": [r.__dict__ | {"ratio": r.ratio} for r in self.res.rows],
             "raw": self.res.raw,
         }
-        Path(self.args.json).write_text(json.dumps(doc, indent=2, default=str) + "\n")
+        Path(self.args.json).write_text(json.dumps(doc, indent=1, default=str) + "\n")
         print()
         print(f"pkgstash at scale - factor {self.sz.f}, median of {self.sz.reps} run(s), "
               f"{doc['date']}")
