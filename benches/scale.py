@@ -813,7 +813,16 @@ class ScaleBench:
             if len(busy["hit_ms"]) < 20 or len(busy["miss_ms"]) < 3:
                 raise RuntimeError("during: the refresh ended before 20 hits and 3 misses; "
                                    "lower the rate of extra.files (Sizes.files_rate)")
-        self.res.raw["during"] = runs
+        def summary(xs: list[float]) -> dict:
+            if not xs:
+                return {"n": 0}
+            return {"n": len(xs), "median": med(xs), "p90": bench.pct(xs, 90),
+                    "p99": bench.pct(xs, 99), "max": max(xs)}
+
+        self.res.raw["during"] = [
+            {"refresh_s": r["refresh_s"],
+             **{f"{phase}_{k}": summary(r[phase][k]) for phase in ("idle", "during")
+                for k in ("hit_ms", "miss_ms", "miss_ttfb_ms")}} for r in runs]
         hi = med([med(r["idle"]["hit_ms"]) for r in runs])
         hd = med([med(r["during"]["hit_ms"]) for r in runs])
         mi = med([med(r["idle"]["miss_ms"]) for r in runs])
