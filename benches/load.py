@@ -15,13 +15,21 @@ Used as a module by bench.py, and as a small CLI for ad-hoc runs:
     load.py get  URL [--rate MiB/s]
     load.py herd N URL            # N clients connect, then all send at the same instant
     load.py tail N URL --rate R   # N rate-capped clients, e.g. tailing a download in flight
+    load.py client URL --go-fd FD # one client in its own process: waits until FD reaches EOF
+                                  # (the release), then connects, sends, reads like libcurl
+                                  # (16 KiB reads); prints JSON with absolute perf_counter times
+
+`herd_procs` runs N such client processes and releases them at once (the herd "as a user pays":
+each client's time counts from the release, its TCP connect included; no GIL between clients).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
+import subprocess
 import statistics
 import sys
 import threading
@@ -184,6 +192,99 @@ def herd(url: str, n: int, *, rate: float | None = None, stop: threading.Event |
     return [r for r in results if r is not None]
 
 
+CURL_BUF = 16 * 1024  # libcurl's default receive buffer (CURLOPT_BUFFERSIZE): pacman's reads
+
+
+def client_from_release(url: str, go_fd: int, bufsize: int = CURL_BUF,
+                        ready_fd: int | None = None) -> dict:
+    """Block until `go_fd` reaches EOF, then GET `url` on a new connection. Times are absolute
+    `time.perf_counter()` values (CLOCK_MONOTONIC: comparable across processes)."""
+    host, port, path = split_url(url)
+    if ready_fd is not None:
+        os.write(ready_fd, b"r")
+        os.close(ready_fd)
+    while os.read(go_fd, 1):
+        pass
+    out = {"released": time.perf_counter(), "connected": None, "first_body": None,
+           "last_body": None, "status": 0, "length": None, "body": 0, "error": None}
+    buf = bytearray(max(bufsize, 1024))
+    view = memoryview(buf)
+    try:
+        s = connect(host, port)
+        out["connected"] = time.perf_counter()
+        s.sendall((f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                   "User-Agent: pkgstash-bench\r\nAccept: */*\r\nConnection: close\r\n\r\n").encode())
+        head = b""
+        while True:
+            n = s.recv_into(buf)
+            if n == 0:
+                raise ConnectionError("closed before the response headers")
+            head += bytes(view[:n])
+            i = head.find(b"\r\n\r\n")
+            if i >= 0:
+                break
+        now = time.perf_counter()
+        body0 = len(head) - (i + 4)
+        lines = head[:i].decode("latin-1").split("\r\n")
+        out["status"] = int(lines[0].split()[1])
+        for line in lines[1:]:
+            k, _, v = line.partition(":")
+            if k.strip().lower() == "content-length":
+                out["length"] = int(v.strip())
+        out["body"] = body0
+        if body0:
+            out["first_body"] = out["last_body"] = now
+        while out["length"] is None or out["body"] < out["length"]:
+            n = s.recv_into(view)
+            if n == 0:
+                break
+            now = time.perf_counter()
+            if out["first_body"] is None:
+                out["first_body"] = now
+            out["last_body"] = now
+            out["body"] += n
+        s.close()
+        if out["length"] is not None and out["body"] != out["length"]:
+            out["error"] = f"short body: {out['body']} of {out['length']}"
+    except Exception as e:  # noqa: BLE001 - reported
+        out["error"] = f"{type(e).__name__}: {e}"
+    return out
+
+
+def herd_procs(url: str, n: int, bufsize: int = CURL_BUF, on_release=None) -> dict:
+    """`n` client processes released at once (the write end of a pipe they all read is closed).
+    Returns {"release": t, "clients": [dict...]}; `on_release()` runs right before the release
+    (e.g. to read the proxy's CPU counters)."""
+    r, w = os.pipe()
+    rr, rw = os.pipe()
+    procs = [subprocess.Popen([sys.executable, os.path.abspath(__file__), "client", url,
+                               "--go-fd", str(r), "--ready-fd", str(rw), "--buf", str(bufsize)],
+                              pass_fds=(r, rw), stdout=subprocess.PIPE, text=True)
+             for _ in range(n)]
+    os.close(r)
+    os.close(rw)
+    ready = 0
+    while ready < n:  # every client has written "r" and is about to block in read()
+        b = os.read(rr, n)
+        if not b:
+            break
+        ready += len(b)
+    os.close(rr)
+    time.sleep(0.05)
+    if on_release is not None:
+        on_release()
+    release = time.perf_counter()
+    os.close(w)
+    clients = []
+    for p in procs:
+        out, _ = p.communicate(timeout=900)
+        try:
+            clients.append(json.loads(out))
+        except ValueError:
+            clients.append({"error": f"client exited {p.returncode} without a result"})
+    return {"release": release, "clients": clients}
+
+
 def summary(results: list[Result]) -> dict:
     ok = [r for r in results if r.ok]
     ttfbs = [r.ttfb for r in results if r.ttfb is not None]
@@ -216,7 +317,15 @@ def main(argv: list[str]) -> int:
     t.add_argument("n", type=int)
     t.add_argument("url")
     t.add_argument("--rate", type=float, default=10.0, help="cap per client, MiB/s")
+    c = sub.add_parser("client")
+    c.add_argument("url")
+    c.add_argument("--go-fd", type=int, required=True)
+    c.add_argument("--buf", type=int, default=CURL_BUF)
+    c.add_argument("--ready-fd", type=int)
     a = ap.parse_args(argv)
+    if a.cmd == "client":
+        json.dump(client_from_release(a.url, a.go_fd, a.buf, a.ready_fd), sys.stdout)
+        return 0
     if a.cmd == "get":
         r = get(a.url, rate=a.rate * (1 << 20) if a.rate else None)
         out = asdict(r) | {"mib_s": r.mib_s, "ok": r.ok}

@@ -2,11 +2,17 @@
 # pkgstash vs nginx (caching reverse proxy), side by side, in one command.
 #
 #   benches/run.sh [--quick] [--only 1,3] [--keep]
+#   benches/run.sh --scale [--parts herd,lan] [--scale-factor 0.1] [--fixtures DIR] [--keep]
 #
 # Builds pkgstash in release mode, starts an nginx upstream (rate-limited server blocks, JSON
 # access log), nginx as a caching reverse proxy (the Arch wiki setup) and pkgstash on 127.0.0.1,
 # runs the scenarios of benches/bench.py and prints a table; the JSON goes to
 # benches/results.json (results-quick.json with --quick, results-partial.json with --only).
+# --scale runs benches/scale.py instead: an Arch-sized mirror (benches/archgen.py, generated
+# with repo-add once and cached in target/bench-fixtures or --fixtures DIR /
+# $PKGSTASH_BENCH_FIXTURES), db-scale figures, the herd measured from outside and the LAN
+# upgrade day (JSON: results-scale.json, results-scale-partial.json with --parts or a
+# --scale-factor); `scale.py --help` lists its options, which run.sh passes on.
 # Needs: cargo, nginx, wrk, python3 (>= 3.11), pacman + repo-add, bsdtar, zstd.
 set -euo pipefail
 
@@ -16,13 +22,17 @@ repo="$(dirname "$here")"
 quick=0
 keep=0
 only=0
+scale=0
+partial=0
 pass=()
 for a in "$@"; do
     case "$a" in
         --quick) quick=1; pass+=("--quick") ;;
         --keep) keep=1 ;;
+        --scale) scale=1 ;;
         --only|--only=*) only=1; pass+=("$a") ;;
-        -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+        --parts|--parts=*|--scale-factor|--scale-factor=*) partial=1; pass+=("$a") ;;
+        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
         *) pass+=("$a") ;;
     esac
 done
@@ -68,7 +78,15 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-if [ "$only" = 1 ]; then
+if [ "$scale" = 1 ]; then
+    if [ "$partial" = 1 ]; then
+        json="$here/results-scale-partial.json"
+    else
+        json="$here/results-scale.json"
+    fi
+    "$PY" "$here/scale.py" --repo "$repo" --workdir "$work" --json "$json" "${pass[@]}"
+    exit $?
+elif [ "$only" = 1 ]; then
     json="$here/results-partial.json"
 elif [ "$quick" = 1 ]; then
     json="$here/results-quick.json"
