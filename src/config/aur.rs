@@ -1,6 +1,6 @@
 //! The `[aur]` config section (the AUR build server; absent = off): its validated shape
 //! [`AurConfig`] and the validation of the raw section, one function per part (`[aur]`,
-//! `[aur.builder]`, `[aur.notify]`), then [`resolve`] against the served repos. Every error
+//! `[aur.builder]`, `[aur.notify]`), then `resolve` against the served repos. Every error
 //! names the key (`aur.builder.timeout`, …).
 
 use std::collections::BTreeMap;

@@ -1,11 +1,11 @@
 //! Configuration: the TOML file (with `PKGSTASH__KEY` env overrides layered on top, read by
-//! the `config` crate) is deserialized into the raw serde structs of [`raw`], then validated
+//! the `config` crate) is deserialized into the raw serde structs of `raw.rs`, then validated
 //! section by section into the typed [`Config`] the rest of the program uses.
 //!
-//! One module per section: [`server`] (the top-level keys), [`upstreams`] (with
-//! [`mirror_url`] and [`mirrorlist`]), [`repos`] (custom repos), [`policy`] (refresh,
-//! cleanup), [`aur`]; [`units`] is the one parser of durations, sizes and rates they all use,
-//! [`env`] the environment overrides, [`display`] the effective-config printout.
+//! One module per section: `server.rs` (the top-level keys), `upstreams.rs` (with
+//! [`mirror_url`] and [`mirrorlist`]), `repos.rs` (custom repos), `policy.rs` (refresh,
+//! cleanup), [`aur`]; `units.rs` is the one parser of durations, sizes and rates they all
+//! use, `env.rs` the environment overrides, `display.rs` the effective-config printout.
 //!
 //! Invariants of a [`Config`]: every upstream name is a valid URL segment and not `local`,
 //! every upstream has at least one `http(s)://` mirror base (no trailing slash), durations and
