@@ -3,7 +3,7 @@
 //! # Layout
 //! Layers from the top down; a module imports only from layers below it
 //! (`docs/architecture.md` tells the whole story).
-//! - [`cli`]: the command line's client of the admin API.
+//! - [`cli`]: the command line: arguments, commands, the admin API client, text tables.
 //! - [`server`]: listeners, the per-connection service, background tasks, shutdown.
 //! - [`http`], [`admin`]: the faces — the mirror (`GET|HEAD /<upstream>/…`) and `/_pkgstash/`.
 //! - [`state`]: the state shared by the faces.
@@ -11,7 +11,7 @@
 //! - [`custom_repo`]: custom repos (`[repos.NAME]`) published through pkgstash.
 //! - [`upstream`]: mirror pools and the download task.
 //! - [`cache`]: the on-disk cache, its index and catalog, downloads in flight.
-//! - [`config`]: raw TOML/env config → validated [`config::Config`].
+//! - [`config`]: raw TOML/env config → validated [`config::Config`], one module per section.
 //! - [`repo`], [`metrics`]: pacman's formats; Prometheus metrics.
 pub mod admin;
 pub mod aur;

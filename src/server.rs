@@ -168,7 +168,7 @@ pub async fn run(state: AppState, listeners: Vec<TcpListener>) -> std::io::Resul
     if let Some(aur) = &data.aur {
         let own_url = addrs
             .first()
-            .map(|a| loopback_url(*a))
+            .map(|a| crate::config::loopback_url(&a.to_string()))
             .unwrap_or_else(|| data.cfg.admin_base_url());
         actix_web::rt::spawn(crate::aur::run(aur.clone(), own_url));
     }
@@ -181,19 +181,6 @@ pub async fn run(state: AppState, listeners: Vec<TcpListener>) -> std::io::Resul
         data.registry.snapshot().len()
     );
     Ok(())
-}
-
-/// `http://ADDR` of a bound listener, a wildcard address replaced by loopback (how local
-/// helpers such as the AUR builder's pacman reach this server).
-fn loopback_url(mut addr: std::net::SocketAddr) -> String {
-    use std::net::{Ipv4Addr, Ipv6Addr};
-    if addr.ip().is_unspecified() {
-        addr.set_ip(match addr {
-            std::net::SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
-            std::net::SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
-        });
-    }
-    format!("http://{addr}")
 }
 
 /// Close idle cached file handles (so removed files release their space).
@@ -219,7 +206,7 @@ async fn persist_index_periodically(state: web::Data<AppState>) {
 
 #[cfg(test)]
 mod tests {
-    use super::{loopback_url, require_host};
+    use super::require_host;
     use actix_web::{http::Version, test as atest, web, App, HttpResponse};
 
     #[actix_web::test]
@@ -247,13 +234,5 @@ mod tests {
                 "{version:?} with {hosts} Host"
             );
         }
-    }
-
-    #[test]
-    fn wildcards_become_loopback() {
-        let url = |s: &str| loopback_url(s.parse().expect("addr"));
-        assert_eq!(url("0.0.0.0:7878"), "http://127.0.0.1:7878");
-        assert_eq!(url("[::]:7878"), "http://[::1]:7878");
-        assert_eq!(url("192.0.2.7:80"), "http://192.0.2.7:80");
     }
 }

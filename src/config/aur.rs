@@ -1,11 +1,17 @@
-//! The `[aur]` config section: raw serde structs and their validation into [`AurConfig`].
-//! Absent section = build server off. Every error names the key (`aur.builder.timeout`, …).
+//! The `[aur]` config section (the AUR build server; absent = off): its validated shape
+//! [`AurConfig`] and the validation of the raw section, one function per part (`[aur]`,
+//! `[aur.builder]`, `[aur.notify]`), then `resolve` against the served repos. Every error
+//! names the key (`aur.builder.timeout`, …).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::Deserialize;
-
-use crate::config::ConfigError;
+use super::raw::{RawAur, RawBuilder};
+use super::repos::RepoConfig;
+use super::units::parse_positive_duration;
+use super::upstreams::UpstreamConfig;
+use super::{invalid, ConfigError};
+use crate::repo::path::valid_upstream_name;
 
 /// Default AUR RPC base (the `info` endpoint is `<rpc_url>/info`).
 pub const DEFAULT_RPC_URL: &str = "https://aur.archlinux.org/rpc/v5";
@@ -13,39 +19,6 @@ pub const DEFAULT_RPC_URL: &str = "https://aur.archlinux.org/rpc/v5";
 pub const DEFAULT_GIT_URL: &str = "https://aur.archlinux.org/{pkgbase}.git";
 /// Default user makepkg runs as when pkgstash runs as root.
 pub const DEFAULT_BUILD_USER: &str = "pkgstash-build";
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawAur {
-    #[serde(default)]
-    packages: Vec<String>,
-    repo: Option<String>,
-    rpc_url: Option<String>,
-    git_url: Option<String>,
-    check_interval: Option<String>,
-    #[serde(default)]
-    builder: RawBuilder,
-    #[serde(default)]
-    notify: RawNotify,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawBuilder {
-    timeout: Option<String>,
-    user: Option<String>,
-    isolation: Option<String>,
-    concurrent_builds: Option<i64>,
-    dependencies: Option<String>,
-    dep_repos: Option<Vec<String>>,
-    siglevel: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawNotify {
-    webhook: Option<String>,
-}
 
 /// How a build is isolated besides running as an unprivileged user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,6 +129,30 @@ impl BuilderConfig {
     }
 }
 
+/// The validated `[aur]` section.
+#[derive(Debug, Clone)]
+pub struct AurConfig {
+    /// Tracked AUR package names.
+    pub packages: Vec<String>,
+    /// The custom repo builds are published to.
+    pub repo: String,
+    /// RPC base URL without trailing slash.
+    pub rpc_url: String,
+    /// Git URL template containing `{pkgbase}`.
+    pub git_url: String,
+    pub check_interval: Duration,
+    pub builder: BuilderConfig,
+    /// Webhook URL notifications are POSTed to.
+    pub webhook: Option<String>,
+}
+
+impl AurConfig {
+    /// The git URL of `pkgbase`.
+    pub fn git_url_for(&self, pkgbase: &str) -> String {
+        self.git_url.replace("{pkgbase}", pkgbase)
+    }
+}
+
 /// The words pacman's `SigLevel` accepts.
 fn valid_siglevel(v: &str) -> bool {
     !v.trim().is_empty()
@@ -197,7 +194,7 @@ fn keyword<T: Copy>(
 /// Parse one `aur.builder.dep_repos` entry.
 fn dep_repo(key: &str, value: &str) -> Result<DepRepoRef, ConfigError> {
     let value = value.trim();
-    let name_ok = |n: &str| crate::config::valid_upstream_name(n) && n != "local";
+    let name_ok = |n: &str| valid_upstream_name(n) && n != "local";
     match value.split_once('/') {
         None if name_ok(value) => Ok(DepRepoRef::Custom(value.to_string())),
         Some((up, repo)) if name_ok(up) && name_ok(repo) => Ok(DepRepoRef::Upstream {
@@ -212,46 +209,6 @@ fn dep_repo(key: &str, value: &str) -> Result<DepRepoRef, ConfigError> {
             ),
         )),
     }
-}
-
-/// The validated `[aur]` section.
-#[derive(Debug, Clone)]
-pub struct AurConfig {
-    /// Tracked AUR package names.
-    pub packages: Vec<String>,
-    /// The custom repo builds are published to.
-    pub repo: String,
-    /// RPC base URL without trailing slash.
-    pub rpc_url: String,
-    /// Git URL template containing `{pkgbase}`.
-    pub git_url: String,
-    pub check_interval: Duration,
-    pub builder: BuilderConfig,
-    /// Webhook URL notifications are POSTed to.
-    pub webhook: Option<String>,
-}
-
-impl AurConfig {
-    /// The git URL of `pkgbase`.
-    pub fn git_url_for(&self, pkgbase: &str) -> String {
-        self.git_url.replace("{pkgbase}", pkgbase)
-    }
-}
-
-fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.to_string(),
-        reason: reason.into(),
-    }
-}
-
-fn duration(key: &str, value: &str) -> Result<Duration, ConfigError> {
-    humantime::parse_duration(value.trim()).map_err(|e| {
-        invalid(
-            key,
-            format!("`{value}` is not a duration like \"30s\" or \"6h\": {e}"),
-        )
-    })
 }
 
 fn http_url(key: &str, value: &str) -> Result<String, ConfigError> {
@@ -276,32 +233,10 @@ pub fn valid_package_name(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "@._+-".contains(c))
 }
 
-/// Validate the raw section.
-pub(crate) fn validate(raw: RawAur) -> Result<AurConfig, ConfigError> {
-    let mut packages = Vec::new();
-    for (i, p) in raw.packages.iter().enumerate() {
-        let p = p.trim();
-        if !valid_package_name(p) {
-            return Err(invalid(
-                &format!("aur.packages[{i}]"),
-                format!("`{p}` is not an AUR package name"),
-            ));
-        }
-        if !packages.iter().any(|q: &String| q == p) {
-            packages.push(p.to_string());
-        }
-    }
-    let repo = raw
-        .repo
-        .map(|r| r.trim().to_string())
-        .ok_or_else(|| invalid("aur.repo", "required: the custom repo builds go to"))?;
-    if !crate::config::valid_upstream_name(&repo) || repo == "local" {
-        return Err(invalid(
-            "aur.repo",
-            format!("`{repo}` is not a repo name ([a-z0-9][a-z0-9._-]*, not `local`)"),
-        ));
-    }
-    // That `repo` names a `[repos.<name>]` table is checked in `Config::validate`.
+/// Validate the raw section on its own; [`resolve`] then checks it against the served repos.
+pub(super) fn validate(raw: RawAur) -> Result<AurConfig, ConfigError> {
+    let packages = packages(&raw.packages)?;
+    let repo = repo(raw.repo)?;
     let rpc_url = http_url(
         "aur.rpc_url",
         raw.rpc_url.as_deref().unwrap_or(DEFAULT_RPC_URL),
@@ -317,42 +252,75 @@ pub(crate) fn validate(raw: RawAur) -> Result<AurConfig, ConfigError> {
             format!("`{git_url}` must contain {{pkgbase}}"),
         ));
     }
-    let check_interval = duration(
+    let check_interval = parse_positive_duration(
         "aur.check_interval",
-        raw.check_interval.as_deref().unwrap_or("6h"),
+        raw.check_interval.as_deref(),
+        Duration::from_secs(6 * 3600),
     )?;
-    if check_interval.is_zero() {
-        return Err(invalid("aur.check_interval", "must be more than 0s"));
+    let builder = builder(raw.builder)?;
+    let webhook = match raw.notify.webhook {
+        Some(w) => Some(http_url("aur.notify.webhook", &w)?),
+        None => None,
+    };
+    Ok(AurConfig {
+        packages,
+        repo,
+        rpc_url,
+        git_url,
+        check_interval,
+        builder,
+        webhook,
+    })
+}
+
+/// `aur.packages`: AUR package names, trimmed, duplicates dropped (first one kept).
+fn packages(raw: &[String]) -> Result<Vec<String>, ConfigError> {
+    let mut packages: Vec<String> = Vec::new();
+    for (i, p) in raw.iter().enumerate() {
+        let p = p.trim();
+        if !valid_package_name(p) {
+            return Err(invalid(
+                format!("aur.packages[{i}]"),
+                format!("`{p}` is not an AUR package name"),
+            ));
+        }
+        if !packages.iter().any(|q| q == p) {
+            packages.push(p.to_string());
+        }
     }
-    let timeout = duration(
-        "aur.builder.timeout",
-        raw.builder.timeout.as_deref().unwrap_or("1h"),
-    )?;
-    if timeout.is_zero() {
-        return Err(invalid("aur.builder.timeout", "must be more than 0s"));
-    }
-    let user = raw
-        .builder
-        .user
-        .unwrap_or_else(|| DEFAULT_BUILD_USER.to_string());
-    let user_ok = !user.is_empty()
-        && user != "root"
-        && user
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
-    if !user_ok {
+    Ok(packages)
+}
+
+/// `aur.repo`: required, a repo name (that it names a `[repos.NAME]` table is checked by
+/// [`resolve`]).
+fn repo(raw: Option<String>) -> Result<String, ConfigError> {
+    let repo = raw
+        .map(|r| r.trim().to_string())
+        .ok_or_else(|| invalid("aur.repo", "required: the custom repo builds go to"))?;
+    if !valid_upstream_name(&repo) || repo == "local" {
         return Err(invalid(
-            "aur.builder.user",
-            format!("`{user}` must be an unprivileged user name (not root)"),
+            "aur.repo",
+            format!("`{repo}` is not a repo name ([a-z0-9][a-z0-9._-]*, not `local`)"),
         ));
     }
+    Ok(repo)
+}
+
+/// `[aur.builder]`.
+fn builder(raw: RawBuilder) -> Result<BuilderConfig, ConfigError> {
+    let timeout = parse_positive_duration(
+        "aur.builder.timeout",
+        raw.timeout.as_deref(),
+        Duration::from_secs(3600),
+    )?;
+    let user = build_user(raw.user)?;
     let isolation = keyword(
         "aur.builder.isolation",
-        raw.builder.isolation.as_deref(),
+        raw.isolation.as_deref(),
         &[Isolation::Auto, Isolation::Bwrap, Isolation::None],
         Isolation::as_str,
     )?;
-    let concurrent_builds = match raw.builder.concurrent_builds {
+    let concurrent_builds = match raw.concurrent_builds {
         None => 1,
         Some(n) if (1..=64).contains(&n) => n as usize,
         Some(n) => {
@@ -364,33 +332,15 @@ pub(crate) fn validate(raw: RawAur) -> Result<AurConfig, ConfigError> {
     };
     let dependencies = keyword(
         "aur.builder.dependencies",
-        raw.builder.dependencies.as_deref(),
+        raw.dependencies.as_deref(),
         &[Dependencies::Repos, Dependencies::Host],
         Dependencies::as_str,
     )?;
-    let dep_repos = match raw.builder.dep_repos {
-        Some(list) => {
-            let mut v: Vec<DepRepoRef> = Vec::new();
-            for (i, e) in list.iter().enumerate() {
-                let key = format!("aur.builder.dep_repos[{i}]");
-                let r = dep_repo(&key, e)?;
-                if v.iter().any(|o| o.name() == r.name()) {
-                    return Err(invalid(
-                        &key,
-                        format!(
-                            "a second repo named `{}` (pacman needs unique names)",
-                            r.name()
-                        ),
-                    ));
-                }
-                v.push(r);
-            }
-            Some(v)
-        }
+    let dep_repos = match raw.dep_repos {
+        Some(list) => Some(dep_repos(&list)?),
         None => None,
     };
     let siglevel = raw
-        .builder
         .siglevel
         .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|| DEFAULT_SIGLEVEL.to_string());
@@ -400,74 +350,195 @@ pub(crate) fn validate(raw: RawAur) -> Result<AurConfig, ConfigError> {
             format!("`{siglevel}` is not a pacman SigLevel (e.g. \"{DEFAULT_SIGLEVEL}\")"),
         ));
     }
-    let webhook = match raw.notify.webhook {
-        Some(w) => Some(http_url("aur.notify.webhook", &w)?),
-        None => None,
-    };
-    Ok(AurConfig {
-        packages,
-        repo,
-        rpc_url,
-        git_url,
-        check_interval,
-        builder: BuilderConfig {
-            timeout,
-            user,
-            isolation,
-            concurrent_builds,
-            dependencies,
-            dep_repos,
-            siglevel,
-            server_url: String::new(),
-        },
-        webhook,
+    Ok(BuilderConfig {
+        timeout,
+        user,
+        isolation,
+        concurrent_builds,
+        dependencies,
+        dep_repos,
+        siglevel,
+        server_url: String::new(),
     })
 }
 
-fn toml_str(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_else(|_| format!("\"{s}\""))
+/// `aur.builder.user`: an unprivileged user name (never root).
+fn build_user(raw: Option<String>) -> Result<String, ConfigError> {
+    let user = raw.unwrap_or_else(|| DEFAULT_BUILD_USER.to_string());
+    let user_ok = !user.is_empty()
+        && user != "root"
+        && user
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    if !user_ok {
+        return Err(invalid(
+            "aur.builder.user",
+            format!("`{user}` must be an unprivileged user name (not root)"),
+        ));
+    }
+    Ok(user)
 }
 
-impl std::fmt::Display for AurConfig {
-    /// The section as TOML, for `check-config`.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let pkgs: Vec<String> = self.packages.iter().map(|p| toml_str(p)).collect();
-        writeln!(f, "\n[aur]")?;
-        writeln!(f, "packages = [{}]", pkgs.join(", "))?;
-        writeln!(f, "repo = {}", toml_str(&self.repo))?;
-        writeln!(f, "rpc_url = {}", toml_str(&self.rpc_url))?;
-        writeln!(f, "git_url = {}", toml_str(&self.git_url))?;
-        writeln!(
-            f,
-            "check_interval = \"{}\"",
-            humantime::format_duration(self.check_interval)
-        )?;
-        writeln!(f, "\n[aur.builder]")?;
-        writeln!(
-            f,
-            "timeout = \"{}\"",
-            humantime::format_duration(self.builder.timeout)
-        )?;
-        writeln!(f, "user = {}", toml_str(&self.builder.user))?;
-        writeln!(f, "isolation = \"{}\"", self.builder.isolation.as_str())?;
-        writeln!(f, "concurrent_builds = {}", self.builder.concurrent_builds)?;
-        writeln!(
-            f,
-            "dependencies = \"{}\"",
-            self.builder.dependencies.as_str()
-        )?;
-        let repos: Vec<String> = self
+/// `aur.builder.dep_repos` as written: each entry parsed, names unique (pacman's repo names).
+fn dep_repos(list: &[String]) -> Result<Vec<DepRepoRef>, ConfigError> {
+    let mut v: Vec<DepRepoRef> = Vec::new();
+    for (i, e) in list.iter().enumerate() {
+        let key = format!("aur.builder.dep_repos[{i}]");
+        let r = dep_repo(&key, e)?;
+        if v.iter().any(|o| o.name() == r.name()) {
+            return Err(invalid(
+                &key,
+                format!(
+                    "a second repo named `{}` (pacman needs unique names)",
+                    r.name()
+                ),
+            ));
+        }
+        v.push(r);
+    }
+    Ok(v)
+}
+
+/// Check the section against the served repos: `aur.repo` names a `[repos.NAME]` table, and
+/// `aur.builder.dep_repos` names served repos; absent, it is every custom repo (`aur.repo`
+/// first: AUR packages depending on other AUR builds).
+pub(super) fn resolve(
+    aur: &mut AurConfig,
+    repos: &BTreeMap<String, RepoConfig>,
+    upstreams: &BTreeMap<String, UpstreamConfig>,
+) -> Result<(), ConfigError> {
+    if !repos.contains_key(&aur.repo) {
+        return Err(invalid(
+            "aur.repo",
+            format!(
+                "`{}` is not a [repos.NAME] table: builds are published there",
+                aur.repo
+            ),
+        ));
+    }
+    match &aur.builder.dep_repos {
+        Some(list) => {
+            for (i, r) in list.iter().enumerate() {
+                let key = format!("aur.builder.dep_repos[{i}]");
+                match r {
+                    DepRepoRef::Custom(n) if !repos.contains_key(n) => {
+                        return Err(invalid(&key, format!("`{n}` is not a [repos.NAME] table")))
+                    }
+                    DepRepoRef::Upstream { upstream, .. } if !upstreams.contains_key(upstream) => {
+                        return Err(invalid(
+                            &key,
+                            format!("`{upstream}` is not an [upstreams.NAME] table"),
+                        ))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        None => {
+            let mut list = vec![DepRepoRef::Custom(aur.repo.clone())];
+            list.extend(
+                repos
+                    .keys()
+                    .filter(|n| **n != aur.repo)
+                    .map(|n| DepRepoRef::Custom(n.clone())),
+            );
+            aur.builder.dep_repos = Some(list);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::config::test_support::{err_text, load, MIN};
+
+    #[test]
+    fn aur_section_defaults_and_errors() {
+        let c = load(
+            &format!("{MIN}[repos.custom]\n[aur]\npackages = [\"yay\", \"paru-bin\"]\nrepo = \"custom\"\n"),
+            &[],
+        )
+        .expect("valid");
+        let aur = c.aur.expect("aur on");
+        assert_eq!(aur.packages, vec!["yay", "paru-bin"]);
+        assert_eq!(aur.rpc_url, "https://aur.archlinux.org/rpc/v5");
+        assert_eq!(aur.git_url_for("yay"), "https://aur.archlinux.org/yay.git");
+        assert_eq!(aur.check_interval, Duration::from_secs(6 * 3600));
+        assert_eq!(aur.builder.user, "pkgstash-build");
+        // Dependencies come from the served repos: by default every custom repo.
+        assert_eq!(aur.builder.dependencies.as_str(), "repos");
+        assert_eq!(aur.builder.concurrent_builds, 1);
+        assert_eq!(aur.builder.siglevel, "Required DatabaseOptional");
+        let names: Vec<String> = aur
             .builder
             .dep_repos()
             .iter()
-            .map(|r| toml_str(&r.to_string()))
+            .map(|r| r.to_string())
             .collect();
-        writeln!(f, "dep_repos = [{}]", repos.join(", "))?;
-        writeln!(f, "siglevel = {}", toml_str(&self.builder.siglevel))?;
-        if self.webhook.is_some() {
-            // The URL often carries a secret (chat webhooks): never printed.
-            writeln!(f, "\n[aur.notify]\n# webhook: set (redacted)")?;
-        }
-        Ok(())
+        assert_eq!(names, vec!["custom"]);
+        assert!(load(MIN, &[]).expect("valid").aur.is_none());
+        let e = err_text(&format!("{MIN}[aur]\nrepo = \"custom\"\n"));
+        assert!(e.contains("aur.repo") && e.contains("[repos.NAME]"), "{e}");
+        let with = |extra: &str| {
+            err_text(&format!(
+                "{MIN}[repos.custom]\n[aur]\nrepo = \"custom\"\n{extra}"
+            ))
+        };
+        assert!(with("packages = [\"Bad Name\"]\n").contains("aur.packages[0]"));
+        assert!(with("check_interval = \"often\"\n").contains("aur.check_interval"));
+        assert!(with("git_url = \"https://x/y.git\"\n").contains("aur.git_url"));
+        assert!(with("[aur.builder]\nuser = \"root\"\n").contains("aur.builder.user"));
+        assert!(with("[aur.builder]\nisolation = \"chroot\"\n").contains("aur.builder.isolation"));
+        assert!(
+            with("[aur.builder]\ndependencies = \"auto\"\n").contains("aur.builder.dependencies")
+        );
+        assert!(with("[aur.builder]\nsiglevel = \"Sometimes\"\n").contains("aur.builder.siglevel"));
+        assert!(with("[aur.builder]\nconcurrent_builds = 0\n")
+            .contains("aur.builder.concurrent_builds"));
+        let e = with("[aur.builder]\ndep_repos = [\"custom\", \"nowhere/core\"]\n");
+        assert!(
+            e.contains("aur.builder.dep_repos[1]") && e.contains("[upstreams.NAME]"),
+            "{e}"
+        );
+        let e = with("[aur.builder]\ndep_repos = [\"other\"]\n");
+        assert!(
+            e.contains("aur.builder.dep_repos[0]") && e.contains("[repos.NAME]"),
+            "{e}"
+        );
+        let e = with("[aur.builder]\ndep_repos = [\"a/b/c\"]\n");
+        assert!(e.contains("aur.builder.dep_repos[0]"), "{e}");
+        let e = with("[aur.builder]\ndep_repos = [\"archlinux/core\", \"other/core\"]\n");
+        assert!(
+            e.contains("aur.builder.dep_repos[1]") && e.contains("unique"),
+            "{e}"
+        );
+        let c = load(
+            &format!("{MIN}[repos.custom]\n[aur]\nrepo = \"custom\"\n[aur.builder]\ndep_repos = [\"archlinux/core\", \"custom\"]\nsiglevel = \"Optional  TrustAll\"\n"),
+            &[],
+        )
+        .expect("valid");
+        let shown = c.to_string();
+        assert!(
+            shown.contains("dep_repos = [\"archlinux/core\", \"custom\"]")
+                && shown.contains("siglevel = \"Optional TrustAll\""),
+            "{shown}"
+        );
+        assert!(with("[aur.notify]\nwebhook = \"ftp://x\"\n").contains("aur.notify.webhook"));
+        assert!(with("bogus = 1\n").contains("bogus"));
+        assert!(
+            err_text(&format!("{MIN}[repos.custom]\n[aur]\npackages = []\n")).contains("aur.repo")
+        );
+        let shown = load(
+            &format!("{MIN}[repos.custom]\n[aur]\nrepo = \"custom\"\nnotify = {{ webhook = \"https://hooks.example/s3cret\" }}\n"),
+            &[],
+        )
+        .expect("valid")
+        .to_string();
+        assert!(
+            shown.contains("[aur]") && !shown.contains("s3cret"),
+            "{shown}"
+        );
     }
 }
