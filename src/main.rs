@@ -408,7 +408,7 @@ fn evict_path(input: &str) -> anyhow::Result<String> {
 
 fn serve(cfg: Config) -> Result<(), Failure> {
     let store = pkgstash::cache::store::Store::open(&cfg.cache_dir).map_err(usage)?;
-    let repos = pkgstash::custom_repo::LocalRepos::open(&cfg).map_err(usage)?;
+    let repos = pkgstash::custom_repo::CustomRepos::open(&cfg).map_err(usage)?;
     let listeners = pkgstash::server::bind(&cfg).map_err(runtime)?;
     pkgstash::server::raise_file_limit();
     actix_web::rt::System::new()

@@ -219,9 +219,9 @@ fn allowed_methods(rel: &str) -> Option<&'static str> {
 /// Header carrying an upload's detached signature, base64.
 pub const SIGNATURE_HEADER: &str = "x-pkgstash-signature";
 
-impl From<crate::custom_repo::RepoError> for ApiError {
-    fn from(e: crate::custom_repo::RepoError) -> Self {
-        use crate::custom_repo::RepoError as R;
+impl From<crate::custom_repo::CustomRepoError> for ApiError {
+    fn from(e: crate::custom_repo::CustomRepoError) -> Self {
+        use crate::custom_repo::CustomRepoError as R;
         match e {
             R::NoSuchRepo(_) | R::NoSuchPackage { .. } => ApiError::NotFoundWhy(e.to_string()),
             R::BadPackage(_) | R::WrongArch { .. } | R::BadSignature(_) => {
