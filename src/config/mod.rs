@@ -199,7 +199,7 @@ pub struct CleanupConfig {
 
 /// A custom repo of packages published through pkgstash, served under `/<name>/os/<arch>/`.
 #[derive(Debug, Clone)]
-pub struct RepoConfig {
+pub struct CustomRepoConfig {
     pub name: String,
     /// Directory holding `<arch>/` subdirectories with the packages and dbs.
     pub path: PathBuf,
@@ -235,7 +235,7 @@ pub struct Config {
     pub refresh: RefreshConfig,
     pub cleanup: CleanupConfig,
     /// Custom repos by name (disjoint from upstream names).
-    pub repos: BTreeMap<String, RepoConfig>,
+    pub repos: BTreeMap<String, CustomRepoConfig>,
     /// Admin token from `$PKGSTASH_TOKEN`; `None` disables the admin API.
     pub token: Option<Token>,
     /// The AUR build server; `None` (no `[aur]` section) = off.
@@ -534,7 +534,7 @@ impl Config {
                 .filter(|k| !k.is_empty());
             repos.insert(
                 name.clone(),
-                RepoConfig {
+                CustomRepoConfig {
                     name,
                     path,
                     arch,
@@ -604,7 +604,7 @@ fn base_url_of(listen: &[String]) -> String {
 fn check_dep_repos(
     builder: &mut crate::config::aur::BuilderConfig,
     aur_repo: &str,
-    repos: &BTreeMap<String, RepoConfig>,
+    repos: &BTreeMap<String, CustomRepoConfig>,
     upstreams: &BTreeMap<String, UpstreamConfig>,
 ) -> Result<(), ConfigError> {
     use crate::config::aur::DepRepoRef;

@@ -12,7 +12,7 @@ use parking_lot::RwLock;
 use super::signature::gpg_sign;
 use super::state::{meta_dir, State};
 use super::{io_err, sync_dir, write_atomic, CustomRepoError};
-use crate::config::RepoConfig;
+use crate::config::CustomRepoConfig;
 use crate::repo::package::PackageMeta;
 
 /// The two dbs of every arch, and whether it lists the packages' files.
@@ -39,7 +39,7 @@ impl Dbs {
     }
 
     /// Are the published dbs those of `st` (stamp matches, every db file is there)?
-    pub(super) fn match_state(&self, cfg: &RepoConfig, st: &State) -> bool {
+    pub(super) fn match_state(&self, cfg: &CustomRepoConfig, st: &State) -> bool {
         let stamp_ok =
             std::fs::read_to_string(stamp_path(cfg)).is_ok_and(|s| s.trim() == stamp(cfg, st));
         stamp_ok
@@ -54,7 +54,11 @@ impl Dbs {
     }
 
     /// Regenerate every arch's `.db` and `.files` from `st` and swap them in together.
-    pub(super) fn publish(&self, cfg: &RepoConfig, st: &State) -> Result<(), CustomRepoError> {
+    pub(super) fn publish(
+        &self,
+        cfg: &CustomRepoConfig,
+        st: &State,
+    ) -> Result<(), CustomRepoError> {
         let staged = stage(cfg, st)?;
         self.swap_in(cfg, staged)?;
         for arch in &cfg.arch {
@@ -66,7 +70,7 @@ impl Dbs {
     }
 
     /// Rename the staged files into place under the write lock, signatures first.
-    fn swap_in(&self, cfg: &RepoConfig, staged: Vec<Staged>) -> Result<(), CustomRepoError> {
+    fn swap_in(&self, cfg: &CustomRepoConfig, staged: Vec<Staged>) -> Result<(), CustomRepoError> {
         let name = &cfg.name;
         let _swap = self.swap.write();
         for Staged {
@@ -100,7 +104,7 @@ impl Dbs {
 }
 
 /// Write every arch's dbs of `st` next to their final paths, signed when the repo signs.
-fn stage(cfg: &RepoConfig, st: &State) -> Result<Vec<Staged>, CustomRepoError> {
+fn stage(cfg: &CustomRepoConfig, st: &State) -> Result<Vec<Staged>, CustomRepoError> {
     let name = &cfg.name;
     let mut staged = Vec::new();
     for arch in &cfg.arch {
@@ -143,19 +147,19 @@ fn short_name_link(final_path: &Path) {
 }
 
 /// `<path>/<arch>/<name>.<kind>.tar.gz`.
-fn db_path(cfg: &RepoConfig, arch: &str, kind: &str) -> PathBuf {
+fn db_path(cfg: &CustomRepoConfig, arch: &str, kind: &str) -> PathBuf {
     cfg.path
         .join(arch)
         .join(format!("{}.{kind}.tar.gz", cfg.name))
 }
 
-fn stamp_path(cfg: &RepoConfig) -> PathBuf {
+fn stamp_path(cfg: &CustomRepoConfig) -> PathBuf {
     meta_dir(&cfg.path).join("dbs.stamp")
 }
 
 /// What the dbs are made from: the state, the arches and the signing key (hex SHA-256). Kept
 /// next to the state after every db generation.
-fn stamp(cfg: &RepoConfig, st: &State) -> String {
+fn stamp(cfg: &CustomRepoConfig, st: &State) -> String {
     use sha2::Digest as _;
     let mut h = sha2::Sha256::new();
     h.update(serde_json::to_vec(st).unwrap_or_default());
@@ -168,7 +172,7 @@ fn stamp(cfg: &RepoConfig, st: &State) -> String {
 /// The db file (or its signature) a request for `<arch>/<file>` names: `<name>.db`,
 /// `<name>.db.tar.gz`, `<name>.files`, `<name>.files.tar.gz`, each also with `.sig`. `None`
 /// when `file` is no db name (`arch` is not checked here).
-pub(super) fn requested_db(cfg: &RepoConfig, arch: &str, file: &str) -> Option<PathBuf> {
+pub(super) fn requested_db(cfg: &CustomRepoConfig, arch: &str, file: &str) -> Option<PathBuf> {
     let name = &cfg.name;
     [false, true].into_iter().find_map(|sig| {
         let s = if sig { ".sig" } else { "" };

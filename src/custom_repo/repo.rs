@@ -12,12 +12,12 @@ use super::pool::Pool;
 use super::signature::{check_signature, gpg_sign};
 use super::state::{meta_dir, remove_upload_leftovers, State};
 use super::{io_err, Added, CustomRepoError};
-use crate::config::RepoConfig;
+use crate::config::CustomRepoConfig;
 use crate::repo::package::{read_package, PackageMeta};
 
 /// One custom repo.
 pub struct CustomRepo {
-    pub cfg: RepoConfig,
+    pub cfg: CustomRepoConfig,
     /// Serializes changes.
     state: Mutex<State>,
     pool: Pool,
@@ -28,7 +28,7 @@ impl CustomRepo {
     /// Create the repo's directories, load its state, regenerate its dbs when they are not
     /// the state's.
     pub(super) fn open(
-        cfg: RepoConfig,
+        cfg: CustomRepoConfig,
         keep_versions: usize,
     ) -> Result<CustomRepo, CustomRepoError> {
         let name = cfg.name.clone();
