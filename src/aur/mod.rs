@@ -27,6 +27,7 @@ pub mod deps;
 pub mod git;
 pub mod notify;
 pub mod overlay;
+mod pkgbuild;
 pub mod publish;
 pub mod queue;
 pub mod rpc;
