@@ -27,6 +27,7 @@ const API: &str = "/_pkgstash/api";
 
 /// One admin API route.
 pub struct ApiRoute {
+    /// The one method this route answers.
     pub method: Method,
     /// An actix path pattern under [`API`]: `{name}` is one non-empty segment, `{path:.*}`
     /// the rest of the path.

@@ -104,3 +104,43 @@ impl Pool {
         pruned
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prune_keeps_the_current_file_and_keep_versions_older_ones() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let files = [
+            "foo-1.0-1-x86_64.pkg.tar.zst",
+            "foo-1.10-1-x86_64.pkg.tar.zst",
+            "foo-1.9-1-x86_64.pkg.tar.zst",
+            "foo-2.0-1-x86_64.pkg.tar.zst",
+            "foobar-0.1-1-any.pkg.tar.zst",
+        ];
+        for f in files {
+            std::fs::write(dir.path().join(f), b"x").expect("write");
+        }
+        std::fs::write(dir.path().join("foo-1.0-1-x86_64.pkg.tar.zst.sig"), b"s").expect("sig");
+        let pool = Pool::new("custom", dir.path().to_path_buf(), 1);
+        // Newest first by vercmp (1.10 > 1.9): 2.0 takes the one kept slot, 1.10 is the
+        // current file (always kept); 1.9 and 1.0 (with its .sig) go; another name stays.
+        let mut pruned = pool.prune("foo", Some("foo-1.10-1-x86_64.pkg.tar.zst"));
+        pruned.sort();
+        assert_eq!(
+            pruned,
+            vec![
+                "foo-1.0-1-x86_64.pkg.tar.zst",
+                "foo-1.9-1-x86_64.pkg.tar.zst"
+            ]
+        );
+        assert!(!dir.path().join("foo-1.0-1-x86_64.pkg.tar.zst.sig").exists());
+        assert!(dir.path().join("foo-2.0-1-x86_64.pkg.tar.zst").exists());
+        assert!(dir.path().join("foobar-0.1-1-any.pkg.tar.zst").exists());
+        // Removed from the dbs (no current file): every file of the name goes.
+        let pruned = pool.prune("foo", None);
+        assert_eq!(pruned.len(), 2);
+        assert!(dir.path().join("foobar-0.1-1-any.pkg.tar.zst").exists());
+    }
+}
