@@ -10,7 +10,7 @@ use crate::cache::index::CacheIndex;
 use crate::cache::inflight::Registry;
 use crate::cache::store::Store;
 use crate::config::Config;
-use crate::custom_repo::LocalRepos;
+use crate::custom_repo::CustomRepos;
 use crate::jobs::Jobs;
 use crate::metrics::Metrics;
 use crate::upstream::fetch::{FetchContext, Fetcher};
@@ -27,7 +27,7 @@ pub struct AppState {
     pub fetcher: Fetcher,
     pub metrics: Arc<Metrics>,
     /// Custom repos.
-    pub repos: Arc<LocalRepos>,
+    pub repos: Arc<CustomRepos>,
     pub started: Instant,
     /// Refresh, cleanup: their handle on the cache and the fetcher.
     pub jobs: Arc<Jobs>,
@@ -39,7 +39,7 @@ pub struct AppState {
 
 impl AppState {
     /// Build the state. Must run inside an actix `System` (it starts the fetch arbiter).
-    pub fn new(cfg: Config, store: Store, repos: LocalRepos) -> AppState {
+    pub fn new(cfg: Config, store: Store, repos: CustomRepos) -> AppState {
         let cfg = Arc::new(cfg);
         let store = Arc::new(store);
         let pools = Arc::new(Pools::from_config(&cfg));
@@ -77,7 +77,7 @@ impl AppState {
         let repos = Arc::new(repos);
         let aur = cfg.aur.as_ref().map(|aur_cfg| {
             let publisher: Arc<dyn crate::aur::Publisher> = Arc::new(
-                crate::aur::publish::LocalRepoPublisher::new(repos.clone(), &aur_cfg.repo),
+                crate::aur::publish::CustomRepoPublisher::new(repos.clone(), &aur_cfg.repo),
             );
             crate::aur::AurService::new(aur_cfg.clone(), &cfg.cache_dir, publisher)
         });

@@ -1,33 +1,17 @@
-//! The build server's admin API routes, under `/_pkgstash/api/aur/` (token required):
-//!
-//! | route | does |
-//! |---|---|
-//! | `GET aur/pending` | revisions waiting for approval, with reasons and diff |
-//! | `POST aur/approve/{name}?rev=SHA` | approve the pending revision (must be `SHA` when given) and queue it; with none pending, queue a failed build of the approved revision again |
-//! | `POST aur/reject/{name}` | drop the pending revision; it is not held again |
-//! | `POST aur/check` | check the AUR now |
-//!
-//! `409 Conflict` when the build server is off (no `[aur]`) or the revision differs,
-//! `404` when nothing is pending for `name`.
+//! The build server's admin endpoints, under `/_pkgstash/api/aur/` (token required; routes in
+//! [`crate::admin::routes`]'s table). `409 Conflict` when the build server is off (no `[aur]`)
+//! or the revision differs, `404` when nothing is pending for `name`.
 
 use std::sync::Arc;
 
-use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
+use super::json;
 use crate::aur::queue::DecisionError;
 use crate::aur::AurService;
 use crate::http::error::ApiError;
 use crate::state::AppState;
-
-/// Register the routes (inside the `/_pkgstash/api` scope).
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/aur/pending", web::get().to(pending))
-        .route("/aur/approve/{name}", web::post().to(approve))
-        .route("/aur/reject/{name}", web::post().to(reject))
-        .route("/aur/check", web::post().to(check));
-}
 
 /// Query of `POST aur/approve/{name}`.
 #[derive(Debug, Deserialize)]
@@ -41,12 +25,6 @@ pub struct Done {
     pub pkgbase: Option<String>,
     pub rev: Option<String>,
     pub message: String,
-}
-
-fn json<T: Serialize>(value: &T) -> HttpResponse {
-    HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(value)
 }
 
 fn service(req: &HttpRequest, state: &AppState) -> Result<Arc<AurService>, ApiError> {
@@ -63,12 +41,18 @@ fn decision_error(e: DecisionError) -> ApiError {
     }
 }
 
-async fn pending(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+/// `GET aur/pending`: revisions waiting for approval, with reasons and diff.
+pub(super) async fn pending(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let aur = service(&req, &state)?;
     Ok(json(&aur.pending()))
 }
 
-async fn approve(
+/// `POST aur/approve/{name}?rev=SHA`: approve the pending revision (must be `SHA` when given)
+/// and queue it; with none pending, queue a failed build of the approved revision again.
+pub(super) async fn approve(
     req: HttpRequest,
     state: web::Data<AppState>,
     name: web::Path<String>,
@@ -88,7 +72,8 @@ async fn approve(
     Ok(json(&approval))
 }
 
-async fn reject(
+/// `POST aur/reject/{name}`: drop the pending revision; it is not held again.
+pub(super) async fn reject(
     req: HttpRequest,
     state: web::Data<AppState>,
     name: web::Path<String>,
@@ -102,7 +87,11 @@ async fn reject(
     }))
 }
 
-async fn check(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+/// `POST aur/check`: check the AUR now.
+pub(super) async fn check(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let aur = service(&req, &state)?;
     aur.check_soon();
     Ok(json(&Done {

@@ -1,7 +1,23 @@
-//! The `/_pkgstash/` face: routes ([`routes`]), the admin token check ([`auth`]), the status
-//! snapshot ([`status`]) and the AUR build server's endpoints ([`aur`]).
+//! The `/_pkgstash/` face: the route table and its registration ([`routes`]), the admin token
+//! check ([`auth`]), the status snapshot ([`status`]), and the handlers: the public status page
+//! and metrics ([`page`]), the cache's admin endpoints ([`cache`]), the custom repos' ([`repos`])
+//! and the AUR build server's ([`aur`]).
 
 pub mod aur;
 pub mod auth;
+pub mod cache;
+pub mod page;
+pub mod repos;
 pub mod routes;
 pub mod status;
+
+use actix_web::http::header;
+use actix_web::HttpResponse;
+use serde::Serialize;
+
+/// A `200` JSON answer that no cache keeps (`Cache-Control: no-store`).
+fn json<T: Serialize>(value: &T) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(value)
+}

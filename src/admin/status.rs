@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::cache::index::unix_secs;
 use crate::cache::inflight::Phase;
 use crate::jobs::refresh::RefreshReport;
-use crate::metrics::Outcome;
+use crate::metrics::{Metrics, Outcome};
 use crate::state::AppState;
 use crate::upstream::pool::MirrorStatus;
 
@@ -96,64 +96,8 @@ impl Status {
     /// A snapshot of `state` now.
     pub fn collect(state: &AppState) -> Status {
         let m = &state.metrics;
-        let requests = RequestCounts {
-            hit: m.requests_of(Outcome::Hit),
-            miss: m.requests_of(Outcome::Miss),
-            joined: m.requests_of(Outcome::Joined),
-            revalidated: m.requests_of(Outcome::Revalidated),
-            stale: m.requests_of(Outcome::Stale),
-            not_found: m.requests_of(Outcome::NotFound),
-            error: m.requests_of(Outcome::Error),
-        };
-        let served_local = requests.hit + requests.revalidated + requests.stale;
-        let answered = served_local + requests.miss + requests.joined;
-        let hit_ratio = if answered == 0 {
-            0.0
-        } else {
-            served_local as f64 / answered as f64
-        };
-        let upstreams: BTreeMap<String, UpstreamUsage> = crate::jobs::cleanup::usage(&state.jobs)
-            .into_iter()
-            .map(|(k, u)| {
-                (
-                    k,
-                    UpstreamUsage {
-                        bytes: u.bytes,
-                        files: u.files,
-                    },
-                )
-            })
-            .collect();
-        let mut inflight: Vec<InflightStatus> = state
-            .registry
-            .snapshot()
-            .iter()
-            .map(|d| {
-                let p = d.progress();
-                let (phase, total) = match &p.phase {
-                    Phase::Connecting => ("connecting", None),
-                    Phase::Streaming(meta) => ("streaming", meta.total),
-                    _ => ("finishing", None),
-                };
-                let elapsed = d.started.elapsed();
-                let secs = elapsed.as_secs_f64().max(0.001);
-                let mirror = state.pools.get(d.path.upstream()).and_then(|pool| {
-                    let i = d.mirror.load(std::sync::atomic::Ordering::Relaxed) as usize;
-                    pool.mirrors.get(i).map(|m| m.url.to_string())
-                });
-                InflightStatus {
-                    path: format!("/{}", d.path.key()),
-                    phase: phase.to_string(),
-                    bytes_done: p.written,
-                    bytes_total: total,
-                    rate_bps: (p.written as f64 / secs) as u64,
-                    clients: d.clients(),
-                    elapsed_ms: elapsed.as_millis() as u64,
-                    mirror,
-                }
-            })
-            .collect();
-        inflight.sort_by(|a, b| a.path.cmp(&b.path));
+        let requests = RequestCounts::since_start(m);
+        let upstreams = upstream_usage(state);
         Status {
             version: env!("CARGO_PKG_VERSION").to_string(),
             uptime_secs: state.started.elapsed().as_secs(),
@@ -161,11 +105,11 @@ impl Status {
             cache_bytes: upstreams.values().map(|u| u.bytes).sum(),
             cache_files: upstreams.values().map(|u| u.files).sum(),
             upstreams,
+            hit_ratio: requests.hit_ratio(),
             requests,
-            hit_ratio,
             bytes_saved: m.bytes_from_cache.get(),
             bytes_from_upstream: m.bytes_from_upstream.get(),
-            inflight,
+            inflight: inflight(state),
             mirrors: state.pools.iter().flat_map(|p| p.status()).collect(),
             storage_error: state
                 .store
@@ -181,4 +125,81 @@ impl Status {
             aur: state.aur.as_ref().map(|a| a.summary()),
         }
     }
+}
+
+impl RequestCounts {
+    /// The counters of `m`.
+    fn since_start(m: &Metrics) -> RequestCounts {
+        RequestCounts {
+            hit: m.requests_of(Outcome::Hit),
+            miss: m.requests_of(Outcome::Miss),
+            joined: m.requests_of(Outcome::Joined),
+            revalidated: m.requests_of(Outcome::Revalidated),
+            stale: m.requests_of(Outcome::Stale),
+            not_found: m.requests_of(Outcome::NotFound),
+            error: m.requests_of(Outcome::Error),
+        }
+    }
+
+    /// Hits (incl. revalidated and stale) over answered file requests, 0..1 (0 with none).
+    fn hit_ratio(&self) -> f64 {
+        let served_local = self.hit + self.revalidated + self.stale;
+        let answered = served_local + self.miss + self.joined;
+        if answered == 0 {
+            0.0
+        } else {
+            served_local as f64 / answered as f64
+        }
+    }
+}
+
+/// Bytes and files cached per upstream.
+fn upstream_usage(state: &AppState) -> BTreeMap<String, UpstreamUsage> {
+    crate::jobs::cleanup::usage(&state.jobs)
+        .into_iter()
+        .map(|(k, u)| {
+            (
+                k,
+                UpstreamUsage {
+                    bytes: u.bytes,
+                    files: u.files,
+                },
+            )
+        })
+        .collect()
+}
+
+/// The downloads in flight now, sorted by path.
+fn inflight(state: &AppState) -> Vec<InflightStatus> {
+    let mut inflight: Vec<InflightStatus> = state
+        .registry
+        .snapshot()
+        .iter()
+        .map(|d| {
+            let p = d.progress();
+            let (phase, total) = match &p.phase {
+                Phase::Connecting => ("connecting", None),
+                Phase::Streaming(meta) => ("streaming", meta.total),
+                _ => ("finishing", None),
+            };
+            let elapsed = d.started.elapsed();
+            let secs = elapsed.as_secs_f64().max(0.001);
+            let mirror = state.pools.get(d.path.upstream()).and_then(|pool| {
+                let i = d.mirror.load(std::sync::atomic::Ordering::Relaxed) as usize;
+                pool.mirrors.get(i).map(|m| m.url.to_string())
+            });
+            InflightStatus {
+                path: format!("/{}", d.path.key()),
+                phase: phase.to_string(),
+                bytes_done: p.written,
+                bytes_total: total,
+                rate_bps: (p.written as f64 / secs) as u64,
+                clients: d.clients(),
+                elapsed_ms: elapsed.as_millis() as u64,
+                mirror,
+            }
+        })
+        .collect();
+    inflight.sort_by(|a, b| a.path.cmp(&b.path));
+    inflight
 }

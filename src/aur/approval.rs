@@ -12,13 +12,14 @@
 //!
 //! Anything else — a changed `build()`/`package()`/`prepare()` line, a new or removed line, a
 //! new `source` entry, `depends`, `install`, an added/changed/removed file — is **held** with a
-//! reason per finding. The PKGBUILD is read line by line: top-level assignments (outside
-//! functions, tracked by brace depth) become units, multi-line arrays are one unit, every
-//! other line is compared verbatim. Anything the small word parser does not understand (command
-//! substitution, `;`, `|`, line continuations, …) makes the assignment an opaque line, so a
-//! misparse can only hold a change, never approve one.
+//! reason per finding. The PKGBUILD is compared unit by unit as [`super::pkgbuild`] reads it
+//! (top-level assignments, multi-line arrays, every other line verbatim); what that lexer does
+//! not understand is an opaque line, so a misparse can only hold a change, never approve one.
+//! `.SRCINFO` is compared line by line as `key = value` pairs.
 
 use std::collections::BTreeMap;
+
+use super::pkgbuild::{literal_pkgver, units, Unit, Word};
 
 /// File path in the package's git tree → contents.
 pub type Files = BTreeMap<String, Vec<u8>>;
@@ -66,272 +67,6 @@ pub fn classify(old: &Files, new: &Files) -> Verdict {
     } else {
         Verdict::Held(reasons)
     }
-}
-
-/// One word of a shell assignment value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Word {
-    /// The source text, quotes included.
-    raw: String,
-    /// The value when the word has no expansion (`$`, backtick) at all.
-    literal: Option<String>,
-}
-
-/// A logical unit of a PKGBUILD.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Unit {
-    /// `name=word` or `name=(words…)` at top level.
-    Assign {
-        name: String,
-        array: bool,
-        words: Vec<Word>,
-        text: String,
-    },
-    /// Any other line, compared verbatim (trailing whitespace ignored).
-    Line(String),
-}
-
-impl Unit {
-    fn text(&self) -> &str {
-        match self {
-            Unit::Assign { text, .. } => text,
-            Unit::Line(l) => l,
-        }
-    }
-}
-
-/// Split a value into words. `None` when it holds anything but plain words and comments:
-/// unquoted `;&|<>()`, a line continuation, an unterminated quote.
-fn split_words(text: &str) -> Option<Vec<Word>> {
-    let chars: Vec<char> = text.chars().collect();
-    let mut words = Vec::new();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        if c.is_whitespace() {
-            i += 1;
-            continue;
-        }
-        if c == '#' {
-            while i < chars.len() && chars[i] != '\n' {
-                i += 1;
-            }
-            continue;
-        }
-        let start = i;
-        let mut value = String::new();
-        let mut literal = true;
-        while i < chars.len() && !chars[i].is_whitespace() {
-            match chars[i] {
-                '\'' => {
-                    let end = chars[i + 1..].iter().position(|&c| c == '\'')? + i + 1;
-                    value.extend(&chars[i + 1..end]);
-                    i = end + 1;
-                }
-                '"' => {
-                    i += 1;
-                    loop {
-                        match chars.get(i)? {
-                            '"' => break,
-                            '\\' => {
-                                let next = *chars.get(i + 1)?;
-                                if next == '\n' {
-                                    return None;
-                                }
-                                if !"\"\\$`".contains(next) {
-                                    value.push('\\');
-                                }
-                                value.push(next);
-                                i += 2;
-                            }
-                            '$' | '`' => {
-                                literal = false;
-                                value.push(chars[i]);
-                                i += 1;
-                            }
-                            &c => {
-                                value.push(c);
-                                i += 1;
-                            }
-                        }
-                    }
-                    i += 1;
-                }
-                '\\' => {
-                    let next = *chars.get(i + 1)?;
-                    if next == '\n' {
-                        return None;
-                    }
-                    value.push(next);
-                    i += 2;
-                }
-                ';' | '&' | '|' | '<' | '>' | '(' | ')' => return None,
-                '$' | '`' => {
-                    literal = false;
-                    value.push(chars[i]);
-                    i += 1;
-                }
-                c => {
-                    value.push(c);
-                    i += 1;
-                }
-            }
-        }
-        words.push(Word {
-            raw: chars[start..i].iter().collect(),
-            literal: literal.then_some(value),
-        });
-    }
-    Some(words)
-}
-
-/// `NAME=` at the start of `line` (after indentation): the name and the rest.
-fn assignment_start(line: &str) -> Option<(&str, &str)> {
-    let trimmed = line.trim_start();
-    let eq = trimmed.find('=')?;
-    let name = &trimmed[..eq];
-    let mut chars = name.chars();
-    let ok = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
-    ok.then(|| (name, &trimmed[eq + 1..]))
-}
-
-/// Index of the `)` closing an array whose text starts after `(`, skipping quoted text and
-/// comments; `None` when it is not in `text`.
-fn array_end(text: &str) -> Option<usize> {
-    let mut quote: Option<char> = None;
-    let mut escaped = false;
-    let mut comment = false;
-    let mut word_start = true;
-    for (i, c) in text.char_indices() {
-        if comment {
-            comment = c != '\n';
-            word_start = true;
-            continue;
-        }
-        if escaped {
-            escaped = false;
-            continue;
-        }
-        match (quote, c) {
-            (Some('\''), '\'') => quote = None,
-            (Some('\''), _) => {}
-            (Some(_), '\\') => escaped = true,
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), _) => {}
-            (None, '\\') => escaped = true,
-            (None, '\'' | '"') => quote = Some(c),
-            (None, '#') if word_start => comment = true,
-            (None, ')') => return Some(i),
-            _ => {}
-        }
-        word_start = c.is_whitespace();
-    }
-    None
-}
-
-/// Net `{` minus `}` of a line outside quotes and comments.
-fn brace_delta(line: &str) -> i64 {
-    let mut quote: Option<char> = None;
-    let mut escaped = false;
-    let mut delta = 0;
-    let mut word_start = true;
-    for c in line.chars() {
-        if escaped {
-            escaped = false;
-            continue;
-        }
-        match (quote, c) {
-            (Some('\''), '\'') => quote = None,
-            (Some('\''), _) => {}
-            (Some(_), '\\') | (None, '\\') => escaped = true,
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), _) => {}
-            (None, '\'' | '"') => quote = Some(c),
-            (None, '#') if word_start => break,
-            (None, '{') => delta += 1,
-            (None, '}') => delta -= 1,
-            _ => {}
-        }
-        word_start = c.is_whitespace();
-    }
-    delta
-}
-
-/// Is `rest` (after an array's `)` or a scalar word) empty or a comment?
-fn only_comment(rest: &str) -> bool {
-    let r = rest.trim();
-    r.is_empty() || r.starts_with('#')
-}
-
-/// Split a PKGBUILD into units.
-fn units(text: &str) -> Vec<Unit> {
-    let lines: Vec<&str> = text.lines().collect();
-    let mut out = Vec::new();
-    let mut depth: i64 = 0;
-    let mut i = 0;
-    while i < lines.len() {
-        let line = lines[i];
-        if depth == 0 {
-            if let Some((name, rest)) = assignment_start(line) {
-                if let Some(inner) = rest.strip_prefix('(') {
-                    // Array, possibly over several lines.
-                    let mut body = inner.to_string();
-                    let mut j = i;
-                    loop {
-                        if let Some(end) = array_end(&body) {
-                            let parsed = only_comment(&body[end + 1..])
-                                .then(|| split_words(&body[..end]))
-                                .flatten();
-                            let text = lines[i..=j].join("\n");
-                            out.push(match parsed {
-                                Some(words) => Unit::Assign {
-                                    name: name.to_string(),
-                                    array: true,
-                                    words,
-                                    text,
-                                },
-                                None => Unit::Line(text),
-                            });
-                            i = j + 1;
-                            break;
-                        }
-                        j += 1;
-                        match lines.get(j) {
-                            Some(next) => {
-                                body.push('\n');
-                                body.push_str(next);
-                            }
-                            None => {
-                                // Unterminated: every remaining line is opaque.
-                                out.extend(lines[i..].iter().map(|l| Unit::Line(l.to_string())));
-                                return out;
-                            }
-                        }
-                    }
-                    continue;
-                }
-                let words = split_words(rest).filter(|w| w.len() <= 1);
-                out.push(match words {
-                    Some(words) => Unit::Assign {
-                        name: name.to_string(),
-                        array: false,
-                        words,
-                        text: line.to_string(),
-                    },
-                    None => Unit::Line(line.to_string()),
-                });
-                i += 1;
-                continue;
-            }
-        }
-        depth = (depth + brace_delta(line)).max(0);
-        out.push(Unit::Line(line.to_string()));
-        i += 1;
-    }
-    out
 }
 
 /// A checksum array name, with an optional `_<arch>` suffix.
@@ -385,19 +120,6 @@ fn valid_checksum(v: &str) -> bool {
     !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric())
 }
 
-/// The literal top-level `pkgver` of a PKGBUILD, if it has one.
-fn pkgbuild_pkgver(units: &[Unit]) -> Option<String> {
-    units.iter().find_map(|u| match u {
-        Unit::Assign {
-            name,
-            array: false,
-            words,
-            ..
-        } if name == "pkgver" => words.first().and_then(|w| w.literal.clone()),
-        _ => None,
-    })
-}
-
 /// The old → new pkgver pair used for source substitution (only when both are plain).
 fn version_pair(old: Option<String>, new: Option<String>) -> Option<(String, String)> {
     match (old, new) {
@@ -436,7 +158,7 @@ fn compare_pkgbuild(old: &str, new: &str, reasons: &mut Vec<String>) {
         ));
         return;
     }
-    let versions = version_pair(pkgbuild_pkgver(&old_units), pkgbuild_pkgver(&new_units));
+    let versions = version_pair(literal_pkgver(&old_units), literal_pkgver(&new_units));
     for (a, b) in old_units.iter().zip(&new_units) {
         if a.text().trim_end() == b.text().trim_end() {
             continue;
@@ -732,12 +454,7 @@ package() {
     }
 
     #[test]
-    fn word_splitting() {
-        let w = split_words("'a b' \"c$d\" e\\ f # comment\n g").expect("words");
-        let lits: Vec<Option<&str>> = w.iter().map(|w| w.literal.as_deref()).collect();
-        assert_eq!(lits, vec![Some("a b"), None, Some("e f"), Some("g")]);
-        assert!(split_words("a;b").is_none());
-        assert!(split_words("'open").is_none());
+    fn value_checks() {
         assert!(
             valid_pkgrel("2")
                 && valid_pkgrel("2.1")

@@ -20,73 +20,39 @@
 //!
 //! State lives in `<cache_dir>/.state/aur/` (`state.json`, `git/`, `logs/`); a restart resumes
 //! the queue (a build killed mid-way runs again).
+//!
+//! This module holds the service handle ([`AurService`]: its state, the admin's decisions,
+//! [`run`]); the check loop (steps 1–2), the build loop (steps 3–4) and the status summary
+//! ([`AurSummary`]) are its private submodules `check`, `build_loop` and `summary`.
 
 pub mod approval;
+mod build_loop;
 pub mod builder;
+mod check;
 pub mod deps;
 pub mod git;
 pub mod notify;
 pub mod overlay;
+mod pkgbuild;
 pub mod publish;
 pub mod queue;
 pub mod rpc;
+mod summary;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
-use actix_web::web;
 use parking_lot::Mutex;
-use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-use self::approval::Verdict;
-use self::git::GitMirror;
-use self::notify::{Event, Notice};
 pub use self::publish::Publisher;
-use self::queue::{Approval, AurState, BuildRecord, DecisionError, Job, Pending, StateFile};
+use self::queue::{Approval, AurState, DecisionError, Job, Pending, StateFile};
+pub use self::summary::{AurSummary, BuildSummary};
 use crate::config::aur::{self as config, AurConfig};
-use crate::repo::vercmp::vercmp;
-
-/// RPC request time limit.
-const RPC_TIMEOUT: Duration = Duration::from_secs(30);
-/// Largest diff kept for a pending revision.
-const MAX_PENDING_DIFF: usize = 256 << 10;
-/// Log lines sent with a failure notification.
-const LOG_TAIL_LINES: usize = 40;
 
 /// `<cache_dir>/.state/aur`.
 pub fn state_dir(cache_dir: &Path) -> PathBuf {
     cache_dir.join(crate::cache::index::STATE_DIR).join("aur")
-}
-
-/// One recent build, for the status page.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct BuildSummary {
-    pub pkgbase: String,
-    pub version: String,
-    pub rev: String,
-    pub ok: bool,
-    pub at: u64,
-    pub error: Option<String>,
-}
-
-/// The build server's part of the status snapshot.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct AurSummary {
-    pub tracked: usize,
-    /// Revisions waiting for an admin.
-    pub pending: usize,
-    pub pending_names: Vec<String>,
-    /// Approved revisions waiting to be built (incl. the one building).
-    pub queued: usize,
-    /// `pkgbase version` being built now.
-    pub building: Option<String>,
-    /// Unix seconds of the last finished check.
-    pub last_check: Option<u64>,
-    pub last_check_error: Option<String>,
-    pub builds: Vec<BuildSummary>,
 }
 
 /// The running build server. Cheap to share (`Arc`); its loops run on the actix runtime.
@@ -184,356 +150,9 @@ impl AurService {
         self.wake_check.notify_one();
     }
 
-    /// The status page's view.
-    pub fn summary(&self) -> AurSummary {
-        let state = self.state.lock();
-        let pending = state.pending();
-        let (last_check, last_check_error) = self.last_check.lock().clone();
-        let mut builds: Vec<BuildSummary> = state
-            .packages
-            .iter()
-            .filter_map(|(base, p)| {
-                p.last_build.as_ref().map(|b| BuildSummary {
-                    pkgbase: base.clone(),
-                    version: b.version.clone(),
-                    rev: b.rev.clone(),
-                    ok: b.ok,
-                    at: b.at,
-                    error: b.error.clone(),
-                })
-            })
-            .collect();
-        builds.sort_by_key(|b| std::cmp::Reverse(b.at));
-        AurSummary {
-            tracked: self.cfg.packages.len(),
-            pending: pending.len(),
-            pending_names: pending.iter().map(|p| p.pkgbase.clone()).collect(),
-            queued: state.queue.len(),
-            building: {
-                let now: Vec<String> = self
-                    .building
-                    .lock()
-                    .iter()
-                    .map(|j| format!("{} {}", j.pkgbase, j.version))
-                    .collect();
-                (!now.is_empty()).then(|| now.join(", "))
-            },
-            last_check,
-            last_check_error,
-            builds,
-        }
-    }
-
+    /// `<state>/git`: the package bases' git mirrors.
     fn git_root(&self) -> PathBuf {
         self.dir.join("git")
-    }
-
-    /// One check of every tracked package (see the module doc, steps 1–2).
-    pub async fn check_once(&self) {
-        let names = self.cfg.packages.clone();
-        if names.is_empty() {
-            return;
-        }
-        let result = rpc::info(&self.cfg.rpc_url, &names, RPC_TIMEOUT).await;
-        let infos = match result {
-            Ok(i) => i,
-            Err(e) => {
-                log::warn!("aur: check failed: {e}");
-                *self.last_check.lock() = (Some(queue::now()), Some(e.to_string()));
-                return;
-            }
-        };
-        // Package base → (tracked names, AUR version).
-        let mut bases: BTreeMap<String, (Vec<String>, String)> = BTreeMap::new();
-        for name in &names {
-            match infos.iter().find(|i| &i.name == name) {
-                Some(info) if config::valid_package_name(&info.package_base) => {
-                    let entry = bases
-                        .entry(info.package_base.clone())
-                        .or_insert_with(|| (Vec::new(), info.version.clone()));
-                    entry.0.push(name.clone());
-                }
-                Some(info) => log::warn!(
-                    "aur: {name}: the AUR names an invalid package base {:?}",
-                    info.package_base
-                ),
-                None => log::warn!("aur: {name} is not in the AUR"),
-            }
-        }
-        let mut errors = Vec::new();
-        for (base, (pkgnames, version)) in bases {
-            if let Err(e) = self.check_base(&base, pkgnames, &version).await {
-                log::warn!("aur: {base}: {e}");
-                errors.push(format!("{base}: {e}"));
-            }
-        }
-        *self.last_check.lock() = (
-            Some(queue::now()),
-            (!errors.is_empty()).then(|| errors.join("; ")),
-        );
-    }
-
-    /// Check one package base whose AUR version is `version`.
-    async fn check_base(
-        &self,
-        base: &str,
-        pkgnames: Vec<String>,
-        version: &str,
-    ) -> Result<(), String> {
-        let publisher = self.publisher.clone();
-        let names = pkgnames.clone();
-        let current = web::block(move || {
-            names
-                .iter()
-                .filter_map(|n| publisher.current_version(n))
-                .max_by(|a, b| vercmp(a, b))
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-        if let Some(c) = &current {
-            if vercmp(version, c) != std::cmp::Ordering::Greater {
-                log::debug!("aur: {base} is up to date ({c})");
-                return Ok(());
-            }
-        }
-        let url = self.cfg.git_url_for(base);
-        let (root, b) = (self.git_root(), base.to_string());
-        let head = web::block(move || GitMirror::new(&root, &b).sync(&url))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-        if self.state.lock().handled(base, &head) {
-            return Ok(());
-        }
-        let baseline = self
-            .state
-            .lock()
-            .packages
-            .get(base)
-            .and_then(|p| p.approved.as_ref().map(|a| a.rev.clone()));
-        if baseline.as_deref() == Some(head.as_str()) {
-            log::debug!("aur: {base}: head {head} was approved before; nothing new");
-            return Ok(());
-        }
-        let (root, b, h, old) = (
-            self.git_root(),
-            base.to_string(),
-            head.clone(),
-            baseline.clone(),
-        );
-        let (verdict, diff, baseline) = web::block(move || {
-            let mirror = GitMirror::new(&root, &b);
-            // A baseline the repository no longer has (force-push) cannot be diffed against.
-            let old = old.filter(|r| mirror.has_commit(r));
-            let new_files = mirror.files(&h)?;
-            let verdict = match &old {
-                Some(r) => approval::classify(&mirror.files(r)?, &new_files),
-                None => Verdict::Held(vec![
-                    "first review of this package: no approved revision to compare with".into(),
-                ]),
-            };
-            let diff = mirror.diff(old.as_deref(), &h)?;
-            Ok::<_, git::GitError>((verdict, diff, old))
-        })
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
-        match verdict {
-            Verdict::Auto => {
-                self.update(|s| s.auto_approve(base, pkgnames, &head, version, current.clone()));
-                log::info!(
-                    "aur: {base} {} → {version} (rev {head}) auto-approved: only version/checksums changed; queued",
-                    current.as_deref().unwrap_or("-")
-                );
-                self.wake_builder.notify_one();
-            }
-            Verdict::Held(reasons) => {
-                let pending = Pending {
-                    pkgbase: base.to_string(),
-                    pkgnames: pkgnames.clone(),
-                    rev: head.clone(),
-                    version: version.to_string(),
-                    old_version: current.clone(),
-                    approved_rev: baseline,
-                    reasons: reasons.clone(),
-                    diff: notify::truncate(&diff, MAX_PENDING_DIFF),
-                    since: queue::now(),
-                };
-                self.update(|s| s.hold(pending));
-                let notice = Notice {
-                    event: Event::Held,
-                    package: base.to_string(),
-                    pkgnames,
-                    old_version: current,
-                    new_version: version.to_string(),
-                    rev: head,
-                    reasons,
-                    diff: Some(notify::truncate(&diff, notify::MAX_DIFF)),
-                    log: None,
-                    log_tail: None,
-                    error: None,
-                };
-                notify::send(self.cfg.webhook.as_deref(), &notice).await;
-            }
-        }
-        Ok(())
-    }
-
-    /// The next job to build, if any: the first queued one whose package base is not being
-    /// built already. It counts as building from now on.
-    fn take_next_job(&self) -> Option<Job> {
-        let state = self.state.lock();
-        let mut building = self.building.lock();
-        let job = state
-            .queue
-            .iter()
-            .find(|j| !building.iter().any(|b| b.pkgbase == j.pkgbase))?
-            .clone();
-        building.push(job.clone());
-        Some(job)
-    }
-
-    /// `job` is no longer building.
-    fn done_building(&self, job: &Job) {
-        self.building.lock().retain(|b| b != job);
-    }
-
-    /// Was exactly `job.rev` approved? (Defence in depth: the queue only gets approved jobs.)
-    fn is_approved(&self, job: &Job) -> bool {
-        let state = self.state.lock();
-        let current = state
-            .packages
-            .get(&job.pkgbase)
-            .and_then(|p| p.approved.as_ref())
-            .is_some_and(|a| a.rev == job.rev);
-        current
-            || state
-                .history
-                .iter()
-                .any(|a| a.pkgbase == job.pkgbase && a.rev == job.rev)
-    }
-
-    /// Build one job, publish its packages, record and notify the outcome (steps 3–4).
-    async fn run_job(&self, job: Job) {
-        let at = queue::now();
-        let log_path = self.dir.join("logs").join(format!(
-            "{}-{}-{}-{at}.log",
-            job.pkgbase,
-            job.version.replace([':', '/'], "_"),
-            &job.rev[..job.rev.len().min(12)]
-        ));
-        if !self.is_approved(&job) {
-            log::error!(
-                "aur: refusing to build {} rev {}: no approval record",
-                job.pkgbase,
-                job.rev
-            );
-            self.update(|s| s.queue.retain(|j| j != &job));
-            self.done_building(&job);
-            return;
-        }
-        log::info!(
-            "aur: building {} {} (rev {}, approved {:?}); log {}",
-            job.pkgbase,
-            job.version,
-            job.rev,
-            job.by,
-            log_path.display()
-        );
-        let result = self.build_and_publish(&job, &log_path).await;
-        let record = BuildRecord {
-            rev: job.rev.clone(),
-            version: job.version.clone(),
-            ok: result.is_ok(),
-            at: queue::now(),
-            log: log_path.clone(),
-            packages: result.as_ref().cloned().unwrap_or_default(),
-            error: result.as_ref().err().cloned(),
-            pkgnames: job.pkgnames.clone(),
-            old_version: job.old_version.clone(),
-        };
-        self.update(|s| s.finish(&job, record));
-        self.done_building(&job);
-        let notice = Notice {
-            event: if result.is_ok() {
-                Event::Built
-            } else {
-                Event::BuildFailed
-            },
-            package: job.pkgbase.clone(),
-            pkgnames: job.pkgnames.clone(),
-            old_version: job.old_version.clone(),
-            new_version: job.version.clone(),
-            rev: job.rev.clone(),
-            reasons: Vec::new(),
-            diff: None,
-            log: Some(log_path.display().to_string()),
-            log_tail: result
-                .is_err()
-                .then(|| builder::log_tail(&log_path, LOG_TAIL_LINES)),
-            error: result.err(),
-        };
-        notify::send(self.cfg.webhook.as_deref(), &notice).await;
-    }
-
-    /// Export, build, publish. Answers the published file names.
-    async fn build_and_publish(&self, job: &Job, log_path: &Path) -> Result<Vec<String>, String> {
-        let ws = builder::Workspace::create().map_err(|e| e.to_string())?;
-        let (root, base, rev, tree) = (
-            self.git_root(),
-            job.pkgbase.clone(),
-            job.rev.clone(),
-            ws.tree(),
-        );
-        web::block(move || GitMirror::new(&root, &base).export(&rev, &tree))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-        let mut builder_cfg = self.cfg.builder.clone();
-        if let Some(url) = self.server_url.get() {
-            builder_cfg.server_url = url.clone();
-        }
-        builder::run_makepkg(&ws, &builder_cfg, log_path)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut published = Vec::new();
-        for (pkg, sig) in ws.packages() {
-            let publisher = self.publisher.clone();
-            let name = pkg
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            web::block(move || publisher.publish(&pkg, sig.as_deref()))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| format!("publishing {name}: {e}"))?;
-            log::info!("aur: published {name} to repo {}", self.cfg.repo);
-            published.push(name);
-        }
-        Ok(published)
-    }
-}
-
-/// The build loop: up to `concurrent_builds` jobs at a time, resuming the persisted queue at start.
-async fn build_loop(svc: Arc<AurService>) {
-    let queued = svc.state.lock().queue.len();
-    if queued > 0 {
-        log::info!("aur: resuming {queued} queued build(s)");
-    }
-    let limit = svc.cfg.builder.concurrent_builds;
-    let mut running = futures::stream::FuturesUnordered::new();
-    loop {
-        while running.len() < limit {
-            let Some(job) = svc.take_next_job() else {
-                break;
-            };
-            let svc = svc.clone();
-            running.push(async move { svc.run_job(job).await });
-        }
-        tokio::select! {
-            Some(()) = futures::StreamExt::next(&mut running), if !running.is_empty() => {}
-            _ = svc.wake_builder.notified() => {}
-        }
     }
 }
 
@@ -561,12 +180,6 @@ pub async fn run(svc: Arc<AurService>, server_url: String) {
             svc.cfg.repo
         );
     }
-    actix_web::rt::spawn(build_loop(svc.clone()));
-    loop {
-        svc.check_once().await;
-        tokio::select! {
-            _ = tokio::time::sleep(svc.cfg.check_interval) => {}
-            _ = svc.wake_check.notified() => {}
-        }
-    }
+    actix_web::rt::spawn(build_loop::build_loop(svc.clone()));
+    check::check_loop(svc).await;
 }

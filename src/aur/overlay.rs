@@ -183,7 +183,7 @@ mod tests {
 
     #[test]
     fn as_root_a_mount_namespace_is_enough() {
-        if !crate::aur::builder::running_as_root() {
+        if !crate::aur::builder::sandbox::running_as_root() {
             return; // the root-only path: exercised where tests run as root (CI)
         }
         let out = cat_through_overlay(true);

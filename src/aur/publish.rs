@@ -1,4 +1,4 @@
-//! Where builds go: the [`Publisher`] trait and [`LocalRepoPublisher`], which adds builds to
+//! Where builds go: the [`Publisher`] trait and [`CustomRepoPublisher`], which adds builds to
 //! a custom repo of [`crate::custom_repo`] through the same code path as `pkgstash repo add`.
 
 use std::path::Path;
@@ -13,23 +13,23 @@ pub trait Publisher: Send + Sync {
     fn publish(&self, pkg: &Path, sig: Option<&Path>) -> Result<(), String>;
 }
 
-/// The custom repo `repo` of [`crate::custom_repo::LocalRepos`]: the same code path as
+/// The custom repo `repo` of [`crate::custom_repo::CustomRepos`]: the same code path as
 /// `pkgstash repo add`.
-pub struct LocalRepoPublisher {
-    repos: std::sync::Arc<crate::custom_repo::LocalRepos>,
+pub struct CustomRepoPublisher {
+    repos: std::sync::Arc<crate::custom_repo::CustomRepos>,
     repo: String,
 }
 
-impl LocalRepoPublisher {
-    pub fn new(repos: std::sync::Arc<crate::custom_repo::LocalRepos>, repo: &str) -> Self {
-        LocalRepoPublisher {
+impl CustomRepoPublisher {
+    pub fn new(repos: std::sync::Arc<crate::custom_repo::CustomRepos>, repo: &str) -> Self {
+        CustomRepoPublisher {
             repos,
             repo: repo.to_string(),
         }
     }
 }
 
-impl Publisher for LocalRepoPublisher {
+impl Publisher for CustomRepoPublisher {
     fn current_version(&self, pkgname: &str) -> Option<String> {
         self.repos
             .list(&self.repo)

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use crate::cache::store::StoreError;
 use crate::cli::client::ClientError;
 use crate::config::ConfigError;
-use crate::custom_repo::RepoError;
+use crate::custom_repo::CustomRepoError;
 use crate::repo::path::PathError;
 
 /// A command's failure.
@@ -47,7 +47,7 @@ pub enum CliError {
     Store(#[from] StoreError),
     /// `serve`: a custom repo cannot be opened.
     #[error(transparent)]
-    Repos(#[from] RepoError),
+    Repos(#[from] CustomRepoError),
     /// `serve`: a `listen` address cannot be bound.
     #[error(transparent)]
     Bind(std::io::Error),

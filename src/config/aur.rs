@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::raw::{RawAur, RawBuilder};
-use super::repos::RepoConfig;
+use super::repos::CustomRepoConfig;
 use super::units::parse_positive_duration;
 use super::upstreams::UpstreamConfig;
 use super::{invalid, ConfigError};
@@ -404,7 +404,7 @@ fn dep_repos(list: &[String]) -> Result<Vec<DepRepoRef>, ConfigError> {
 /// first: AUR packages depending on other AUR builds).
 pub(super) fn resolve(
     aur: &mut AurConfig,
-    repos: &BTreeMap<String, RepoConfig>,
+    repos: &BTreeMap<String, CustomRepoConfig>,
     upstreams: &BTreeMap<String, UpstreamConfig>,
 ) -> Result<(), ConfigError> {
     if !repos.contains_key(&aur.repo) {

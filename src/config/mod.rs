@@ -31,7 +31,7 @@ use std::time::Duration;
 use raw::RawConfig;
 
 pub use policy::{CleanupConfig, RefreshConfig};
-pub use repos::RepoConfig;
+pub use repos::CustomRepoConfig;
 pub use server::{loopback_url, DEFAULT_MAX_UNKNOWN_SIZE};
 pub use token::Token;
 pub use upstreams::UpstreamConfig;
@@ -87,7 +87,7 @@ pub struct Config {
     pub refresh: RefreshConfig,
     pub cleanup: CleanupConfig,
     /// Custom repos by name (disjoint from upstream names).
-    pub repos: BTreeMap<String, RepoConfig>,
+    pub repos: BTreeMap<String, CustomRepoConfig>,
     /// Admin token from `$PKGSTASH_TOKEN`; `None` disables the admin API.
     pub token: Option<Token>,
     /// The AUR build server; `None` (no `[aur]` section) = off.

@@ -17,7 +17,7 @@ const DEFAULT_MAX_UPLOAD: u64 = 2 << 30;
 
 /// A custom repo of packages published through pkgstash, served under `/<name>/os/<arch>/`.
 #[derive(Debug, Clone)]
-pub struct RepoConfig {
+pub struct CustomRepoConfig {
     pub name: String,
     /// Directory holding `<arch>/` subdirectories with the packages and dbs.
     pub path: PathBuf,
@@ -34,7 +34,7 @@ pub(super) fn validate(
     raw: BTreeMap<String, RawRepo>,
     upstreams: &BTreeMap<String, UpstreamConfig>,
     base_dir: &Path,
-) -> Result<BTreeMap<String, RepoConfig>, ConfigError> {
+) -> Result<BTreeMap<String, CustomRepoConfig>, ConfigError> {
     let mut repos = BTreeMap::new();
     for (name, r) in raw {
         let repo = repo(name, r, upstreams, base_dir)?;
@@ -48,7 +48,7 @@ fn repo(
     raw: RawRepo,
     upstreams: &BTreeMap<String, UpstreamConfig>,
     base_dir: &Path,
-) -> Result<RepoConfig, ConfigError> {
+) -> Result<CustomRepoConfig, ConfigError> {
     let key = format!("repos.{name}");
     if name == "local" {
         return Err(invalid(
@@ -83,7 +83,7 @@ fn repo(
         .sign_key
         .map(|k| k.trim().to_string())
         .filter(|k| !k.is_empty());
-    Ok(RepoConfig {
+    Ok(CustomRepoConfig {
         name,
         path,
         arch,

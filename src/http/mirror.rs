@@ -318,7 +318,7 @@ fn serve_opened(
 /// Serve a file of a custom repo: `/<repo>/os/<arch>/<file>`.
 fn serve_local(
     req: &HttpRequest,
-    repo: &crate::custom_repo::LocalRepo,
+    repo: &crate::custom_repo::CustomRepo,
     path: &RepoPath,
 ) -> Result<HttpResponse, ApiError> {
     let mut parts = path.rel().split('/');

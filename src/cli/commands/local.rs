@@ -8,7 +8,7 @@ use crate::config::Config;
 /// until stopped.
 pub(in crate::cli) fn serve(cfg: Config) -> Result<(), CliError> {
     let store = crate::cache::store::Store::open(&cfg.cache_dir)?;
-    let repos = crate::custom_repo::LocalRepos::open(&cfg)?;
+    let repos = crate::custom_repo::CustomRepos::open(&cfg)?;
     let listeners = crate::server::bind(&cfg).map_err(CliError::Bind)?;
     crate::server::raise_file_limit();
     actix_web::rt::System::new()

@@ -9,6 +9,7 @@
 //!   The fallback (`"none"`, or `"auto"` without bwrap) is the unprivileged user in a fresh
 //!   `0700` directory under the system temp dir, nothing more: the user can still read what
 //!   any local user can. On Arch hosts `devtools`' `makechrootpkg` is the stronger choice.
+//!   Both are composed in [`sandbox`].
 //! - **Bounded.** makepkg runs in its own process group; after `aur.builder.timeout` the
 //!   whole group is killed and the build fails.
 //! - **Logged.** stdout and stderr go to the log file the caller names (kept after the build).
@@ -17,15 +18,18 @@
 //!   `/usr` ([`super::overlay`]); makepkg itself runs with `--nodeps`. With
 //!   `dependencies = "host"` a missing one fails the build at once, naming it.
 
+pub mod sandbox;
+
 use std::io::Write as _;
-use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use self::sandbox::{chown_tree, lookup_user, running_as_root, wrapped, BuildUser};
+use self::sandbox::{on_path, use_bwrap};
 use crate::aur::deps::{self, DepRoot};
 use crate::aur::overlay::Overlay;
-use crate::config::aur::{BuilderConfig, Dependencies, Isolation};
+use crate::config::aur::{BuilderConfig, Dependencies};
 
 /// Why a build failed.
 #[derive(Debug, thiserror::Error)]
@@ -101,142 +105,6 @@ impl Workspace {
     }
 }
 
-/// Who the build runs as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BuildUser {
-    pub uid: u32,
-    pub gid: u32,
-}
-
-/// Is this process root? (The owner of `/proc/self` is the effective uid.)
-pub fn running_as_root() -> bool {
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-}
-
-/// Look `user` up (`id -u`, `id -g`: NSS-aware).
-pub fn lookup_user(user: &str) -> Result<BuildUser, BuildError> {
-    let id = |flag: &str| -> Result<u32, BuildError> {
-        let out = std::process::Command::new("id")
-            .arg(flag)
-            .arg("--")
-            .arg(user)
-            .output()
-            .map_err(|e| BuildError::Setup(format!("cannot run `id`: {e}")))?;
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse()
-            .ok()
-            .filter(|_| out.status.success())
-            .ok_or_else(|| {
-                BuildError::Setup(format!(
-                    "build user `{user}` does not exist; create it with \
-                     `useradd --system --home-dir /nonexistent --shell /usr/sbin/nologin {user}` \
-                     or set aur.builder.user"
-                ))
-            })
-    };
-    let who = BuildUser {
-        uid: id("-u")?,
-        gid: id("-g")?,
-    };
-    if who.uid == 0 {
-        return Err(BuildError::Setup(format!(
-            "build user `{user}` is root: makepkg must run unprivileged"
-        )));
-    }
-    Ok(who)
-}
-
-/// Hand `dir` and everything in it to `user`.
-pub fn chown_tree(dir: &Path, user: BuildUser) -> std::io::Result<()> {
-    std::os::unix::fs::lchown(dir, Some(user.uid), Some(user.gid))?;
-    if std::fs::symlink_metadata(dir)?.is_dir() {
-        for entry in std::fs::read_dir(dir)? {
-            chown_tree(&entry?.path(), user)?;
-        }
-    }
-    Ok(())
-}
-
-/// Is `tool` an executable on PATH?
-fn on_path(tool: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join(tool))
-            .find(|p| p.is_file())
-    })
-}
-
-/// The namespaces a build runs in: everything unshared but the network, `/` read-only, fresh
-/// `/dev` and `/proc`. The probe below tries exactly these.
-const BWRAP_NAMESPACES: [&str; 9] = [
-    "--unshare-all",
-    "--share-net",
-    "--ro-bind",
-    "/",
-    "/",
-    "--dev",
-    "/dev",
-    "--proc",
-    "/proc",
-];
-
-/// Is bubblewrap installed and able to create its namespaces on this machine (containers
-/// often forbid them)? Probed once.
-fn bwrap_usable() -> bool {
-    static USABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *USABLE.get_or_init(|| {
-        on_path("bwrap").is_some()
-            && std::process::Command::new("bwrap")
-                .args(BWRAP_NAMESPACES)
-                .arg("true")
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-    })
-}
-
-/// The command line that runs `program` in `ws` as `user`, inside bubblewrap when `bwrap`
-/// (pure: tested without running it).
-pub fn wrapped(
-    ws_root: &Path,
-    user: Option<BuildUser>,
-    bwrap: bool,
-    program: &[String],
-) -> Vec<String> {
-    let root = ws_root.display().to_string();
-    let tree = ws_root.join("tree").display().to_string();
-    let mut argv: Vec<String> = Vec::new();
-    if let Some(u) = user {
-        argv.extend([
-            "setpriv".into(),
-            format!("--reuid={}", u.uid),
-            format!("--regid={}", u.gid),
-            "--clear-groups".into(),
-            "--no-new-privs".into(),
-            "--".into(),
-        ]);
-    }
-    if bwrap {
-        argv.extend(
-            ["bwrap", "--die-with-parent", "--new-session"]
-                .into_iter()
-                .chain(BWRAP_NAMESPACES)
-                .map(String::from),
-        );
-        argv.extend(
-            [
-                "--tmpfs", "/tmp", "--bind", &root, &root, "--chdir", &tree, "--",
-            ]
-            .map(String::from),
-        );
-    }
-    argv.extend(program.iter().cloned());
-    argv
-}
-
 /// The command line that runs makepkg in `ws`.
 pub fn command_line(ws_root: &Path, user: Option<BuildUser>, bwrap: bool) -> Vec<String> {
     let makepkg = [
@@ -248,34 +116,6 @@ pub fn command_line(ws_root: &Path, user: Option<BuildUser>, bwrap: bool) -> Vec
     ]
     .map(String::from);
     wrapped(ws_root, user, bwrap, &makepkg)
-}
-
-/// Should makepkg run in bubblewrap? (An error when `"bwrap"` is required but missing.)
-fn use_bwrap(isolation: Isolation) -> Result<bool, BuildError> {
-    match isolation {
-        Isolation::None => Ok(false),
-        Isolation::Bwrap => {
-            if on_path("bwrap").is_none() {
-                return Err(BuildError::Setup(
-                    "aur.builder.isolation = \"bwrap\" but `bwrap` is not installed \
-                     (install bubblewrap, or choose \"none\")"
-                        .into(),
-                ));
-            }
-            Ok(true)
-        }
-        Isolation::Auto => {
-            let usable = bwrap_usable();
-            if !usable {
-                log::warn!(
-                    "aur: `bwrap` is not installed or cannot create namespaces here: building \
-                     without namespace isolation (unprivileged user + throw-away directory \
-                     only); install bubblewrap / allow user namespaces"
-                );
-            }
-            Ok(usable)
-        }
-    }
 }
 
 /// Append a `==> pkgstash: …` line to the build log.
@@ -293,50 +133,13 @@ pub async fn run_makepkg(
 ) -> Result<(), BuildError> {
     std::fs::File::create(log)
         .map_err(|e| BuildError::Setup(format!("cannot create log {}: {e}", log.display())))?;
-    let as_root = running_as_root();
-    let user = if as_root {
+    let user = if running_as_root() {
         Some(lookup_user(&cfg.user)?)
     } else {
         None
     };
     let bwrap = use_bwrap(cfg.isolation)?;
-    // makepkg runs with --nodeps (it cannot install anything as an unprivileged user): what
-    // the host lacks is installed from pkgstash's repos into the build's dependency root,
-    // or (dependencies = "host") fails the build at once with a clear reason.
-    let deps = build_dependencies(&ws.tree().join(".SRCINFO"));
-    let missing = missing_dependencies(&deps).unwrap_or_default();
-    let dep_root = if missing.is_empty() {
-        None
-    } else if cfg.dependencies == Dependencies::Host {
-        let msg = format!(
-            "missing build dependencies on this host: {} (install them on the build \
-             host, or set aur.builder.dependencies = \"repos\")",
-            missing.join(", ")
-        );
-        log_line(log, &msg);
-        return Err(BuildError::Setup(msg));
-    } else if cfg.server_url.is_empty() {
-        return Err(BuildError::Setup(
-            "this server's own address is not known yet: cannot install dependencies".into(),
-        ));
-    } else {
-        let dep_root = DepRoot::new(ws.root());
-        let seeded = dep_root
-            .prepare(cfg, Path::new(deps::HOST_DBPATH))
-            .map_err(|e| BuildError::Setup(format!("cannot prepare the dependency root: {e}")))?;
-        let repos: Vec<String> = cfg.dep_repos().iter().map(|r| r.to_string()).collect();
-        log_line(
-            log,
-            &format!(
-                "installing build dependencies {} from {} (repos: {}; {seeded} host packages \
-                 count as installed)",
-                missing.join(", "),
-                cfg.server_url,
-                repos.join(", ")
-            ),
-        );
-        Some(dep_root)
-    };
+    let deps = plan_dependencies(ws, cfg, log)?;
     if let Some(u) = user {
         chown_tree(ws.root(), u).map_err(|e| {
             BuildError::Setup(format!(
@@ -345,21 +148,8 @@ pub async fn run_makepkg(
             ))
         })?;
     }
-    let overlay = match &dep_root {
-        Some(d) => {
-            let install = wrapped(ws.root(), user, bwrap, &d.install_command(&missing));
-            run_logged(ws, &install, None, cfg.timeout, log)
-                .await
-                .map_err(|e| match e {
-                    BuildError::Failed(status) => BuildError::Dependencies(status),
-                    other => other,
-                })?;
-            let overlay = Overlay::for_root(&d.root(), as_root).map_err(BuildError::Setup)?;
-            if let Some(o) = &overlay {
-                log_line(log, &format!("dependencies overlaid on {}", o.targets()));
-            }
-            overlay.map(std::sync::Arc::new)
-        }
+    let overlay = match &deps {
+        Some(d) => install_dependencies(ws, cfg, d, user, bwrap, log).await?,
         None => None,
     };
     let argv = command_line(ws.root(), user, bwrap);
@@ -368,6 +158,90 @@ pub async fn run_makepkg(
         return Err(BuildError::NoPackage);
     }
     Ok(())
+}
+
+/// Build dependencies the host lacks, to install into the build's own root.
+struct DepInstall {
+    missing: Vec<String>,
+    root: DepRoot,
+}
+
+/// What the build needs that the host lacks (`None`: nothing), its dependency root prepared.
+///
+/// makepkg runs with --nodeps (it cannot install anything as an unprivileged user): what the
+/// host lacks is installed from pkgstash's repos into the build's dependency root, or
+/// (`dependencies = "host"`) fails the build at once with a clear reason.
+fn plan_dependencies(
+    ws: &Workspace,
+    cfg: &BuilderConfig,
+    log: &Path,
+) -> Result<Option<DepInstall>, BuildError> {
+    let deps = build_dependencies(&ws.tree().join(".SRCINFO"));
+    let missing = missing_dependencies(&deps).unwrap_or_default();
+    if missing.is_empty() {
+        return Ok(None);
+    }
+    if cfg.dependencies == Dependencies::Host {
+        let msg = format!(
+            "missing build dependencies on this host: {} (install them on the build \
+             host, or set aur.builder.dependencies = \"repos\")",
+            missing.join(", ")
+        );
+        log_line(log, &msg);
+        return Err(BuildError::Setup(msg));
+    }
+    if cfg.server_url.is_empty() {
+        return Err(BuildError::Setup(
+            "this server's own address is not known yet: cannot install dependencies".into(),
+        ));
+    }
+    let root = DepRoot::new(ws.root());
+    let seeded = root
+        .prepare(cfg, Path::new(deps::HOST_DBPATH))
+        .map_err(|e| BuildError::Setup(format!("cannot prepare the dependency root: {e}")))?;
+    let repos: Vec<String> = cfg.dep_repos().iter().map(|r| r.to_string()).collect();
+    log_line(
+        log,
+        &format!(
+            "installing build dependencies {} from {} (repos: {}; {seeded} host packages \
+             count as installed)",
+            missing.join(", "),
+            cfg.server_url,
+            repos.join(", ")
+        ),
+    );
+    Ok(Some(DepInstall { missing, root }))
+}
+
+/// Install `deps` into their root (as the build runs: `user`, `bwrap`), and the overlay that
+/// shows that root on `/usr` to makepkg (`None` when there is nothing to overlay).
+async fn install_dependencies(
+    ws: &Workspace,
+    cfg: &BuilderConfig,
+    deps: &DepInstall,
+    user: Option<BuildUser>,
+    bwrap: bool,
+    log: &Path,
+) -> Result<Option<std::sync::Arc<Overlay>>, BuildError> {
+    let install = wrapped(
+        ws.root(),
+        user,
+        bwrap,
+        &deps.root.install_command(&deps.missing),
+    );
+    run_logged(ws, &install, None, cfg.timeout, log)
+        .await
+        .map_err(|e| match e {
+            BuildError::Failed(status) => BuildError::Dependencies(status),
+            other => other,
+        })?;
+    // Running as root is exactly when the build has a user to switch to.
+    let as_root = user.is_some();
+    let overlay = Overlay::for_root(&deps.root.root(), as_root).map_err(BuildError::Setup)?;
+    if let Some(o) = &overlay {
+        log_line(log, &format!("dependencies overlaid on {}", o.targets()));
+    }
+    Ok(overlay.map(std::sync::Arc::new))
 }
 
 /// Run `argv` in `ws` (its own process group, a clean environment, stdout/stderr appended to
