@@ -6,4 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/sbin:/sbin:$HOME/.local/bin"
 ./scripts/install-test-deps.sh
-exec cargo test --all-targets "$@"
+# --no-fail-fast: every test target runs and reports, even after a failing one.
+exec cargo test --all-targets --no-fail-fast "$@"
