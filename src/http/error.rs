@@ -1,5 +1,6 @@
-//! Errors of the HTTP layer. [`ApiError`] is the only place that picks status codes; handlers
-//! return it and actix renders it as a short `text/plain` body.
+//! Errors of the HTTP layer. [`ApiError`] is the only place that picks status codes, and how
+//! an error counts as a request's outcome ([`ApiError::outcome`]); handlers return it and
+//! actix renders it as a short `text/plain` body (the fast path sends that same response).
 //!
 //! A 4xx body says what was wrong with the request (our own words about the client's input).
 //! A 5xx body is a fixed sentence per kind: its detail — OS error texts, file paths, mirror
@@ -10,6 +11,7 @@ use actix_web::{HttpResponse, ResponseError};
 
 use crate::cache::inflight::Failure;
 use crate::cache::store::StorageErrorKind;
+use crate::metrics::Outcome;
 use crate::repo::path::PathError;
 
 /// An error answered to an HTTP client.
@@ -121,6 +123,16 @@ impl ResponseError for ApiError {
 }
 
 impl ApiError {
+    /// How a request answered with this error counts, in the metrics and the access log, on
+    /// both front ends (the mirror handler and the fast path): a 404 is
+    /// [`Outcome::NotFound`], anything else [`Outcome::Error`].
+    pub fn outcome(&self) -> Outcome {
+        match self.status_code() {
+            StatusCode::NOT_FOUND => Outcome::NotFound,
+            _ => Outcome::Error,
+        }
+    }
+
     /// The body a client gets. Server-side failures (5xx) get a fixed sentence, and their
     /// detail is logged here (once per response), never sent.
     pub fn public_text(&self) -> String {

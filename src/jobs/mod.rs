@@ -1,11 +1,15 @@
 //! Background and on-demand jobs over the cache: db refresh and prefetch ([`refresh`]),
-//! retention ([`cleanup`]), verification against the dbs ([`verify`]).
+//! retention ([`cleanup`]), verification against the dbs ([`verify`]); the cached packages
+//! as the cleanup and prefetch plans see them ([`packages`]).
 //!
 //! The jobs get what they need of the server as one [`Jobs`] handle (the cache's parts and the
 //! fetcher), never the faces' state: they sit below the faces that start them.
 
 pub mod cleanup;
+pub mod packages;
 pub mod refresh;
+#[cfg(test)]
+mod test_cache;
 pub mod verify;
 
 use std::sync::Arc;

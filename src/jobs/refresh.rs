@@ -6,18 +6,18 @@
 //! it is being prefetched joins that download. Concurrency is bounded by
 //! `refresh.prefetch_concurrency`; only one refresh runs at a time.
 
-use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
 use serde::Serialize;
 
-use crate::cache::catalog::{is_package_name, Catalog};
+use crate::cache::catalog::Catalog;
 use crate::cache::index::{unix_secs, FileInfo};
 use crate::cache::inflight::{Failure, Phase};
+use crate::jobs::packages::{by_dir, versions, NameArch};
 use crate::jobs::Jobs;
 use crate::repo::path::{FileKind, RepoPath};
-use crate::repo::vercmp::{parse_pkg_filename, vercmp};
+use crate::repo::vercmp::vercmp;
 use crate::upstream::fetch::Expected;
 
 /// Databases revalidated at once.
@@ -92,33 +92,20 @@ pub fn plan_prefetch(
     catalog: &Catalog,
     root: &std::path::Path,
 ) -> Vec<PrefetchItem> {
-    // dir key ("upstream/dir") → file names there
-    let mut dirs: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for (key, _) in files {
-        if let Some((dir, name)) = key.rsplit_once('/') {
-            dirs.entry(dir).or_default().push(name);
-        }
-    }
     let mut out = Vec::new();
-    for (dir_key, names) in dirs {
+    for (dir_key, names) in by_dir(files) {
         let Some((upstream, rel_dir)) = dir_key.split_once('/') else {
             continue;
         };
         // newest cached version per (name, arch), and whether its .sig is cached
-        let mut newest: HashMap<(String, String), (String, bool)> = HashMap::new();
-        for name in names.iter().filter(|n| is_package_name(n)) {
-            let Some(p) = parse_pkg_filename(name) else {
-                continue;
-            };
-            let has_sig = names.contains(&format!("{name}.sig").as_str());
-            let k = (p.name.clone(), p.arch.clone());
-            let replace = newest
-                .get(&k)
-                .is_none_or(|(v, _)| vercmp(&p.version, v) == std::cmp::Ordering::Greater);
-            if replace {
-                newest.insert(k, (p.version.clone(), has_sig));
-            }
-        }
+        let newest: Vec<(NameArch, (String, bool))> = versions(&names)
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let (version, name) = v.into_iter().next()?;
+                let has_sig = names.contains(&format!("{name}.sig").as_str());
+                Some((k, (version, has_sig)))
+            })
+            .collect();
         if newest.is_empty() {
             continue;
         }
@@ -215,6 +202,30 @@ pub async fn refresh_now(jobs: &Jobs) -> RefreshReport {
     };
 
     // 1. Revalidate every cached mutable file (dbs, their signatures, lastsync…).
+    revalidate_all(jobs, &mut report).await;
+    report.republished = jobs.fetcher.context().republished.drain();
+
+    // 2. Prefetch new versions of cached packages, and new builds of re-published ones.
+    if jobs.cfg.refresh.prefetch {
+        prefetch(jobs, &mut report).await;
+    }
+
+    // 3. Apply the retention policy.
+    match crate::jobs::cleanup::cleanup_in_background(jobs, false).await {
+        Ok(cleanup) => report.cleaned = cleanup.removed.len(),
+        Err(e) => report.errors.push(e.to_string()),
+    }
+
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    log_report(&report);
+    *jobs.last_refresh.lock() = Some(report.clone());
+    persist_index(jobs).await;
+    report
+}
+
+/// Step 1: revalidate every cached mutable file of a configured upstream (a repo db with its
+/// `.sig`), [`REVALIDATE_CONCURRENCY`] at a time; counted in `report`.
+async fn revalidate_all(jobs: &Jobs, report: &mut RefreshReport) {
     let mutable = to_revalidate(jobs);
     let results: Vec<(RepoPath, Phase)> = futures::stream::iter(mutable)
         .map(|path| async move {
@@ -237,62 +248,57 @@ pub async fn refresh_now(jobs: &Jobs) -> RefreshReport {
             Phase::Connecting | Phase::Streaming(_) => {}
         }
     }
+}
 
-    report.republished = jobs.fetcher.context().republished.drain();
-
-    // 2. Prefetch new versions of cached packages, and new builds of re-published ones.
-    if jobs.cfg.refresh.prefetch {
-        let files = jobs.index.snapshot();
-        let catalog = jobs.catalog.clone();
-        let root = jobs.store.root().to_path_buf();
-        let republished = report.republished.clone();
-        let plan = actix_web::web::block(move || {
-            let mut plan = plan_prefetch(&files, &catalog, &root);
-            plan.extend(plan_refetch(&republished, &catalog, &root));
-            plan
+/// Step 2: plan ([`plan_prefetch`], [`plan_refetch`] for `report.republished`) on a
+/// blocking thread, then fetch, `refresh.prefetch_concurrency` at a time; counted in `report`.
+async fn prefetch(jobs: &Jobs, report: &mut RefreshReport) {
+    let files = jobs.index.snapshot();
+    let catalog = jobs.catalog.clone();
+    let root = jobs.store.root().to_path_buf();
+    let republished = report.republished.clone();
+    let plan = actix_web::web::block(move || {
+        let mut plan = plan_prefetch(&files, &catalog, &root);
+        plan.extend(plan_refetch(&republished, &catalog, &root));
+        plan
+    })
+    .await
+    .unwrap_or_else(|e| {
+        report
+            .errors
+            .push(format!("prefetch planning did not finish: {e}"));
+        Vec::new()
+    });
+    if !plan.is_empty() {
+        log::info!("refresh: prefetching {} file(s)", plan.len());
+    }
+    let done: Vec<(String, Phase)> = futures::stream::iter(plan)
+        .filter_map(|item| async move {
+            let path = RepoPath::from_parts(&item.upstream, &item.rel).ok()?;
+            Some((path, item.expected))
         })
-        .await
-        .unwrap_or_else(|e| {
-            report
+        .map(|(path, expected)| async move {
+            let phase = fetch_and_wait(jobs, &path, None, expected).await;
+            (path.key(), phase)
+        })
+        .buffer_unordered(jobs.cfg.refresh.prefetch_concurrency)
+        .collect()
+        .await;
+    for (key, phase) in done {
+        match phase {
+            Phase::Done(_) => report.prefetched.push(key),
+            Phase::NotFound => report
                 .errors
-                .push(format!("prefetch planning did not finish: {e}"));
-            Vec::new()
-        });
-        if !plan.is_empty() {
-            log::info!("refresh: prefetching {} file(s)", plan.len());
+                .push(format!("prefetch {key}: not found upstream")),
+            Phase::Failed(e) => report.errors.push(format!("prefetch {key}: {e}")),
+            _ => {}
         }
-        let done: Vec<(String, Phase)> = futures::stream::iter(plan)
-            .filter_map(|item| async move {
-                let path = RepoPath::from_parts(&item.upstream, &item.rel).ok()?;
-                Some((path, item.expected))
-            })
-            .map(|(path, expected)| async move {
-                let phase = fetch_and_wait(jobs, &path, None, expected).await;
-                (path.key(), phase)
-            })
-            .buffer_unordered(jobs.cfg.refresh.prefetch_concurrency)
-            .collect()
-            .await;
-        for (key, phase) in done {
-            match phase {
-                Phase::Done(_) => report.prefetched.push(key),
-                Phase::NotFound => report
-                    .errors
-                    .push(format!("prefetch {key}: not found upstream")),
-                Phase::Failed(e) => report.errors.push(format!("prefetch {key}: {e}")),
-                _ => {}
-            }
-        }
-        report.prefetched.sort();
     }
+    report.prefetched.sort();
+}
 
-    // 3. Apply the retention policy.
-    match crate::jobs::cleanup::cleanup_in_background(jobs, false).await {
-        Ok(cleanup) => report.cleaned = cleanup.removed.len(),
-        Err(e) => report.errors.push(e.to_string()),
-    }
-
-    report.duration_ms = started.elapsed().as_millis() as u64;
+/// The refresh's summary line, and each of its problems, in the log.
+fn log_report(report: &RefreshReport) {
     log::info!(
         "refresh: {} db(s) checked, {} updated, {} re-published package file(s) dropped, {} prefetched, {} removed by cleanup, {} error(s) in {} ms",
         report.dbs_checked,
@@ -306,14 +312,16 @@ pub async fn refresh_now(jobs: &Jobs) -> RefreshReport {
     for e in &report.errors {
         log::warn!("refresh: {e}");
     }
-    *jobs.last_refresh.lock() = Some(report.clone());
+}
+
+/// Save the cache index's last-served times (on a blocking thread).
+async fn persist_index(jobs: &Jobs) {
     let index = jobs.index.clone();
     match actix_web::web::block(move || index.persist()).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => log::warn!("cannot persist last-served times: {e}"),
         Err(e) => log::warn!("cannot persist last-served times: {e}"),
     }
-    report
 }
 
 /// Refresh every `interval` until the server stops.
@@ -325,5 +333,99 @@ pub async fn run_schedule(jobs: std::sync::Arc<Jobs>, interval: Duration) {
     loop {
         tokio::time::sleep(interval).await;
         refresh_now(&jobs).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobs::test_cache::{listed_sha256, Listed, TestCache, CORE};
+
+    /// `(upstream/rel, expected size)` of a plan.
+    fn items(plan: &[PrefetchItem]) -> Vec<(String, Option<u64>)> {
+        plan.iter()
+            .map(|i| {
+                (
+                    format!("{}/{}", i.upstream, i.rel),
+                    i.expected.as_ref().map(|e| e.size),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn prefetch_plans_the_newer_version_a_db_lists_with_its_sig_when_cached() {
+        let mut c = TestCache::new();
+        c.db(
+            CORE,
+            "core.db",
+            &[
+                Listed("a-1.1-1-x86_64.pkg.tar.zst", 111),
+                Listed("b-2-1-any.pkg.tar.zst", 222),
+                Listed("c-0.9-1-any.pkg.tar.zst", 99),
+                Listed("d-2-1-any.pkg.tar.zst", 20),
+                Listed("notcached-1-1-any.pkg.tar.zst", 1),
+            ],
+        );
+        for name in [
+            // newer upstream, signature cached: both come
+            "a-1.0-1-x86_64.pkg.tar.zst",
+            "a-1.0-1-x86_64.pkg.tar.zst.sig",
+            "a-0.9-1-x86_64.pkg.tar.zst",
+            // newer upstream, no signature cached: the package alone
+            "b-1-1-any.pkg.tar.zst",
+            // the cached version is newer than the db's: nothing
+            "c-1-1-any.pkg.tar.zst",
+            // the db's version is cached already: nothing
+            "d-1-1-any.pkg.tar.zst",
+            "d-2-1-any.pkg.tar.zst",
+            // in no db: nothing
+            "e-1-1-any.pkg.tar.zst",
+        ] {
+            c.file(CORE, name, 1, 0);
+        }
+        // Another directory is planned from its own dbs only (it has none).
+        c.file("arch/extra/os/x86_64", "a-1.0-1-x86_64.pkg.tar.zst", 1, 0);
+        let plan = plan_prefetch(&c.files, &c.catalog, c.store.root());
+        assert_eq!(
+            items(&plan),
+            [
+                (format!("{CORE}/a-1.1-1-x86_64.pkg.tar.zst"), Some(111)),
+                (format!("{CORE}/a-1.1-1-x86_64.pkg.tar.zst.sig"), None),
+                (format!("{CORE}/b-2-1-any.pkg.tar.zst"), Some(222)),
+            ]
+        );
+        let a = &plan[0];
+        assert_eq!(a.upstream, "arch");
+        assert_eq!(a.rel, "core/os/x86_64/a-1.1-1-x86_64.pkg.tar.zst");
+        assert_eq!(
+            a.expected.as_ref().map(|e| e.sha256.clone()),
+            Some(listed_sha256("a-1.1-1-x86_64.pkg.tar.zst"))
+        );
+    }
+
+    #[test]
+    fn refetch_plans_republished_packages_with_what_the_db_now_says() {
+        let mut c = TestCache::new();
+        c.db(CORE, "core.db", &[Listed("a-1-1-any.pkg.tar.zst", 123)]);
+        let keys = [
+            format!("{CORE}/a-1-1-any.pkg.tar.zst"),
+            // no longer listed: nothing to fetch
+            format!("{CORE}/gone-1-1-any.pkg.tar.zst"),
+            // not a package
+            format!("{CORE}/a-1-1-any.pkg.tar.zst.sig"),
+        ];
+        let plan = plan_refetch(&keys, &c.catalog, c.store.root());
+        assert_eq!(
+            plan,
+            [PrefetchItem {
+                upstream: "arch".into(),
+                rel: "core/os/x86_64/a-1-1-any.pkg.tar.zst".into(),
+                expected: Some(Expected {
+                    size: 123,
+                    sha256: listed_sha256("a-1-1-any.pkg.tar.zst"),
+                }),
+            }]
+        );
     }
 }

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 
-use crate::support::{bin, client, require_tool, wait_for, Pkgstash};
+use crate::support::{
+    bin, client, exit_and_output, metric_sample, must, require_tool, text, wait_for, Pkgstash,
+};
 use crate::upstream::{payload, Behaviour, FakeMirror};
 
 const TOKEN: &str = "t0ken-for-tests-5f2a9c";
@@ -176,12 +178,7 @@ pub fn cli(p: &Pkgstash, args: &[&str], token: Option<&str>) -> (i32, String, St
     if let Some(t) = token {
         cmd.env("PKGSTASH_TOKEN", t);
     }
-    let out = cmd.output().expect("run pkgstash");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
+    exit_and_output(&cmd.output().expect("run pkgstash"))
 }
 
 #[test]
@@ -262,9 +259,7 @@ fn cli_client_commands_against_a_running_server() {
 
 /// Value of one sample line of the Prometheus text, e.g. `pkgstash_requests_total{result="hit"}`.
 fn sample(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no sample {name} in:\n{text}"))
+    metric_sample(text, name).unwrap_or_else(|| panic!("no sample {name} in:\n{text}"))
 }
 
 #[test]
@@ -286,11 +281,7 @@ fn metrics_count_miss_joined_hit_and_bytes() {
     let first = get(url.clone());
     // Join while the first download is in flight (visible in the public status).
     wait_for("download in flight", Duration::from_secs(10), || {
-        let v: serde_json::Value = client()
-            .get(p.url("/_pkgstash/status.json"))
-            .send()
-            .and_then(|r| r.json())
-            .unwrap_or_default();
+        let v = p.status_json_or_null();
         v["inflight"].as_array().is_some_and(|a| !a.is_empty())
     });
     let joiners: Vec<_> = (0..2).map(|_| get(url.clone())).collect();
@@ -308,12 +299,7 @@ fn metrics_count_miss_joined_hit_and_bytes() {
         .bytes()
         .expect("body");
     assert_eq!(hit.len(), data.len());
-    let text = client()
-        .get(p.url("/_pkgstash/metrics"))
-        .send()
-        .expect("metrics")
-        .text()
-        .expect("text");
+    let text = p.metrics();
     let len = data.len() as f64;
     assert_eq!(
         sample(&text, "pkgstash_requests_total{result=\"miss\"}"),
@@ -407,30 +393,26 @@ fn progress_values(dom: &str) -> Vec<u64> {
 
 fn chromium_dump(url: &str) -> String {
     let profile = tempfile::tempdir().expect("profile");
-    let out = Command::new("timeout")
-        .args(["60", "chromium"])
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--virtual-time-budget=2500",
-            "--dump-dom",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(url)
-        .output()
-        .expect("run chromium");
-    assert!(
-        out.status.success(),
-        "chromium failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = must(
+        Command::new("timeout")
+            .args(["60", "chromium"])
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--virtual-time-budget=2500",
+                "--dump-dom",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg(url),
+        "chromium",
     );
-    String::from_utf8_lossy(&out.stdout).to_string()
+    text(&out.stdout)
 }
 
 #[test]
@@ -455,11 +437,7 @@ fn status_page_in_headless_chromium_shows_a_moving_progress_bar() {
         }
     });
     wait_for("download in flight", Duration::from_secs(10), || {
-        let v: serde_json::Value = client()
-            .get(p.url("/_pkgstash/status.json"))
-            .send()
-            .and_then(|r| r.json())
-            .unwrap_or_default();
+        let v = p.status_json_or_null();
         v["inflight"][0]["bytes_done"].as_u64().unwrap_or(0) > 0
     });
     let page = p.url("/_pkgstash/");

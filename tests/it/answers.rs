@@ -11,15 +11,13 @@ use std::time::{Duration, SystemTime};
 
 use crate::framing::{cached_server, PKG_REL, PKG_URL};
 use crate::rawhttp::{find, Raw, Resp};
-use crate::support::{client, sha256_hex, wait_for, Pkgstash};
+use crate::support::{arch_config, client, get_in_background, sha256_hex, wait_for, Pkgstash};
 use crate::upstream::{payload, Behaviour, FakeMirror};
 
 const PKG: &str = "/core/os/x86_64/foo-1.0-1-x86_64.pkg.tar.zst";
 
 fn start(mirror: &str) -> Pkgstash {
-    Pkgstash::start(&format!(
-        "upstream_timeout = \"3s\"\n[upstreams.arch]\nmirrors = [\"{mirror}\"]\n"
-    ))
+    Pkgstash::start(&arch_config("3s", &[mirror.to_string()], ""))
 }
 
 /// One request on a new connection; its response.
@@ -175,16 +173,7 @@ fn a_range_on_a_download_of_unknown_length_gets_206() {
             std::fs::write(&db, core_db(&data)).expect("db");
         }
         let url = p.url(PKG_URL);
-        let first = std::thread::spawn({
-            let url = url.clone();
-            move || {
-                client()
-                    .get(&url)
-                    .send()
-                    .and_then(|r| r.bytes())
-                    .map(|b| b.to_vec())
-            }
-        });
+        let first = get_in_background(&url);
         std::thread::sleep(Duration::from_millis(300));
         if with_db {
             // While the body of unknown length still streams, the db's size is the length
@@ -293,16 +282,7 @@ fn if_range_and_several_ranges_on_hits_and_downloads_in_flight() {
     up.set(Behaviour::Trickle(1 << 20));
     let p = start(&up.url());
     let url = p.url(PKG_URL);
-    let first = std::thread::spawn({
-        let url = url.clone();
-        move || {
-            client()
-                .get(&url)
-                .send()
-                .and_then(|r| r.bytes())
-                .map(|b| b.to_vec())
-        }
-    });
+    let first = get_in_background(&url);
     std::thread::sleep(Duration::from_millis(300));
     let r = ask(
         &p,

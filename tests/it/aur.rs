@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::sandbox::Sandbox;
-use crate::support::{bin, client, is_root, require_tool, wait_for, Pkgstash};
+use crate::support::{
+    assert_success, bin, client, is_root, must, require_tool, text, wait_for, Pkgstash,
+};
 
 const TOKEN: &str = "aur-t0ken-for-tests";
 const BUILD_USER: &str = "pkgstash-build";
@@ -196,19 +198,15 @@ struct AurRepo {
 }
 
 fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=aur", "-c", "user.email=aur@example.org"])
-        .args(args)
-        .output()
-        .expect("git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = must(
+        Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(["-c", "user.name=aur", "-c", "user.email=aur@example.org"])
+            .args(args),
+        &format!("git {args:?}"),
     );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    text(&out.stdout).trim().to_string()
 }
 
 impl AurRepo {
@@ -344,11 +342,7 @@ impl World {
     }
 
     fn status(&self) -> Value {
-        client()
-            .get(self.server().url("/_pkgstash/status.json"))
-            .send()
-            .and_then(|r| r.json())
-            .unwrap_or(Value::Null)
+        self.server().status_json_or_null()
     }
 
     fn api(&self, method: reqwest::Method, path: &str) -> (u16, Value) {
@@ -607,12 +601,8 @@ fn aur_changed_build_is_held_until_approved() {
     assert_eq!(st, 409);
     // The CLI approves the reviewed revision.
     let out = w.cli(&["aur", "approve", "held-aur", "--rev", &rev2]);
+    assert_success(&out, "pkgstash aur approve");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert!(text.contains("approved held-aur 1.1-1"), "{text}");
     let b = w.wait_build("held-aur", "1.1-1");
     assert_eq!(b["ok"], true, "{b}");
@@ -636,12 +626,8 @@ fn aur_reject_and_cli_pending() {
     w.start(&["rej-aur"]);
     w.wait_pending("rej-aur", &rev1);
     let out = w.cli(&["aur", "pending"]);
+    assert_success(&out, "pkgstash aur pending");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert!(text.contains("rej-aur") && text.contains(&rev1), "{text}");
     let (st, _) = w.api(reqwest::Method::POST, "aur/reject/rej-aur");
     assert_eq!(st, 200);
@@ -864,7 +850,7 @@ fn aur_missing_build_dependency_is_a_clear_failure() {
     let pkgs = tempfile::tempdir().expect("tempdir");
     let helper = crate::fixture::make_pkg(pkgs.path(), dep, "1.0-1", "x86_64", 64, &[]);
     let out = w.cli(&["repo", "add", "custom", &helper.display().to_string()]);
-    assert!(out.status.success(), "{out:?}");
+    assert_success(&out, "pkgstash repo add");
     let out = w.cli(&["aur", "approve", "deps-aur", "--rev", &rev2]);
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -963,13 +949,13 @@ fn aur_build_dependencies_come_from_the_repos_pkgstash_serves() {
     let sb = Sandbox::new(&[("custom", &w.pacman_server())], "Never");
     sb.ok(&["-Sy", "app-aur"]);
     let tool_data = std::fs::read(sb.root().join("usr/share/app-aur/tool-data")).expect("file");
-    let expected = Command::new("bsdtar")
-        .arg("-xOf")
-        .arg(mirror.pool_file(&tool.file_name()))
-        .arg("usr/share/aurdep-tool/data")
-        .output()
-        .expect("bsdtar");
-    assert!(expected.status.success());
+    let expected = must(
+        Command::new("bsdtar")
+            .arg("-xOf")
+            .arg(mirror.pool_file(&tool.file_name()))
+            .arg("usr/share/aurdep-tool/data"),
+        "bsdtar -xOf",
+    );
     assert_eq!(tool_data, expected.stdout);
     assert!(sb.root().join("usr/share/lib-aur/version").is_file());
 }

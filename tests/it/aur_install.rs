@@ -21,8 +21,8 @@ use std::time::Instant;
 use crate::fixture::make_pkg;
 use crate::makepkg::built;
 use crate::package_contents::UNITS;
-use crate::pkgfiles::{must, output_text, pkg_file, read, read_bytes, text};
-use crate::support::require_tool;
+use crate::pkgfiles::{pkg_file, read, read_bytes};
+use crate::support::{must, output_text, require_tool, text};
 use crate::trixie;
 
 /// A root that pacman installs into.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
 
-use crate::support::{client, sha256_hex, wait_for, Pkgstash};
+use crate::support::{arch_config, client, sha256_hex, wait_for, Pkgstash};
 use crate::upstream::{payload, Behaviour, FakeMirror};
 
 const PKG: &str = "/core/os/x86_64/bar-1.0-1-x86_64.pkg.tar.zst";
@@ -18,37 +18,11 @@ const DB_URL: &str = "/arch/core/os/x86_64/core.db";
 const DB_CACHED: &str = "arch/core/os/x86_64/core.db";
 
 fn start(mirrors: &[String], extra: &str) -> Pkgstash {
-    let list: Vec<String> = mirrors.iter().map(|m| format!("\"{m}\"")).collect();
-    Pkgstash::start(&format!(
-        "upstream_timeout = \"2s\"\n{extra}\n[upstreams.arch]\nmirrors = [{}]\n",
-        list.join(", ")
-    ))
-}
-
-fn get(p: &Pkgstash, path: &str) -> (u16, Result<Vec<u8>, String>) {
-    let resp = client().get(p.url(path)).send().expect("request");
-    let status = resp.status().as_u16();
-    (
-        status,
-        resp.bytes().map(|b| b.to_vec()).map_err(|e| e.to_string()),
-    )
+    Pkgstash::start(&arch_config("2s", mirrors, extra))
 }
 
 fn mirror_status(p: &Pkgstash, i: usize) -> Value {
-    let v: Value = client()
-        .get(p.url("/_pkgstash/status.json"))
-        .send()
-        .expect("status")
-        .json()
-        .expect("json");
-    v["mirrors"][i].clone()
-}
-
-/// Files left in `.partial/` (an aborted download leaves none).
-fn partials(p: &Pkgstash) -> usize {
-    std::fs::read_dir(p.cache_dir.join(".partial"))
-        .map(|d| d.count())
-        .unwrap_or(0)
+    p.status_json()["mirrors"][i].clone()
 }
 
 /// A gzip-compressed repo db listing `name-1.0-1` with `filename`, `csize` and `sha256`.
@@ -79,7 +53,7 @@ fn close_delimited_http11_body_is_a_mirror_failure_never_an_empty_file() {
     good.put(PKG, data.clone());
     odd.set(Behaviour::CloseDelimited);
     let p = start(&[odd.url(), good.url()], "");
-    let (s, body) = get(&p, PKG_URL);
+    let (s, body) = p.get(PKG_URL);
     assert_eq!((s, body.expect("body")), (200, data.clone()));
     let m = mirror_status(&p, 0);
     assert!(
@@ -92,9 +66,9 @@ fn close_delimited_http11_body_is_a_mirror_failure_never_an_empty_file() {
     // The only mirror frames bodies that way: no empty package, no empty db, ever.
     let p = start(&[odd.url()], "");
     odd.put(DB, make_db(&[]));
-    let (s, _) = get(&p, PKG_URL);
+    let (s, _) = p.get(PKG_URL);
     assert_eq!(s, 502, "not an empty 200");
-    let (s, _) = get(&p, DB_URL);
+    let (s, _) = p.get(DB_URL);
     assert_eq!(s, 502, "not an empty db");
     std::thread::sleep(Duration::from_millis(300));
     assert!(!p.cache_dir.join(CACHED).exists());
@@ -108,7 +82,7 @@ fn chunked_and_http10_bodies_are_read_to_the_end() {
     chunked.put(PKG, data.clone());
     chunked.set(Behaviour::Chunked);
     let p = start(&[chunked.url()], "");
-    let (s, body) = get(&p, PKG_URL);
+    let (s, body) = p.get(PKG_URL);
     assert_eq!(s, 200);
     assert_eq!(sha256_hex(&body.expect("body")), sha256_hex(&data));
     wait_for("cached", Duration::from_secs(10), || {
@@ -119,7 +93,7 @@ fn chunked_and_http10_bodies_are_read_to_the_end() {
     http10.put(PKG, data.clone());
     http10.set(Behaviour::CloseDelimitedHttp10);
     let p = start(&[http10.url()], "");
-    let (s, body) = get(&p, PKG_URL);
+    let (s, body) = p.get(PKG_URL);
     assert_eq!(s, 200);
     assert_eq!(sha256_hex(&body.expect("body")), sha256_hex(&data));
 }
@@ -135,7 +109,7 @@ fn empty_bodies_are_never_published() {
     for b in [Behaviour::Chunked, Behaviour::Normal] {
         empty.set(b.clone());
         let p = start(&[empty.url(), good.url()], "");
-        let (s, body) = get(&p, PKG_URL);
+        let (s, body) = p.get(PKG_URL);
         assert_eq!((s, body.expect("body")), (200, data.clone()), "{b:?}");
         assert!(mirror_status(&p, 0)["last_error"]
             .as_str()
@@ -143,10 +117,10 @@ fn empty_bodies_are_never_published() {
     }
     // Alone: a clean failure, nothing cached.
     let p = start(&[empty.url()], "");
-    let (s, _) = get(&p, PKG_URL);
+    let (s, _) = p.get(PKG_URL);
     assert_eq!(s, 502);
     empty.put(DB, Vec::new());
-    let (s, _) = get(&p, DB_URL);
+    let (s, _) = p.get(DB_URL);
     assert_eq!(s, 502);
     assert!(!p.cache_dir.join(CACHED).exists());
     assert!(!p.cache_dir.join(DB_CACHED).exists());
@@ -164,12 +138,12 @@ fn unreadable_db_never_replaces_the_cached_one() {
     let old = SystemTime::now() - Duration::from_secs(3600);
     m.put_at(DB, good_db.clone(), old);
     let p = start(&[m.url()], "db_max_age = \"0s\"");
-    let (s, body) = get(&p, DB_URL);
+    let (s, body) = p.get(DB_URL);
     assert_eq!((s, body.expect("body")), (200, good_db.clone()));
     // The mirror now serves a newer "db" that is no db at all (an error page, a truncated file).
     let garbage = b"<html>Service temporarily unavailable</html>".to_vec();
     m.put(DB, garbage.clone());
-    let (s, body) = get(&p, DB_URL);
+    let (s, body) = p.get(DB_URL);
     // The client tailing the download is aborted (the last byte of a db is only sent once it
     // is published), or gets the cached copy: never the garbage with a clean end.
     match body {
@@ -232,7 +206,7 @@ fn endless_body_stops_at_max_unknown_size() {
     assert!(n <= 3 << 20, "{n} bytes passed the bound");
     assert!(started.elapsed() < Duration::from_secs(30));
     wait_for("partial removed", Duration::from_secs(5), || {
-        partials(&p) == 0
+        p.partials() == 0
     });
     assert!(!p.cache_dir.join(CACHED).exists());
     assert_logged(&p, "max_unknown_size");
@@ -245,7 +219,7 @@ fn declared_length_above_max_unknown_size_is_refused_up_front() {
     let m = FakeMirror::start();
     m.put(PKG, payload(2 << 20, 55));
     let p = start(&[m.url()], "max_unknown_size = \"1MiB\"");
-    let (s, _) = get(&p, PKG_URL);
+    let (s, _) = p.get(PKG_URL);
     assert_eq!(s, 502);
     assert_eq!(m.count(PKG), 1, "not retried");
     // Policy, not the mirror's fault.
@@ -254,7 +228,7 @@ fn declared_length_above_max_unknown_size_is_refused_up_front() {
         (st["failures"].as_u64(), st["healthy"].as_bool()),
         (Some(0), Some(true))
     );
-    assert_eq!(partials(&p), 0);
+    assert_eq!(p.partials(), 0);
 }
 
 #[test]
@@ -269,7 +243,7 @@ fn body_longer_than_the_db_says_fails_at_once() {
     )]);
     m.put(DB, db);
     let p = start(&[m.url()], "");
-    let (s, _) = get(&p, DB_URL);
+    let (s, _) = p.get(DB_URL);
     assert_eq!(s, 200);
     // The mirror streams the package without end: stopped at the db's 100,000 bytes.
     m.put(PKG, data.clone());
@@ -283,11 +257,11 @@ fn body_longer_than_the_db_says_fails_at_once() {
     assert!(started.elapsed() < Duration::from_secs(30));
     assert_logged(&p, "the repo db says");
     wait_for("partial removed", Duration::from_secs(5), || {
-        partials(&p) == 0
+        p.partials() == 0
     });
     assert!(!p.cache_dir.join(CACHED).exists());
     // A well-behaved answer afterwards is verified and cached.
     m.set(Behaviour::Normal);
-    let (s, body) = get(&p, PKG_URL);
+    let (s, body) = p.get(PKG_URL);
     assert_eq!((s, body.expect("body")), (200, data));
 }

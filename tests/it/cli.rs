@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use crate::support::bin;
+use crate::support::{bin, exit_and_output, must};
 
 fn run(args: &[&str], config: Option<&str>, env: &[(&str, &str)]) -> (i32, String, String) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -18,12 +18,7 @@ fn run(args: &[&str], config: Option<&str>, env: &[(&str, &str)]) -> (i32, Strin
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let out = cmd.output().expect("run pkgstash");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
+    exit_and_output(&cmd.output().expect("run pkgstash"))
 }
 
 const GOOD: &str = "cache_dir = \"/tmp/x\"\n[upstreams.archlinux]\nmirrors = [\"https://geo.mirror.pkgbuild.com\"]\n";
@@ -47,14 +42,9 @@ fn check_config_prints_effective_config_and_redacts_token() {
 #[test]
 fn sample_config_is_valid() {
     let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/config/pkgstash.toml");
-    let out = Command::new(bin())
-        .args(["check-config", "-c", sample])
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    must(
+        Command::new(bin()).args(["check-config", "-c", sample]),
+        "pkgstash check-config",
     );
 }
 

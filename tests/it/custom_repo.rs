@@ -9,7 +9,7 @@ use std::process::Command;
 
 use crate::fixture::{make_pkg, repo_add, tools_available};
 use crate::sandbox::Sandbox;
-use crate::support::{bin, client, require_tool, Pkgstash};
+use crate::support::{assert_success, bin, client, get_body, must, require_tool, Pkgstash};
 
 const TOKEN: &str = "repo-token-31337";
 
@@ -59,11 +59,7 @@ impl Setup {
     }
 
     fn get(&self, path: &str) -> (u16, Vec<u8>) {
-        let r = client().get(self.p.url(path)).send().expect("get");
-        (
-            r.status().as_u16(),
-            r.bytes().map(|b| b.to_vec()).unwrap_or_default(),
-        )
+        get_body(&self.p.url(path))
     }
 
     fn db(&self, kind: &str) -> Vec<u8> {
@@ -337,8 +333,8 @@ fn custom_repo_signed_with_gpg_verifies() {
     }
     let home = tempfile::tempdir().expect("gnupghome");
     let gh = home.path().display().to_string();
-    let st = Command::new("gpg")
-        .args([
+    must(
+        Command::new("gpg").args([
             "--homedir",
             &gh,
             "--batch",
@@ -349,13 +345,8 @@ fn custom_repo_signed_with_gpg_verifies() {
             "ed25519",
             "sign",
             "never",
-        ])
-        .output()
-        .expect("gpg");
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
+        ]),
+        "gpg --quick-gen-key",
     );
     let s = start(
         "sign_key = \"repo@example.org\"",
@@ -427,7 +418,7 @@ fn zstd_bomb(path: &str, kind: tar::EntryType, head: &[u8], size: u64) -> Vec<u8
     });
     let out = zstd.wait_with_output().expect("zstd output");
     writer.join().expect("writer");
-    assert!(out.status.success(), "zstd failed");
+    assert_success(&out, "zstd");
     out.stdout
 }
 

@@ -8,28 +8,18 @@ use std::time::{Duration, SystemTime};
 
 use reqwest::header;
 
-use crate::support::{client, sha256_hex, wait_for, Pkgstash};
+use crate::support::{arch_config, client, get_body, sha256_hex, wait_for, Pkgstash};
 use crate::upstream::{payload, Behaviour, FakeMirror};
 
 const DIR: &str = "/core/os/x86_64";
 const TOKEN: &str = "dbs-token-4711";
 
 fn config(up: &FakeMirror, extra: &str) -> String {
-    format!(
-        "upstream_timeout = \"2s\"\n{extra}\n[upstreams.arch]\nmirrors = [\"{}\"]\n",
-        up.url()
-    )
+    arch_config("2s", &[up.url()], extra)
 }
 
 fn get(p: &Pkgstash, name: &str) -> (u16, Vec<u8>) {
-    let r = client()
-        .get(p.url(&format!("/arch{DIR}/{name}")))
-        .send()
-        .expect("request");
-    (
-        r.status().as_u16(),
-        r.bytes().map(|b| b.to_vec()).unwrap_or_default(),
-    )
+    get_body(&p.url(&format!("/arch{DIR}/{name}")))
 }
 
 /// The mirror's `name` is refused: its client is aborted (the last byte of a db waits for its

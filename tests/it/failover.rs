@@ -3,9 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use reqwest::blocking::Client;
-
-use crate::support::{sha256_hex, Pkgstash};
+use crate::support::{arch_config, get, sha256_hex, Pkgstash};
 use crate::upstream::{payload, Behaviour, FakeMirror};
 
 const PKG: &str = "/core/os/x86_64/bar-1.0-1-x86_64.pkg.tar.zst";
@@ -13,26 +11,7 @@ const PKG_URL: &str = "/arch/core/os/x86_64/bar-1.0-1-x86_64.pkg.tar.zst";
 const CACHED: &str = "arch/core/os/x86_64/bar-1.0-1-x86_64.pkg.tar.zst";
 
 fn config(mirrors: &[String], extra: &str) -> String {
-    let list: Vec<String> = mirrors.iter().map(|m| format!("\"{m}\"")).collect();
-    format!(
-        "upstream_timeout = \"2s\"\n{extra}\n[upstreams.arch]\nmirrors = [{}]\n",
-        list.join(", ")
-    )
-}
-
-fn get(url: &str) -> (u16, Result<Vec<u8>, String>) {
-    let resp = Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .expect("client")
-        .get(url)
-        .send()
-        .expect("request");
-    let status = resp.status().as_u16();
-    (
-        status,
-        resp.bytes().map(|b| b.to_vec()).map_err(|e| e.to_string()),
-    )
+    arch_config("2s", mirrors, extra)
 }
 
 /// A port nothing listens on.
@@ -41,17 +20,6 @@ fn closed_port_url() -> String {
     let port = l.local_addr().expect("addr").port();
     drop(l);
     format!("http://127.0.0.1:{port}")
-}
-
-fn wait_cached(p: &Pkgstash) -> Vec<u8> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok(d) = std::fs::read(p.cache_dir.join(CACHED)) {
-            return d;
-        }
-        assert!(Instant::now() < deadline, "not cached");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]
@@ -131,7 +99,7 @@ fn mirror_dropping_mid_body_is_resumed_on_the_next_with_range() {
         data.len() as u64 - 700_000,
         "no byte fetched twice"
     );
-    assert_eq!(wait_cached(&p), data);
+    assert_eq!(p.wait_cached(CACHED), data);
 }
 
 #[test]
@@ -164,7 +132,7 @@ fn mirror_ignoring_range_is_consumed_and_checked() {
     let (s, body) = get(&p.url(PKG_URL));
     assert_eq!(s, 200);
     assert_eq!(body.expect("body"), data);
-    assert_eq!(wait_cached(&p), data);
+    assert_eq!(p.wait_cached(CACHED), data);
 }
 
 #[test]
@@ -243,7 +211,7 @@ fn every_mirror_slow_is_a_slow_line_not_a_failure() {
     let (s, body) = get(&p.url(PKG_URL));
     assert_eq!(s, 200);
     assert_eq!(sha256_hex(&body.expect("body")), sha256_hex(&data));
-    assert_eq!(wait_cached(&p), data);
+    assert_eq!(p.wait_cached(CACHED), data);
     // One switch to the untried mirror, then no more: both were found slow.
     assert!(p.log().contains("too slow"), "{}", p.log());
     assert_eq!(
@@ -253,22 +221,12 @@ fn every_mirror_slow_is_a_slow_line_not_a_failure() {
         a.seen(),
         b.seen()
     );
-    let status: serde_json::Value = crate::support::client()
-        .get(p.url("/_pkgstash/status.json"))
-        .send()
-        .expect("status")
-        .json()
-        .expect("json");
+    let status = p.status_json();
     for m in status["mirrors"].as_array().expect("mirrors") {
         assert_eq!(m["failures"], 0, "a slow mirror is not a failed one: {m}");
         assert_eq!(m["healthy"], true, "{m}");
     }
-    let metrics = crate::support::client()
-        .get(p.url("/_pkgstash/metrics"))
-        .send()
-        .expect("metrics")
-        .text()
-        .expect("text");
+    let metrics = p.metrics();
     assert!(
         !metrics.contains("pkgstash_mirror_failures_total{"),
         "{metrics}"

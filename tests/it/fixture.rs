@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::require_tool;
+use crate::support::{must, require_tool};
 
 /// Are bsdtar, zstd and repo-add available? (In CI a missing one panics.)
 pub fn tools_available() -> bool {
@@ -46,52 +46,43 @@ pub fn make_pkg(
     std::fs::write(root.join(".PKGINFO"), info).expect("pkginfo");
     let file = out_dir.join(format!("{name}-{version}-{arch}.pkg.tar.zst"));
     // The same .MTREE makepkg writes: gzip'd mtree of the package's files.
-    let st = Command::new("bsdtar")
-        .current_dir(root)
-        .args([
+    must(
+        Command::new("bsdtar").current_dir(root).args([
             "-czf",
             ".MTREE",
             "--format=mtree",
             "--options=!all,use-set,type,uid,gid,mode,time,size,md5,sha256,link",
             ".PKGINFO",
             "usr",
-        ])
-        .status()
-        .expect("bsdtar mtree");
-    assert!(st.success(), "bsdtar (mtree) failed");
+        ]),
+        "bsdtar (mtree)",
+    );
     let tar = root.join("pkg.tar");
-    let st = Command::new("bsdtar")
-        .arg("-cf")
-        .arg(&tar)
-        .arg("-C")
-        .arg(root)
-        .args([".PKGINFO", ".MTREE", "usr"])
-        .status()
-        .expect("bsdtar");
-    assert!(st.success(), "bsdtar failed");
-    let st = Command::new("zstd")
-        .args(["-q", "-f", "-1"])
-        .arg(&tar)
-        .arg("-o")
-        .arg(&file)
-        .status()
-        .expect("zstd");
-    assert!(st.success(), "zstd failed");
+    must(
+        Command::new("bsdtar")
+            .arg("-cf")
+            .arg(&tar)
+            .arg("-C")
+            .arg(root)
+            .args([".PKGINFO", ".MTREE", "usr"]),
+        "bsdtar",
+    );
+    must(
+        Command::new("zstd")
+            .args(["-q", "-f", "-1"])
+            .arg(&tar)
+            .arg("-o")
+            .arg(&file),
+        "zstd",
+    );
     file
 }
 
 /// Run `repo-add` for `db` (e.g. `dir/core.db.tar.gz`) with `pkgs`.
 pub fn repo_add(db: &Path, pkgs: &[PathBuf]) {
-    let out = Command::new("repo-add")
-        .arg("-q")
-        .arg(db)
-        .args(pkgs)
-        .output()
-        .expect("repo-add");
-    assert!(
-        out.status.success(),
-        "repo-add failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    must(
+        Command::new("repo-add").arg("-q").arg(db).args(pkgs),
+        "repo-add",
     );
 }
 
@@ -224,13 +215,13 @@ impl ArchMirror {
     pub fn age_dbs(&self, repo: &str, secs: u64) {
         let dir = self.repo_dir(repo);
         for f in [format!("{repo}.db.tar.gz"), format!("{repo}.files.tar.gz")] {
-            let st = Command::new("touch")
-                .arg("-d")
-                .arg(format!("{secs} seconds ago"))
-                .arg(dir.join(f))
-                .status()
-                .expect("touch");
-            assert!(st.success(), "touch failed");
+            must(
+                Command::new("touch")
+                    .arg("-d")
+                    .arg(format!("{secs} seconds ago"))
+                    .arg(dir.join(f)),
+                "touch",
+            );
         }
     }
 }

@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use crate::rawhttp::{Raw, Resp};
-use crate::support::{client, wait_for, Pkgstash};
+use crate::support::{metric_sample, wait_for, Pkgstash};
 use crate::upstream::{payload, FakeMirror};
 
 pub const PKG_URL: &str = "/arch/core/os/x86_64/foo-1.0-1-x86_64.pkg.tar.zst";
@@ -400,14 +400,7 @@ fn a_client_that_never_reads_is_cut_off_after_the_send_timeout() {
 
 /// Value of `name` in the Prometheus text of `p`.
 fn metric(p: &Pkgstash, name: &str) -> f64 {
-    let text = client()
-        .get(p.url("/_pkgstash/metrics"))
-        .send()
-        .and_then(|r| r.text())
-        .expect("metrics");
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or(0.0)
+    metric_sample(&p.metrics(), name).unwrap_or(0.0)
 }
 
 #[test]

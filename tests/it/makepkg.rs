@@ -22,8 +22,8 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use crate::pkgfiles::{euid, must, pkg_file, pkgbuild_var, read, target_dir, unix_now};
-use crate::support::{require_tool, sha256_hex};
+use crate::pkgfiles::{euid, pkg_file, pkgbuild_var, read, target_dir, unix_now};
+use crate::support::{must, require_tool, sha256_hex};
 
 const BUILD_USER: &str = "pkgstash-pkgtest";
 

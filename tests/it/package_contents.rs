@@ -9,7 +9,8 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::makepkg::built;
-use crate::pkgfiles::{must, pkg_file, read, repo, text};
+use crate::pkgfiles::{pkg_file, read, repo};
+use crate::support::{must, text};
 
 /// The unit files the package installs under /usr/lib/systemd/system.
 pub const UNITS: [&str; 3] = [

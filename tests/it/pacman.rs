@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use crate::fixture::{tools_available, ArchMirror, PkgSpec};
 use crate::nginx::Nginx;
 use crate::sandbox::{Client, Sandbox};
-use crate::support::{is_root, require_tool, wait_for, Pkgstash};
+use crate::support::{arch_config, is_root, require_tool, wait_for, Pkgstash};
 
 const MIB: usize = 1 << 20;
 
@@ -93,16 +93,18 @@ pub fn shared_mirror() -> &'static ArchMirror {
     })
 }
 
+/// The shared mirror served by nginx at `rate` (its `limit_rate`; `"0"`: unlimited), and
+/// pkgstash in front of it.
+pub fn mirror_behind_pkgstash(rate: &str) -> (&'static ArchMirror, Nginx, Pkgstash) {
+    let mirror = shared_mirror();
+    let nginx = Nginx::serve(&mirror.root, rate);
+    let p = pkgstash(&[nginx.url()], "");
+    (mirror, nginx, p)
+}
+
 /// pkgstash with one upstream `arch` over `mirrors`.
 pub fn pkgstash(mirrors: &[String], extra: &str) -> Pkgstash {
-    let list = mirrors
-        .iter()
-        .map(|m| format!("\"{m}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
-    Pkgstash::start(&format!(
-        "upstream_timeout = \"5s\"\n{extra}\n[upstreams.arch]\nmirrors = [{list}]\n"
-    ))
+    Pkgstash::start(&arch_config("5s", mirrors, extra))
 }
 
 /// A host-pacman sandbox syncing `core` and `extra` through pkgstash's `arch` upstream.
@@ -155,9 +157,7 @@ fn sync_and_download_every_package_byte_identical(client: Client) {
     if !e2e_tools(client) {
         return;
     }
-    let mirror = shared_mirror();
-    let nginx = Nginx::serve(&mirror.root, "0");
-    let p = pkgstash(&[nginx.url()], "");
+    let (mirror, _nginx, p) = mirror_behind_pkgstash("0");
     let sb = client_sandbox(client, &p);
     sb.ok(&["-Syy"]);
     let mut args = vec!["-Sw"];
@@ -189,9 +189,7 @@ fn pacman_e2e_warm_cache_makes_no_upstream_package_request() {
     if !e2e_tools(Client::Host) {
         return;
     }
-    let mirror = shared_mirror();
-    let nginx = Nginx::serve(&mirror.root, "0");
-    let p = pkgstash(&[nginx.url()], "");
+    let (mirror, nginx, p) = mirror_behind_pkgstash("0");
     let mut args = vec!["-Syyw"];
     args.extend(all_names());
     arch_sandbox(&p).ok(&args);
@@ -224,9 +222,7 @@ fn install_with_dependencies(client: Client) {
     if !e2e_tools(client) {
         return;
     }
-    let mirror = shared_mirror();
-    let nginx = Nginx::serve(&mirror.root, "0");
-    let p = pkgstash(&[nginx.url()], "");
+    let (_mirror, _nginx, p) = mirror_behind_pkgstash("0");
     let sb = client_sandbox(client, &p);
     sb.ok(&["-Sy", "app"]);
     let installed = sb.ok(&["-Q"]);
@@ -270,10 +266,8 @@ fn pacman_e2e_eight_parallel_pacmans_fetch_each_file_once() {
     if !e2e_tools(Client::Host) {
         return;
     }
-    let mirror = shared_mirror();
     // Slow enough that the clients overlap on the large package.
-    let nginx = Nginx::serve(&mirror.root, "16m");
-    let p = pkgstash(&[nginx.url()], "");
+    let (mirror, nginx, p) = mirror_behind_pkgstash("16m");
     let sandboxes: Vec<Sandbox> = (0..8).map(|_| arch_sandbox(&p)).collect();
     let mut args = vec!["-Syyw"];
     args.extend(all_names());
@@ -300,9 +294,7 @@ fn pacman_e2e_large_package_slow_mirror_default_timeout() {
     if !e2e_tools(Client::Host) {
         return;
     }
-    let mirror = shared_mirror();
-    let nginx = Nginx::serve(&mirror.root, "2m");
-    let p = pkgstash(&[nginx.url()], "");
+    let (mirror, nginx, p) = mirror_behind_pkgstash("2m");
     let first = arch_sandbox(&p);
     let late = arch_sandbox(&p);
     first.ok(&["-Syy"]);
@@ -313,12 +305,7 @@ fn pacman_e2e_large_package_slow_mirror_default_timeout() {
     // keep it waiting without a byte, and pacman would give up after 10 s).
     std::thread::sleep(Duration::from_secs(3));
     let started = Instant::now();
-    let out = late.run(&["-Sw", "big"]);
-    assert!(
-        out.status.success(),
-        "joining pacman failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    late.ok(&["-Sw", "big"]);
     let st = a.wait().expect("wait");
     assert!(st.success(), "first pacman failed: {st}");
     assert_identical(mirror, &first, std::slice::from_ref(&big));
@@ -391,9 +378,7 @@ fn interrupted_download_resumed_with_range(client: Client) {
     if !e2e_tools(client) {
         return;
     }
-    let mirror = shared_mirror();
-    let nginx = Nginx::serve(&mirror.root, "8m");
-    let p = pkgstash(&[nginx.url()], "");
+    let (mirror, nginx, p) = mirror_behind_pkgstash("8m");
     let sb = client_sandbox(client, &p);
     sb.ok(&["-Syy"]);
     let big = big_package().file_name();
@@ -482,12 +467,7 @@ fn pacman_e2e_through_a_redirecting_mirror() {
         !redirects.is_empty() && redirects.iter().all(|a| a.status == 302),
         "{redirects:?}"
     );
-    let status: serde_json::Value = crate::support::client()
-        .get(p.url("/_pkgstash/status.json"))
-        .send()
-        .expect("status")
-        .json()
-        .expect("json");
+    let status = p.status_json();
     assert_eq!(status["mirrors"][0]["redirects_to"], real.url());
     assert_eq!(status["mirrors"][0]["failures"], 0);
     assert!(

@@ -8,9 +8,9 @@
 use crate::fixture::{ArchMirror, PkgSpec};
 use crate::nginx::Nginx;
 use crate::pacman::{all_names, answers, assert_identical, e2e_tools, fetches, package_files};
-use crate::pacman::{pkgstash, shared_mirror};
+use crate::pacman::{mirror_behind_pkgstash, pkgstash};
 use crate::sandbox::{Client, Sandbox};
-use crate::support::Pkgstash;
+use crate::support::{must, Pkgstash};
 
 /// `[core]` and `[extra]`, each with pkgstash as `CacheServer` and `server` as `Server`.
 fn cache_server_sections(p: &Pkgstash, server: &str) -> String {
@@ -39,9 +39,7 @@ fn pacman_e2e_cache_server_in_front_of_server_pacman7() {
     if !e2e_tools(Client::Trixie) {
         return;
     }
-    let mirror = shared_mirror();
-    let nginx = Nginx::serve(&mirror.root, "0");
-    let p = pkgstash(&[nginx.url()], "");
+    let (mirror, nginx, p) = mirror_behind_pkgstash("0");
     let sections = cache_server_sections(&p, &nginx.url());
     let mut args = vec!["-Syyw"];
     args.extend(all_names());
@@ -98,13 +96,13 @@ fn pacman_e2e_cache_server_404_falls_back_to_server_pacman7() {
     behind.add("core", &[PkgSpec::new("app", "1.0-1", 20_000)]);
     behind.add("extra", &[PkgSpec::new("tool", "1.0-1", 20_000)]);
     let ahead_dir = tempfile::tempdir().expect("tempdir");
-    let st = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(format!("{}/.", behind.root.display()))
-        .arg(ahead_dir.path())
-        .status()
-        .expect("cp");
-    assert!(st.success(), "copy the mirror");
+    must(
+        std::process::Command::new("cp")
+            .arg("-a")
+            .arg(format!("{}/.", behind.root.display()))
+            .arg(ahead_dir.path()),
+        "copy the mirror",
+    );
     let mut ahead = ArchMirror::at(ahead_dir.path());
     ahead.add("core", &[PkgSpec::new("newer", "2.0-1", 30_000)]);
     let upstream = Nginx::serve(&behind.root, "0");

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use crate::fixture::{tools_available, ArchMirror, PkgSpec};
 use crate::nginx::Nginx;
 use crate::sandbox::Sandbox;
-use crate::support::{bin, is_root, require_tool, Pkgstash};
+use crate::support::{arch_config, bin, is_root, must, output_text, require_tool, Pkgstash};
 
 const TOKEN: &str = "pacman-dbs-token";
 
@@ -26,27 +26,13 @@ fn e2e_tools() -> bool {
 
 fn pkgstash(nginx: &Nginx, extra: &str) -> Pkgstash {
     Pkgstash::start_env(
-        &format!(
-            "upstream_timeout = \"5s\"\n{extra}\n[upstreams.arch]\nmirrors = [\"{}\"]\n",
-            nginx.url()
-        ),
+        &arch_config("5s", &[nginx.url()], extra),
         &[("PKGSTASH_TOKEN", TOKEN)],
     )
 }
 
 fn sandbox(p: &Pkgstash, sig_level: &str) -> Sandbox {
     Sandbox::new(&[("core", &p.url("/arch/$repo/os/$arch"))], sig_level)
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("run");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{cmd:?} failed:\n{text}");
-    text
 }
 
 /// A signing key in its own GnuPG home, made for this test.
@@ -58,15 +44,18 @@ impl Signer {
     fn new() -> Signer {
         let home = tempfile::tempdir().expect("gnupg home");
         let s = Signer { home };
-        run(s.gpg().args([
-            "--passphrase",
-            "",
-            "--quick-gen-key",
-            "pkgstash db test <db@example.org>",
-            "ed25519",
-            "sign",
-            "never",
-        ]));
+        must(
+            s.gpg().args([
+                "--passphrase",
+                "",
+                "--quick-gen-key",
+                "pkgstash db test <db@example.org>",
+                "ed25519",
+                "sign",
+                "never",
+            ]),
+            "gpg --quick-gen-key",
+        );
         s
     }
 
@@ -79,30 +68,37 @@ impl Signer {
     /// Sign `file` into `file.sig` (binary, detached: what pacman fetches).
     fn sign(&self, file: &Path) {
         let sig = PathBuf::from(format!("{}.sig", file.display()));
-        run(self
-            .gpg()
-            .args(["--yes", "--detach-sign", "--no-armor", "-o"])
-            .arg(&sig)
-            .arg(file));
+        must(
+            self.gpg()
+                .args(["--yes", "--detach-sign", "--no-armor", "-o"])
+                .arg(&sig)
+                .arg(file),
+            "gpg --detach-sign",
+        );
     }
 
     /// Put the public key in a pacman sandbox's keyring.
     fn trust_in(&self, sb: &Sandbox) {
         let key = self.home.path().join("pub.asc");
-        run(self
-            .gpg()
-            .args(["--armor", "-o"])
-            .arg(&key)
-            .args(["--export", "db@example.org"]));
+        must(
+            self.gpg()
+                .args(["--armor", "-o"])
+                .arg(&key)
+                .args(["--export", "db@example.org"]),
+            "gpg --export",
+        );
         // pacman looks for `pubring.gpg` (what `pacman-key --init` makes), not gpg's default
         // `pubring.kbx`: an existing empty one makes gpg import into it.
         let keyring = sb.root().join("gnupg");
         std::fs::write(keyring.join("pubring.gpg"), b"").expect("pubring.gpg");
-        run(Command::new("gpg")
-            .arg("--homedir")
-            .arg(&keyring)
-            .args(["--batch", "--import"])
-            .arg(&key));
+        must(
+            Command::new("gpg")
+                .arg("--homedir")
+                .arg(&keyring)
+                .args(["--batch", "--import"])
+                .arg(&key),
+            "gpg --import",
+        );
         let _ = Command::new("gpgconf")
             .arg("--homedir")
             .arg(&keyring)
@@ -134,13 +130,13 @@ fn sign_core(mirror: &ArchMirror, signer: &Signer) {
 
 /// Set the mtime of core's db files to `secs` seconds after the Unix epoch.
 fn set_db_mtime(mirror: &ArchMirror, db: &str, secs: u64) {
-    let st = Command::new("touch")
-        .arg("-d")
-        .arg(format!("@{secs}"))
-        .arg(mirror.repo_dir("core").join(db))
-        .status()
-        .expect("touch");
-    assert!(st.success());
+    must(
+        Command::new("touch")
+            .arg("-d")
+            .arg(format!("@{secs}"))
+            .arg(mirror.repo_dir("core").join(db)),
+        "touch",
+    );
 }
 
 fn now_secs() -> u64 {
@@ -260,12 +256,15 @@ fn pacman_e2e_db_republished_package_is_fetched_again() {
     // Rebuilt upstream with the same version: same file name, new size and sha256.
     mirror.add("core", &[PkgSpec::new("foo", "1.0-1", 60_000)]);
     std::thread::sleep(Duration::from_millis(1100));
-    let out = run(Command::new(bin())
-        .args(["refresh", "-c"])
-        .arg(&p.config_path)
-        .env("PKGSTASH__LISTEN", p.addr.to_string())
-        .env("PKGSTASH_TOKEN", TOKEN)
-        .env("RUST_LOG", "warn"));
+    let out = output_text(&must(
+        Command::new(bin())
+            .args(["refresh", "-c"])
+            .arg(&p.config_path)
+            .env("PKGSTASH__LISTEN", p.addr.to_string())
+            .env("PKGSTASH_TOKEN", TOKEN)
+            .env("RUST_LOG", "warn"),
+        "pkgstash refresh",
+    ));
     pacman_gets_the_mirrors_build(&p, &mirror);
     assert!(
         out.contains(&format!("dropped arch/core/os/x86_64/{FOO}")),

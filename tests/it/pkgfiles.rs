@@ -1,10 +1,9 @@
 //! Helpers shared by the packaging tests: the repository's files (`packaging/…`), the cargo
-//! target dir, reading files, and running a command that must succeed.
+//! target dir, reading files. (Running a command that must succeed: [`crate::support::must`].)
 #![allow(dead_code)]
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use crate::support::bin;
 
@@ -26,31 +25,6 @@ pub fn read(path: &Path) -> String {
 /// A file's bytes; panics naming the file.
 pub fn read_bytes(path: &Path) -> Vec<u8> {
     fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
-}
-
-/// Lossy UTF-8 of process output.
-pub fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// stdout followed by stderr.
-pub fn output_text(out: &Output) -> String {
-    format!("{}{}", text(&out.stdout), text(&out.stderr))
-}
-
-/// Run `cmd`, panic with its output unless it succeeds.
-pub fn must(cmd: &mut Command, what: &str) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("{what}: cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed ({}): {cmd:?}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    out
 }
 
 /// This process's effective uid (from /proc).

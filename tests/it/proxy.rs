@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::header;
 
-use crate::support::{client, sha256_hex, Pkgstash};
+use crate::support::{arch_config, client, get_body, get_in_background, sha256_hex, Pkgstash};
 use crate::upstream::{payload, Behaviour, FakeMirror};
 
 const PKG: &str = "/core/os/x86_64/foo-1:2.0-1-x86_64.pkg.tar.zst";
@@ -14,33 +14,8 @@ const PKG_URL: &str = "/arch/core/os/x86_64/foo-1%3A2.0-1-x86_64.pkg.tar.zst";
 const DB: &str = "/core/os/x86_64/core.db";
 
 fn config(mirrors: &[&FakeMirror], extra: &str) -> String {
-    let list: Vec<String> = mirrors.iter().map(|m| format!("\"{}\"", m.url())).collect();
-    format!(
-        "upstream_timeout = \"2s\"\n{extra}\n[upstreams.arch]\nmirrors = [{}]\n",
-        list.join(", ")
-    )
-}
-
-/// Wait until the download of `rel` is published (the client may finish a moment before).
-fn wait_cached(p: &Pkgstash, rel: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !p.cache_dir.join(rel).exists() {
-        assert!(Instant::now() < deadline, "{rel} was not cached");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn get(url: &str) -> (u16, Vec<u8>) {
-    let resp = client().get(url).send().expect("request");
-    let status = resp.status().as_u16();
-    (status, resp.bytes().map(|b| b.to_vec()).unwrap_or_default())
-}
-
-/// Files left in `.partial/`.
-fn partials(p: &Pkgstash) -> usize {
-    std::fs::read_dir(p.cache_dir.join(".partial"))
-        .map(|d| d.count())
-        .unwrap_or(0)
+    let urls: Vec<String> = mirrors.iter().map(|m| m.url()).collect();
+    arch_config("2s", &urls, extra)
 }
 
 #[test]
@@ -49,11 +24,11 @@ fn miss_then_hit_is_byte_identical_and_fetched_once() {
     let data = payload(3 << 20, 1);
     up.put(PKG, data.clone());
     let p = Pkgstash::start(&config(&[&up], ""));
-    let (s, body) = get(&p.url(PKG_URL));
+    let (s, body) = get_body(&p.url(PKG_URL));
     assert_eq!(s, 200);
     assert_eq!(sha256_hex(&body), sha256_hex(&data));
-    wait_cached(&p, "arch/core/os/x86_64/foo-1:2.0-1-x86_64.pkg.tar.zst");
-    let (s, body) = get(&p.url(PKG_URL));
+    p.wait_cached("arch/core/os/x86_64/foo-1:2.0-1-x86_64.pkg.tar.zst");
+    let (s, body) = get_body(&p.url(PKG_URL));
     assert_eq!(s, 200);
     assert_eq!(sha256_hex(&body), sha256_hex(&data));
     assert_eq!(up.count(PKG), 1, "second request must be a hit");
@@ -63,7 +38,7 @@ fn miss_then_hit_is_byte_identical_and_fetched_once() {
     )
     .expect("cached file");
     assert_eq!(cached, data);
-    assert_eq!(partials(&p), 0);
+    assert_eq!(p.partials(), 0);
 }
 
 #[test]
@@ -128,7 +103,7 @@ fn client_disconnecting_does_not_stop_the_download() {
         std::fs::read(&cached).expect("download finished and was cached"),
         data
     );
-    let (_, body) = get(&p.url(PKG_URL));
+    let (_, body) = get_body(&p.url(PKG_URL));
     assert_eq!(body, data);
     assert_eq!(up.count(PKG), 1);
 }
@@ -152,7 +127,7 @@ fn upstream_dropping_mid_body_aborts_client_and_caches_nothing() {
         .cache_dir
         .join("arch/core/os/x86_64/foo-1:2.0-1-x86_64.pkg.tar.zst")
         .exists());
-    assert_eq!(partials(&p), 0, "partial deleted");
+    assert_eq!(p.partials(), 0, "partial deleted");
 }
 
 #[test]
@@ -161,7 +136,7 @@ fn range_requests_on_a_hit() {
     let data = payload(100_000, 5);
     up.put(PKG, data.clone());
     let p = Pkgstash::start(&config(&[&up], ""));
-    assert_eq!(get(&p.url(PKG_URL)).0, 200);
+    assert_eq!(get_body(&p.url(PKG_URL)).0, 200);
     let c = client();
     let r = c
         .get(p.url(PKG_URL))
@@ -201,16 +176,7 @@ fn range_on_a_download_in_flight() {
     up.set(Behaviour::Trickle(1 << 20));
     let p = Pkgstash::start(&config(&[&up], ""));
     let url = p.url(PKG_URL);
-    let first = std::thread::spawn({
-        let url = url.clone();
-        move || {
-            client()
-                .get(&url)
-                .send()
-                .and_then(|r| r.bytes())
-                .map(|b| b.to_vec())
-        }
-    });
+    let first = get_in_background(&url);
     std::thread::sleep(Duration::from_millis(200));
     let r = client()
         .get(&url)
@@ -246,7 +212,7 @@ fn conditional_requests_on_a_hit_give_304() {
         httpdate::fmt_http_date(modified)
     );
     assert_eq!(r.bytes().expect("body").len(), 1000);
-    wait_cached(&p, "arch/core/os/x86_64/foo-1:2.0-1-x86_64.pkg.tar.zst");
+    p.wait_cached("arch/core/os/x86_64/foo-1:2.0-1-x86_64.pkg.tar.zst");
     let r = client().get(p.url(PKG_URL)).send().expect("req");
     let lm = r.headers()[header::LAST_MODIFIED].clone();
     let etag = r.headers()[header::ETAG].clone();
@@ -288,10 +254,10 @@ fn db_is_revalidated_and_stale_served_when_upstream_fails() {
     up.put_at(DB, v1.clone(), t1);
     let p = Pkgstash::start(&config(&[&up], "db_max_age = \"1s\""));
     let db_url = p.url("/arch/core/os/x86_64/core.db");
-    assert_eq!(get(&db_url).1, v1);
+    assert_eq!(get_body(&db_url).1, v1);
     let asked = up.count(DB);
     // Within db_max_age: a hit.
-    assert_eq!(get(&db_url).1, v1);
+    assert_eq!(get_body(&db_url).1, v1);
     assert_eq!(up.count(DB), asked, "no upstream request for a fresh db");
     assert_eq!(
         up.seen()
@@ -310,7 +276,7 @@ fn db_is_revalidated_and_stale_served_when_upstream_fails() {
     assert_eq!(r.status().as_u16(), 304);
     // After db_max_age: revalidated with If-Modified-Since; unchanged → upstream 304.
     std::thread::sleep(Duration::from_millis(1100));
-    assert_eq!(get(&db_url).1, v1);
+    assert_eq!(get_body(&db_url).1, v1);
     // (The db's `.sig` is asked in the same step: see upstream::db_and_sig_*.)
     let seen: Vec<_> = up.seen().into_iter().filter(|s| s.path == DB).collect();
     let last = seen.last().expect("a request");
@@ -330,11 +296,11 @@ fn db_is_revalidated_and_stale_served_when_upstream_fails() {
         httpdate::fmt_http_date(t2)
     );
     assert_eq!(r.bytes().expect("body").as_ref(), v2.as_slice());
-    assert_eq!(get(&db_url).1, v2);
+    assert_eq!(get_body(&db_url).1, v2);
     // Upstream broken: the stale copy is served, never the error page.
     up.set(Behaviour::Status(500));
     std::thread::sleep(Duration::from_millis(1100));
-    let (s, body) = get(&db_url);
+    let (s, body) = get_body(&db_url);
     assert_eq!((s, body.as_slice()), (200, v2.as_slice()));
     assert!(p.log().contains("serving stale"), "{}", p.log());
 }
@@ -344,12 +310,12 @@ fn upstream_404_is_a_quick_404_and_nothing_is_cached() {
     let up = FakeMirror::start();
     let p = Pkgstash::start(&config(&[&up], ""));
     let started = Instant::now();
-    let (s, _) = get(&p.url("/arch/core/os/x86_64/core.db.sig"));
+    let (s, _) = get_body(&p.url("/arch/core/os/x86_64/core.db.sig"));
     assert_eq!(s, 404);
     assert!(started.elapsed() < Duration::from_secs(2));
     assert!(!p.cache_dir.join("arch/core/os/x86_64/core.db.sig").exists());
     // A repeated 404 within db_max_age is answered without asking upstream again.
-    assert_eq!(get(&p.url("/arch/core/os/x86_64/core.db.sig")).0, 404);
+    assert_eq!(get_body(&p.url("/arch/core/os/x86_64/core.db.sig")).0, 404);
     assert_eq!(up.count("/core/os/x86_64/core.db.sig"), 1);
 }
 
@@ -435,14 +401,14 @@ fn restart_after_kill9_mid_download_serves_correct_bytes() {
     let mut resp = client().get(p.url(PKG_URL)).send().expect("request");
     let mut some = [0u8; 10_000];
     resp.read_exact(&mut some).expect("some bytes");
-    assert_eq!(partials(&p), 1, "a partial exists mid-download");
+    assert_eq!(p.partials(), 1, "a partial exists mid-download");
     p.kill9();
     drop(resp);
     up.set(Behaviour::Normal);
     let p = Pkgstash::start_in(dir.path(), &cache, &cfg, &[], None);
-    assert_eq!(partials(&p), 0, "orphaned partial removed at start");
+    assert_eq!(p.partials(), 0, "orphaned partial removed at start");
     assert!(p.log().contains("orphaned"), "{}", p.log());
-    assert_eq!(get(&p.url(PKG_URL)).1, data);
+    assert_eq!(get_body(&p.url(PKG_URL)).1, data);
 }
 
 #[test]
@@ -450,7 +416,7 @@ fn sigterm_shuts_down_cleanly() {
     let up = FakeMirror::start();
     up.put(PKG, payload(1000, 9));
     let p = Pkgstash::start(&config(&[&up], ""));
-    assert_eq!(get(&p.url(PKG_URL)).0, 200);
+    assert_eq!(get_body(&p.url(PKG_URL)).0, 200);
     assert_eq!(p.terminate(), Some(0));
 }
 
@@ -496,8 +462,8 @@ fn keep_alive_connection_mixes_fast_hits_pipelining_and_ranges() {
     let data = payload(300_000, 21);
     up.put(PKG, data.clone());
     let p = Pkgstash::start(&config(&[&up], ""));
-    assert_eq!(get(&p.url(PKG_URL)).1, data);
-    wait_cached(&p, "arch/core/os/x86_64/foo-1:2.0-1-x86_64.pkg.tar.zst");
+    assert_eq!(get_body(&p.url(PKG_URL)).1, data);
+    p.wait_cached("arch/core/os/x86_64/foo-1:2.0-1-x86_64.pkg.tar.zst");
 
     use std::io::Write;
     let conn = std::net::TcpStream::connect(p.addr).expect("connect");
@@ -551,8 +517,8 @@ fn a_hit_never_comes_from_a_file_removed_or_replaced_behind_the_servers_back() {
     let cached = p
         .cache_dir
         .join("arch/core/os/x86_64/foo-1:2.0-1-x86_64.pkg.tar.zst");
-    assert_eq!(get(&p.url(PKG_URL)).1, data);
-    wait_cached(&p, "arch/core/os/x86_64/foo-1:2.0-1-x86_64.pkg.tar.zst");
+    assert_eq!(get_body(&p.url(PKG_URL)).1, data);
+    p.wait_cached("arch/core/os/x86_64/foo-1:2.0-1-x86_64.pkg.tar.zst");
     // Hits (the second keeps the file's handle open in the server).
     for _ in 0..2 {
         let resp = client().get(p.url(PKG_URL)).send().expect("hit");
@@ -565,13 +531,13 @@ fn a_hit_never_comes_from_a_file_removed_or_replaced_behind_the_servers_back() {
     assert_ne!(resp.headers()["x-cache-status"], "hit");
     assert_eq!(resp.bytes().expect("body").to_vec(), data);
     assert_eq!(up.count(PKG), 2, "fetched again");
-    wait_cached(&p, "arch/core/os/x86_64/foo-1:2.0-1-x86_64.pkg.tar.zst");
+    p.wait_cached("arch/core/os/x86_64/foo-1:2.0-1-x86_64.pkg.tar.zst");
     // Replaced by other bytes (same size, a new file): those are served, not the old handle's.
     let other = payload(256 << 10, 8);
     let tmp = p.cache_dir.join("arch/core/os/x86_64/replacement");
     std::fs::write(&tmp, &other).expect("write");
     std::fs::rename(&tmp, &cached).expect("rename");
-    let (s, body) = get(&p.url(PKG_URL));
+    let (s, body) = get_body(&p.url(PKG_URL));
     assert_eq!(s, 200);
     assert_eq!(body, other);
 }

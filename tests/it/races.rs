@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::support::{sha256_hex, Pkgstash};
+use crate::support::{arch_config, sha256_hex, Pkgstash};
 use crate::upstream::{payload, FakeMirror};
 
 const TOKEN: &str = "race-token-99";
@@ -23,10 +23,7 @@ fn evictions_racing_keep_alive_clients_never_answer_404_or_500() {
     let data = payload(64 * 1024, 5);
     up.put(PKG, data.clone());
     let p = Pkgstash::start_env(
-        &format!(
-            "upstream_timeout = \"5s\"\n[upstreams.arch]\nmirrors = [\"{}\"]\n",
-            up.url()
-        ),
+        &arch_config("5s", &[up.url()], ""),
         &[("PKGSTASH_TOKEN", TOKEN)],
     );
     let url = p.url(&format!("/arch{PKG}"));

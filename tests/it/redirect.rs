@@ -9,7 +9,7 @@ use base64::Engine;
 use serde_json::Value;
 
 use crate::admin::cli;
-use crate::support::{client, sha256_hex, wait_for, Pkgstash};
+use crate::support::{arch_config, client, sha256_hex, wait_for, Pkgstash};
 use crate::upstream::{payload, Behaviour, FakeMirror};
 
 const PKG: &str = "/core/os/x86_64/bar-1.0-1-x86_64.pkg.tar.zst";
@@ -18,39 +18,17 @@ const CACHED: &str = "arch/core/os/x86_64/bar-1.0-1-x86_64.pkg.tar.zst";
 const TOKEN: &str = "redirect-test-token-77";
 
 fn start(mirrors: &[String], env: &[(&str, &str)]) -> Pkgstash {
-    let list: Vec<String> = mirrors.iter().map(|m| format!("\"{m}\"")).collect();
-    Pkgstash::start_env(
-        &format!(
-            "upstream_timeout = \"2s\"\n[upstreams.arch]\nmirrors = [{}]\n",
-            list.join(", ")
-        ),
-        env,
-    )
+    Pkgstash::start_env(&arch_config("2s", mirrors, ""), env)
 }
 
-fn get(p: &Pkgstash, path: &str) -> (u16, Result<Vec<u8>, String>) {
-    let resp = client().get(p.url(path)).send().expect("request");
-    let status = resp.status().as_u16();
-    (
+/// A mirror answering every request with `status` (a 3xx) to the same path on `target`.
+fn redirecting_to(target: &FakeMirror, status: u16) -> FakeMirror {
+    let m = FakeMirror::start();
+    m.set(Behaviour::Redirect(
         status,
-        resp.bytes().map(|b| b.to_vec()).map_err(|e| e.to_string()),
-    )
-}
-
-fn status_json(p: &Pkgstash) -> Value {
-    client()
-        .get(p.url("/_pkgstash/status.json"))
-        .send()
-        .expect("status")
-        .json()
-        .expect("json")
-}
-
-fn wait_cached(p: &Pkgstash) -> Vec<u8> {
-    wait_for("cached", Duration::from_secs(10), || {
-        p.cache_dir.join(CACHED).is_file()
-    });
-    std::fs::read(p.cache_dir.join(CACHED)).expect("read cached")
+        format!("{}{{path}}", target.url()),
+    ));
+    m
 }
 
 #[test]
@@ -58,16 +36,12 @@ fn redirect_to_another_host_is_followed_logged_and_shown() {
     let target = FakeMirror::start();
     let data = payload(300_000, 41);
     target.put(PKG, data.clone());
-    let redirector = FakeMirror::start();
-    redirector.set(Behaviour::Redirect(
-        302,
-        format!("{}{{path}}", target.url()),
-    ));
+    let redirector = redirecting_to(&target, 302);
     let p = start(&[redirector.url()], &[("PKGSTASH_TOKEN", TOKEN)]);
-    let (s, body) = get(&p, PKG_URL);
+    let (s, body) = p.get(PKG_URL);
     assert_eq!(s, 200, "a redirecting mirror is followed");
     assert_eq!(body.expect("body"), data);
-    assert_eq!(wait_cached(&p), data);
+    assert_eq!(p.wait_cached(CACHED), data);
     assert_eq!((redirector.count(PKG), target.count(PKG)), (1, 1));
     // The final URL is in the log (written just after the file is in place, so waited for);
     // status (JSON and the CLI table) says the mirror redirects.
@@ -77,7 +51,13 @@ fn redirect_to_another_host_is_followed_logged_and_shown() {
         Duration::from_secs(5),
         || p.log().contains(&via),
     );
-    let v = status_json(&p);
+    let status = client()
+        .get(p.url("/_pkgstash/status.json"))
+        .send()
+        .expect("status")
+        .text()
+        .expect("text");
+    let v: Value = serde_json::from_str(&status).expect("json");
     assert_eq!(v["mirrors"][0]["url"], redirector.url());
     assert_eq!(v["mirrors"][0]["redirects_to"], target.url());
     assert_eq!(v["mirrors"][0]["failures"], 0);
@@ -96,17 +76,13 @@ fn relative_and_chained_redirects_are_resolved() {
     // The target moved its tree: a relative Location on the same host.
     target.put(&format!("/moved{PKG}"), data.clone());
     target.set(Behaviour::Redirect(301, "/moved{path}".into()));
-    let hop = FakeMirror::start();
-    hop.set(Behaviour::Redirect(
-        307,
-        format!("{}{{path}}", target.url()),
-    ));
+    let hop = redirecting_to(&target, 307);
     let p = start(&[hop.url()], &[]);
-    let (s, body) = get(&p, PKG_URL);
+    let (s, body) = p.get(PKG_URL);
     assert_eq!((s, body.expect("body")), (200, data));
     assert_eq!(target.count(&format!("/moved{PKG}")), 1);
     assert_eq!(
-        status_json(&p)["mirrors"][0]["redirects_to"],
+        p.status_json()["mirrors"][0]["redirects_to"],
         format!("{}/moved", target.url())
     );
 }
@@ -116,7 +92,7 @@ fn redirect_loops_and_other_schemes_fail_cleanly() {
     let looping = FakeMirror::start();
     looping.set(Behaviour::Redirect(302, "{path}".into()));
     let p = start(&[looping.url()], &[]);
-    let (s, _) = get(&p, PKG_URL);
+    let (s, _) = p.get(PKG_URL);
     assert_eq!(s, 502);
     // The first request and five redirects, then the mirror is given up.
     assert_eq!(looping.count(PKG), 6);
@@ -127,7 +103,7 @@ fn redirect_loops_and_other_schemes_fail_cleanly() {
     let to_ftp = FakeMirror::start();
     to_ftp.set(Behaviour::Redirect(301, "ftp://127.0.0.1/x".into()));
     let p = start(&[to_file.url(), to_ftp.url()], &[]);
-    let (s, body) = get(&p, PKG_URL);
+    let (s, body) = p.get(PKG_URL);
     assert_eq!(s, 502);
     assert!(!String::from_utf8_lossy(&body.expect("body")).contains("root:"));
     let log = p.log();
@@ -144,16 +120,12 @@ fn resume_goes_to_the_url_the_body_came_from() {
     let data = payload(2 << 20, 43);
     target.put(PKG, data.clone());
     target.set(Behaviour::CloseOnceAfter(700_000));
-    let redirector = FakeMirror::start();
-    redirector.set(Behaviour::Redirect(
-        302,
-        format!("{}{{path}}", target.url()),
-    ));
+    let redirector = redirecting_to(&target, 302);
     let p = start(&[redirector.url()], &[]);
-    let (s, body) = get(&p, PKG_URL);
+    let (s, body) = p.get(PKG_URL);
     assert_eq!(s, 200);
     assert_eq!(sha256_hex(&body.expect("no error")), sha256_hex(&data));
-    assert_eq!(wait_cached(&p), data);
+    assert_eq!(p.wait_cached(CACHED), data);
     // Asked once; the resume went straight to the host that sent the first 700,000 bytes.
     assert_eq!(redirector.count(PKG), 1);
     let seen = target.seen();
@@ -182,7 +154,7 @@ fn credentials_in_a_mirror_url_are_sent_and_never_shown() {
         &[with_creds],
         &[("PKGSTASH_TOKEN", TOKEN), ("RUST_LOG", "debug")],
     );
-    let (s, body) = get(&p, PKG_URL);
+    let (s, body) = p.get(PKG_URL);
     assert_eq!((s, body.expect("body")), (200, data));
     assert_eq!(m.seen()[0].authorization, Some(basic("alice", "s3cr@t/pw")));
     // Shown redacted everywhere: status.json (public), admin API, CLI, logs.
@@ -227,15 +199,11 @@ fn credentials_do_not_follow_a_redirect_to_another_host() {
     let other_host = FakeMirror::start();
     let data = payload(50_000, 45);
     other_host.put(PKG, data.clone());
-    let own = FakeMirror::start();
-    own.set(Behaviour::Redirect(
-        302,
-        format!("{}{{path}}", other_host.url()),
-    ));
+    let own = redirecting_to(&other_host, 302);
     let sig = format!("{PKG}.sig");
     own.put(&format!("/moved{sig}"), b"signature".to_vec());
     let p = start(&[format!("http://bob:hunter2@127.0.0.1:{}", own.port)], &[]);
-    let (s, body) = get(&p, PKG_URL);
+    let (s, body) = p.get(PKG_URL);
     assert_eq!((s, body.expect("body")), (200, data));
     let auth = Some(basic("bob", "hunter2"));
     assert_eq!(own.seen()[0].authorization, auth);
@@ -246,7 +214,7 @@ fn credentials_do_not_follow_a_redirect_to_another_host() {
     );
     // A redirect within the mirror's own origin keeps them.
     own.set(Behaviour::Redirect(302, "/moved{path}".into()));
-    let (s, body) = get(&p, &format!("{PKG_URL}.sig"));
+    let (s, body) = p.get(&format!("{PKG_URL}.sig"));
     assert_eq!((s, body.expect("body")), (200, b"signature".to_vec()));
     let moved = own
         .seen()

@@ -2,12 +2,12 @@
 //! refresh + prefetch, cleanup policy, and `verify`.
 
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::fixture::{tools_available, Repo};
-use crate::support::{client, wait_for, Pkgstash};
+use crate::support::{arch_config, client, wait_for, Pkgstash};
 use crate::upstream::{Behaviour, FakeMirror};
 
 const DIR: &str = "/core/os/x86_64";
@@ -24,26 +24,52 @@ fn url_path(name: &str) -> String {
     format!("/arch{DIR}/{}", name.replace(':', "%3A"))
 }
 
+/// A real repo with one package, and two mirrors with its db: `good` has the package,
+/// `bad` what the test puts there.
+struct BadAndGood {
+    repo: Repo,
+    pkg_name: String,
+    pkg_bytes: Vec<u8>,
+    bad: FakeMirror,
+    good: FakeMirror,
+}
+
+impl BadAndGood {
+    fn new(name: &str, version: &str, size: usize) -> BadAndGood {
+        let repo = Repo::new();
+        let pkg = repo.add(name, version, size);
+        let pkg_name = name_of(&pkg);
+        let pkg_bytes = std::fs::read(&pkg).expect("pkg");
+        let bad = FakeMirror::start();
+        let good = FakeMirror::start();
+        for m in [&bad, &good] {
+            m.put(&format!("{DIR}/core.db"), repo.db());
+        }
+        good.put(&format!("{DIR}/{pkg_name}"), pkg_bytes.clone());
+        BadAndGood {
+            repo,
+            pkg_name,
+            pkg_bytes,
+            bad,
+            good,
+        }
+    }
+
+    /// pkgstash over both mirrors, `bad` first.
+    fn pkgstash(&self) -> Pkgstash {
+        Pkgstash::start(&arch_config("2s", &[self.bad.url(), self.good.url()], ""))
+    }
+}
+
 #[test]
 fn package_with_wrong_bytes_is_never_published() {
     if !tools_available() {
         return;
     }
-    let repo = Repo::new();
-    let pkg = repo.add("foo", "1.0-1", 200_000);
-    let pkg_name = name_of(&pkg);
-    let pkg_bytes = std::fs::read(&pkg).expect("pkg");
-    let bad = FakeMirror::start();
-    let good = FakeMirror::start();
-    for m in [&bad, &good] {
-        m.put(&format!("{DIR}/core.db"), repo.db());
-        m.put(&format!("{DIR}/{pkg_name}"), pkg_bytes.clone());
-    }
-    let p = Pkgstash::start(&format!(
-        "upstream_timeout = \"2s\"\n[upstreams.arch]\nmirrors = [\"{}\", \"{}\"]\n",
-        bad.url(),
-        good.url()
-    ));
+    let m = BadAndGood::new("foo", "1.0-1", 200_000);
+    let (repo, pkg_name, pkg_bytes, bad) = (&m.repo, &m.pkg_name, &m.pkg_bytes, &m.bad);
+    bad.put(&format!("{DIR}/{pkg_name}"), pkg_bytes.clone());
+    let p = m.pkgstash();
     // The db is cached first, so pkgstash knows the package's size and sha256.
     let db = client()
         .get(p.url(&url_path("core.db")))
@@ -54,7 +80,7 @@ fn package_with_wrong_bytes_is_never_published() {
     // Same length, other bytes: only the hash can tell. The client is aborted, nothing cached.
     bad.set(Behaviour::WrongBytes);
     let resp = client()
-        .get(p.url(&url_path(&pkg_name)))
+        .get(p.url(&url_path(pkg_name)))
         .send()
         .expect("request");
     assert!(resp.bytes().is_err(), "client must see an aborted body");
@@ -72,13 +98,13 @@ fn package_with_wrong_bytes_is_never_published() {
 
     // pacman retries: the bad mirror is cooling down, the good one serves the right bytes.
     let body = client()
-        .get(p.url(&url_path(&pkg_name)))
+        .get(p.url(&url_path(pkg_name)))
         .send()
         .and_then(|r| r.bytes())
         .expect("retry");
     assert_eq!(body.as_ref(), pkg_bytes.as_slice());
     wait_for("publish", Duration::from_secs(5), || cached.exists());
-    assert_eq!(std::fs::read(&cached).expect("cached"), pkg_bytes);
+    assert_eq!(&std::fs::read(&cached).expect("cached"), pkg_bytes);
 }
 
 #[test]
@@ -86,22 +112,10 @@ fn package_with_wrong_size_is_rejected_before_any_byte() {
     if !tools_available() {
         return;
     }
-    let repo = Repo::new();
-    let pkg = repo.add("bar", "2:1.5-3", 100_000);
-    let pkg_name = name_of(&pkg);
-    let pkg_bytes = std::fs::read(&pkg).expect("pkg");
-    let bad = FakeMirror::start();
-    let good = FakeMirror::start();
-    for m in [&bad, &good] {
-        m.put(&format!("{DIR}/core.db"), repo.db());
-    }
-    bad.put(&format!("{DIR}/{pkg_name}"), vec![7u8; 1234]);
-    good.put(&format!("{DIR}/{pkg_name}"), pkg_bytes.clone());
-    let p = Pkgstash::start(&format!(
-        "upstream_timeout = \"2s\"\n[upstreams.arch]\nmirrors = [\"{}\", \"{}\"]\n",
-        bad.url(),
-        good.url()
-    ));
+    let m = BadAndGood::new("bar", "2:1.5-3", 100_000);
+    let (pkg_name, pkg_bytes) = (&m.pkg_name, &m.pkg_bytes);
+    m.bad.put(&format!("{DIR}/{pkg_name}"), vec![7u8; 1234]);
+    let p = m.pkgstash();
     client()
         .get(p.url(&url_path("core.db")))
         .send()
@@ -109,7 +123,7 @@ fn package_with_wrong_size_is_rejected_before_any_byte() {
         .expect("db");
     // One request: the bad mirror's length disagrees with the db, so the good one serves.
     let body = client()
-        .get(p.url(&url_path(&pkg_name)))
+        .get(p.url(&url_path(pkg_name)))
         .send()
         .and_then(|r| r.bytes())
         .expect("package");
@@ -141,9 +155,10 @@ fn refresh_prefetches_new_versions_of_cached_packages_and_cleans_old_ones() {
         b"sig-foo-1".to_vec(),
         t1,
     );
-    let p = Pkgstash::start(&format!(
-        "upstream_timeout = \"2s\"\n[upstreams.arch]\nmirrors = [\"{}\"]\n[refresh]\ninterval = \"1s\"\n[cleanup]\nkeep_versions = 1\n",
-        up.url()
+    let p = Pkgstash::start(&arch_config(
+        "2s",
+        &[up.url()],
+        "[refresh]\ninterval = \"1s\"\n[cleanup]\nkeep_versions = 1\n",
     ));
     // A client installs foo (with its signature) but never bar.
     for f in [
@@ -305,16 +320,23 @@ fn cleanup_keeps_newest_versions_and_what_the_db_lists() {
     assert!(report.freed_bytes >= 5000, "{report:?}");
 }
 
-#[test]
-fn verify_finds_and_quarantines_corrupt_packages() {
-    if !tools_available() {
-        return;
-    }
+/// A repo listing `good` and `bad` (3000 bytes each), and a cache with its db and `good`:
+/// the repo, the two packages' paths, the cache.
+fn good_and_bad() -> (Repo, PathBuf, PathBuf, Cache) {
     let repo = Repo::new();
     let good = repo.add("good", "1.0-1", 3000);
     let bad = repo.add("bad", "1.0-1", 3000);
     let cache = Cache::new(&repo);
     cache.put(&name_of(&good), &std::fs::read(&good).expect("read"), 0);
+    (repo, good, bad, cache)
+}
+
+#[test]
+fn verify_finds_and_quarantines_corrupt_packages() {
+    if !tools_available() {
+        return;
+    }
+    let (_repo, good, bad, cache) = good_and_bad();
     let mut corrupt = std::fs::read(&bad).expect("read");
     let mid = corrupt.len() / 2;
     corrupt[mid] ^= 0xff;
@@ -348,11 +370,7 @@ fn verify_command_reports_and_exits_1_on_mismatch() {
     if !tools_available() {
         return;
     }
-    let repo = Repo::new();
-    let good = repo.add("good", "1.0-1", 3000);
-    let bad = repo.add("bad", "1.0-1", 3000);
-    let cache = Cache::new(&repo);
-    cache.put(&name_of(&good), &std::fs::read(&good).expect("read"), 0);
+    let (_repo, _good, bad, cache) = good_and_bad();
     let verify = || {
         let cfg = cache.dir.path().join("pkgstash.toml");
         std::fs::write(

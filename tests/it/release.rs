@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::makepkg::{as_user, built, hand_over, unprivileged};
-use crate::pkgfiles::{must, pkg_file, pkgbuild_var, read, repo, text};
-use crate::support::{require_tool, sha256_hex};
+use crate::pkgfiles::{pkg_file, pkgbuild_var, read, repo};
+use crate::support::{must, require_tool, sha256_hex, text};
 
 /// Files of the working tree that a release would hold: git's view (tracked, and untracked
 /// but not ignored, so uncommitted work is what gets tested) when there is a git checkout,

@@ -10,7 +10,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
-use crate::support::is_root;
+use crate::support::{is_root, must, output_text};
 use crate::trixie;
 
 /// Which real pacman runs.
@@ -155,18 +155,8 @@ impl Sandbox {
 
     /// Run pacman, assert success, return stdout + stderr.
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            out.status.success(),
-            "pacman ({:?}) {args:?} failed:\n{text}",
-            self.client
-        );
-        text
+        let what = format!("pacman ({:?}) {args:?}", self.client);
+        output_text(&must(&mut self.command(args), &what))
     }
 
     /// Start pacman in the background (stdout/stderr discarded).

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{client, in_ci, wait_for, Pkgstash};
+use crate::support::{arch_config, client, in_ci, must, wait_for, Pkgstash};
 use crate::upstream::{payload, Behaviour, FakeMirror};
 
 const PKG: &str = "/core/os/x86_64/bar-1.0-1-x86_64.pkg.tar.zst";
@@ -49,12 +49,12 @@ impl Tmpfs {
     }
 
     fn remount(&self, opts: &str) {
-        let st = Command::new("mount")
-            .args(["-o", &format!("remount,{opts}")])
-            .arg(&self.dir)
-            .status()
-            .expect("mount");
-        assert!(st.success(), "remount {opts}");
+        must(
+            Command::new("mount")
+                .args(["-o", &format!("remount,{opts}")])
+                .arg(&self.dir),
+            &format!("remount {opts}"),
+        );
     }
 }
 
@@ -64,34 +64,20 @@ impl Drop for Tmpfs {
     }
 }
 
-fn config(m: &FakeMirror) -> String {
-    format!(
-        "upstream_timeout = \"2s\"\n[upstreams.arch]\nmirrors = [\"{}\"]\n",
-        m.url()
-    )
-}
-
-fn json(p: &Pkgstash) -> Value {
-    client()
-        .get(p.url("/_pkgstash/status.json"))
-        .send()
-        .expect("status")
-        .json()
-        .expect("json")
-}
-
-fn metrics(p: &Pkgstash) -> String {
-    client()
-        .get(p.url("/_pkgstash/metrics"))
-        .send()
-        .expect("metrics")
-        .text()
-        .expect("text")
+/// pkgstash over mirror `m` with its cache on a tmpfs of `size` (`None`: no tmpfs here, the
+/// test is skipped); the work dir and the tmpfs live as long as the tuple.
+fn on_tmpfs(m: &FakeMirror, size: &str) -> Option<(tempfile::TempDir, Tmpfs, Pkgstash)> {
+    let work = tempfile::tempdir().expect("tempdir");
+    let cache = work.path().join("cache");
+    let fs = Tmpfs::mount(&cache, size)?;
+    let config = arch_config("2s", &[m.url()], "");
+    let p = Pkgstash::start_in(work.path(), &cache, &config, &[], None);
+    Some((work, fs, p))
 }
 
 /// The mirror is untouched by the cache's fault, and status shows the disk trouble.
 fn assert_blamed_on_disk(p: &Pkgstash, kind: &str) {
-    let v = json(p);
+    let v = p.status_json();
     let m = &v["mirrors"][0];
     assert_eq!(
         (
@@ -110,9 +96,10 @@ fn assert_blamed_on_disk(p: &Pkgstash, kind: &str) {
         "no path on the public page: {message}"
     );
     assert!(
-        metrics(p).contains(&format!("pkgstash_local_errors_total{{kind=\"{kind}\"}} 1")),
+        p.metrics()
+            .contains(&format!("pkgstash_local_errors_total{{kind=\"{kind}\"}} 1")),
         "{}",
-        metrics(p)
+        p.metrics()
     );
     wait_for("no partial left", Duration::from_secs(5), || {
         std::fs::read_dir(p.cache_dir.join(".partial")).is_ok_and(|d| d.count() == 0)
@@ -138,12 +125,9 @@ fn read_only_cache_gives_500_and_leaves_the_mirror_alone() {
     let m = FakeMirror::start();
     let data = payload(100_000, 61);
     m.put(PKG, data.clone());
-    let work = tempfile::tempdir().expect("tempdir");
-    let cache = work.path().join("cache");
-    let Some(fs) = Tmpfs::mount(&cache, "64m") else {
+    let Some((_work, fs, p)) = on_tmpfs(&m, "64m") else {
         return;
     };
-    let p = Pkgstash::start_in(work.path(), &cache, &config(&m), &[], None);
     fs.remount("ro");
     let resp = client().get(p.url(PKG_URL)).send().expect("get");
     let status = resp.status().as_u16();
@@ -169,12 +153,9 @@ fn read_only_cache_gives_500_and_leaves_the_mirror_alone() {
 fn full_cache_gives_507_before_any_byte_is_fetched() {
     let m = FakeMirror::start();
     m.put(PKG, payload(3 << 20, 62));
-    let work = tempfile::tempdir().expect("tempdir");
-    let cache = work.path().join("cache");
-    let Some(_fs) = Tmpfs::mount(&cache, "1m") else {
+    let Some((_work, _fs, p)) = on_tmpfs(&m, "1m") else {
         return;
     };
-    let p = Pkgstash::start_in(work.path(), &cache, &config(&m), &[], None);
     let resp = client().get(p.url(PKG_URL)).send().expect("get");
     let status = resp.status().as_u16();
     let body = resp.text().expect("body");
@@ -200,12 +181,9 @@ fn disk_full_mid_body_of_unknown_length_is_not_retried_upstream() {
     let m = FakeMirror::start();
     m.put(PKG, payload(3 << 20, 63));
     m.set(Behaviour::Chunked);
-    let work = tempfile::tempdir().expect("tempdir");
-    let cache = work.path().join("cache");
-    let Some(_fs) = Tmpfs::mount(&cache, "1m") else {
+    let Some((_work, _fs, p)) = on_tmpfs(&m, "1m") else {
         return;
     };
-    let p = Pkgstash::start_in(work.path(), &cache, &config(&m), &[], None);
     let resp = client().get(p.url(PKG_URL)).send().expect("get");
     // Headers went out with the first bytes; the body is then aborted, never ended cleanly.
     assert_eq!(resp.status().as_u16(), 200);

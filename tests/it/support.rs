@@ -1,11 +1,13 @@
 //! Test support: start the real `pkgstash` binary on 127.0.0.1 with a config of the
-//! test's choosing, learn its port from its log, and kill it on drop.
+//! test's choosing ([`arch_config`] for the usual one), learn its port from its log, ask it
+//! (requests, status, metrics, its cache) and kill it on drop; run commands that must succeed
+//! ([`must`]) and read their output.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -140,6 +142,57 @@ impl Pkgstash {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// [`get`] `path` of this server.
+    pub fn get(&self, path: &str) -> (u16, Result<Vec<u8>, String>) {
+        get(&self.url(path))
+    }
+
+    /// The server's `/_pkgstash/status.json`.
+    pub fn status_json(&self) -> serde_json::Value {
+        client()
+            .get(self.url("/_pkgstash/status.json"))
+            .send()
+            .expect("status")
+            .json()
+            .expect("json")
+    }
+
+    /// [`Pkgstash::status_json`], or `Value::Null` when it does not answer (for polling).
+    pub fn status_json_or_null(&self) -> serde_json::Value {
+        client()
+            .get(self.url("/_pkgstash/status.json"))
+            .send()
+            .and_then(|r| r.json())
+            .unwrap_or_default()
+    }
+
+    /// The server's `/_pkgstash/metrics` text.
+    pub fn metrics(&self) -> String {
+        client()
+            .get(self.url("/_pkgstash/metrics"))
+            .send()
+            .expect("metrics")
+            .text()
+            .expect("text")
+    }
+
+    /// Files left in the cache's `.partial/` (an aborted download leaves none).
+    pub fn partials(&self) -> usize {
+        std::fs::read_dir(self.cache_dir.join(".partial"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    /// Wait (10 s at most) until the download of cache path `rel` is published (a client may
+    /// finish a moment before); its bytes.
+    pub fn wait_cached(&self, rel: &str) -> Vec<u8> {
+        let file = self.cache_dir.join(rel);
+        wait_for(&format!("{rel} cached"), Duration::from_secs(10), || {
+            file.is_file()
+        });
+        std::fs::read(&file).expect("read cached")
+    }
+
     /// The server's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -220,4 +273,90 @@ pub fn client() -> reqwest::blocking::Client {
         .timeout(Duration::from_secs(60))
         .build()
         .expect("http client")
+}
+
+/// A config with one upstream `arch` on `mirrors` (URLs), `upstream_timeout` = `timeout`
+/// (e.g. `"2s"`), and `extra` TOML (top-level keys, then any tables) before the upstream.
+pub fn arch_config(timeout: &str, mirrors: &[String], extra: &str) -> String {
+    let list: Vec<String> = mirrors.iter().map(|m| format!("\"{m}\"")).collect();
+    format!(
+        "upstream_timeout = \"{timeout}\"\n{extra}\n[upstreams.arch]\nmirrors = [{}]\n",
+        list.join(", ")
+    )
+}
+
+/// GET `url`: the status, and the body (`Err`: it was cut short, and why).
+pub fn get(url: &str) -> (u16, Result<Vec<u8>, String>) {
+    let resp = client().get(url).send().expect("request");
+    let status = resp.status().as_u16();
+    (
+        status,
+        resp.bytes().map(|b| b.to_vec()).map_err(|e| e.to_string()),
+    )
+}
+
+/// GET `url`: the status and the body (empty when it was cut short).
+pub fn get_body(url: &str) -> (u16, Vec<u8>) {
+    let (status, body) = get(url);
+    (status, body.unwrap_or_default())
+}
+
+/// GET `url` on a thread of its own (a client that waits while the test goes on): its body.
+pub fn get_in_background(url: &str) -> std::thread::JoinHandle<reqwest::Result<Vec<u8>>> {
+    let url = url.to_string();
+    std::thread::spawn(move || {
+        client()
+            .get(&url)
+            .send()
+            .and_then(|r| r.bytes())
+            .map(|b| b.to_vec())
+    })
+}
+
+/// The value of the sample `name` (with its labels, e.g. `pkgstash_requests_total{result="hit"}`)
+/// in Prometheus text `metrics`, if there is one.
+pub fn metric_sample(metrics: &str, name: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+}
+
+/// Lossy UTF-8 of process output.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// stdout followed by stderr.
+pub fn output_text(out: &Output) -> String {
+    format!("{}{}", text(&out.stdout), text(&out.stderr))
+}
+
+/// Panic unless `out` (of the command `what`) is a success: the message has its status,
+/// stdout and stderr.
+pub fn assert_success(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed ({})\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+/// Run `cmd` (output captured); panic naming `what`, with its output, unless it succeeds.
+pub fn must(cmd: &mut Command, what: &str) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot run {cmd:?}: {e}"));
+    assert_success(&out, &format!("{what} ({cmd:?})"));
+    out
+}
+
+/// `(exit code, stdout, stderr)` of a finished command; the code is -1 when a signal ended it.
+pub fn exit_and_output(out: &Output) -> (i32, String, String) {
+    (
+        out.status.code().unwrap_or(-1),
+        text(&out.stdout),
+        text(&out.stderr),
+    )
 }

@@ -7,8 +7,8 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::package_contents::UNITS;
-use crate::pkgfiles::{euid, must, pkg_file, read, text};
-use crate::support::{bin, require_tool};
+use crate::pkgfiles::{euid, pkg_file, read};
+use crate::support::{bin, must, require_tool, text};
 
 const REFRESH_CMD: &str = "/usr/bin/pkgstash refresh -c /etc/pkgstash/pkgstash.toml";
 const SERVE_CMD: &str = "/usr/bin/pkgstash serve -c /etc/pkgstash/pkgstash.toml";

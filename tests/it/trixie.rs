@@ -19,8 +19,8 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use crate::pkgfiles::{must, output_text, target_dir};
-use crate::support::{in_ci, is_root, require_tool};
+use crate::pkgfiles::target_dir;
+use crate::support::{in_ci, is_root, must, output_text, require_tool};
 
 /// Debian packages added to the minbase root.
 const PACKAGES: [&str; 3] = [
@@ -138,22 +138,17 @@ fn host_apt_source() -> (String, Vec<(String, String)>) {
 fn debootstrap(dir: &Path) {
     let (mirror, proxies) = host_apt_source();
     eprintln!("debootstrap trixie from {mirror} {proxies:?}");
-    let out = Command::new("debootstrap")
-        .arg("--variant=minbase")
-        .arg(format!("--include={}", PACKAGES.join(",")))
-        .arg("trixie")
-        .arg(dir)
-        .arg(&mirror)
-        .envs(proxies)
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run debootstrap");
-    assert!(
-        out.status.success(),
-        "debootstrap trixie failed ({}):\n{}",
-        out.status,
-        output_text(&out)
+    must(
+        Command::new("debootstrap")
+            .arg("--variant=minbase")
+            .arg(format!("--include={}", PACKAGES.join(",")))
+            .arg("trixie")
+            .arg(dir)
+            .arg(&mirror)
+            .envs(proxies)
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .stdin(Stdio::null()),
+        "debootstrap trixie",
     );
     // pacman 7's DownloadUser, as Arch's pacman package creates it.
     must(

@@ -8,7 +8,7 @@
 //!   kernel (no copy through user space, unlike actix-files, which reads the file and copies
 //!   it again into actix's write buffer);
 //! - a **miss**: the download is joined or started exactly as the mirror handler does
-//!   ([`crate::http::mirror::join_or_start`]); once upstream has answered with a length, a `HEAD` is
+//!   ([`crate::http::miss::join_or_start`]); once upstream has answered with a length, a `HEAD` is
 //!   answered with it, a `GET` tails the growing partial file with `sendfile`
 //!   ([`Tail::next_range`]: same waiting, same last-byte-after-verification rule, same abort
 //!   on failure). A herd of clients on one download costs the kernel's page-cache splice per
@@ -89,7 +89,7 @@ pub fn plain(head: &Head, state: &AppState) -> Option<Plain> {
         return None;
     }
     let path = RepoPath::parse(target).ok()?;
-    if !crate::http::mirror::is_mirrored_package(state, &path) {
+    if !crate::http::miss::is_mirrored_package(state, &path) {
         return None;
     }
     Some(Plain {
@@ -261,8 +261,8 @@ async fn serve_miss(
     }
     let final_path = state.store.final_path(path);
     let (download, outcome) =
-        crate::http::mirror::join_or_start(state, path, None, || !final_path.is_file())?;
-    let (progress, rx) = match crate::http::mirror::wait_answered(state, path, &download).await {
+        crate::http::miss::join_or_start(state, path, None, || !final_path.is_file())?;
+    let (progress, rx) = match crate::http::miss::wait_answered(state, path, &download).await {
         Ok(answer) => answer,
         Err(e) => return Some(send_error(sock, e, plain.close, limit).await),
     };
@@ -297,7 +297,7 @@ async fn serve_miss(
     let Some(file) = file else {
         return Some(served); // a HEAD
     };
-    let stall = crate::http::mirror::tail_stall_limit(state);
+    let stall = crate::http::miss::tail_stall_limit(state);
     let mut tail = Tail::new(file, rx, 0, Some(total), stall, Some(download.attach()));
     loop {
         let range = match tail.next_range().await {
@@ -326,10 +326,7 @@ async fn serve_miss(
 /// Answer with the mirror handler's error response for `e` (nothing was sent yet).
 async fn send_error(sock: &TcpStream, e: ApiError, close: bool, limit: Duration) -> Served {
     use actix_web::ResponseError as _;
-    let outcome = match e {
-        ApiError::NotFound => Outcome::NotFound,
-        _ => Outcome::Error,
-    };
+    let outcome = e.outcome();
     let resp = e.error_response();
     let status = resp.status();
     let mut head = format!(

@@ -110,6 +110,31 @@ impl ActixIo {
         Poll::Ready(Err(send_timeout_error(limit)))
     }
 
+    /// Write with `write` once the socket is writable (giving up after the send timeout);
+    /// `wrote` records the `n` bytes that left.
+    fn poll_write_with(
+        &mut self,
+        cx: &mut Context<'_>,
+        write: impl Fn(&TcpStream) -> io::Result<usize>,
+        wrote: impl FnOnce(&mut Self, usize),
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            match self.sock.poll_write_ready(cx) {
+                Poll::Pending => return self.stalled(cx),
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(())) => {}
+            }
+            match write(&self.sock) {
+                Ok(n) => {
+                    wrote(self, n);
+                    return Poll::Ready(Ok(n));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+
     /// `n` bytes of `bufs` were written.
     fn wrote(&mut self, bufs: &[&[u8]], mut n: usize) {
         self.stall = None;
@@ -189,22 +214,11 @@ impl AsyncWrite for ActixIo {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        loop {
-            match this.sock.poll_write_ready(cx) {
-                Poll::Pending => return this.stalled(cx),
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Ready(Ok(())) => {}
-            }
-            match this.sock.try_write(buf) {
-                Ok(n) => {
-                    this.wrote(&[buf], n);
-                    return Poll::Ready(Ok(n));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
+        self.get_mut().poll_write_with(
+            cx,
+            |sock| sock.try_write(buf),
+            |this, n| this.wrote(&[buf], n),
+        )
     }
 
     fn poll_write_vectored(
@@ -212,23 +226,14 @@ impl AsyncWrite for ActixIo {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        loop {
-            match this.sock.poll_write_ready(cx) {
-                Poll::Pending => return this.stalled(cx),
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Ready(Ok(())) => {}
-            }
-            match this.sock.try_write_vectored(bufs) {
-                Ok(n) => {
-                    let slices: Vec<&[u8]> = bufs.iter().map(|b| &b[..]).collect();
-                    this.wrote(&slices, n);
-                    return Poll::Ready(Ok(n));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
+        self.get_mut().poll_write_with(
+            cx,
+            |sock| sock.try_write_vectored(bufs),
+            |this, n| {
+                let slices: Vec<&[u8]> = bufs.iter().map(|b| &b[..]).collect();
+                this.wrote(&slices, n);
+            },
+        )
     }
 
     fn is_write_vectored(&self) -> bool {

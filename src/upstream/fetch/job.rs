@@ -1,16 +1,18 @@
 //! One download across mirror attempts: the [`Job`] a fetch task runs (the steps are in the
 //! doc of [`super`]). Three steps, which [`super::pair`] orders across the two files of a repo
 //! db pair:
-//! 1. [`Job::fetch`], the mirror loop here: each try is one [`attempt`] and ends in an
-//!    [`attempt::Attempt`]; whose fault it is decides what follows: a mirror's failure uses up
-//!    the failure budget and moves on; a slow mirror is left for one not yet tried, without a
-//!    failure; a local storage error ends the download at once and blames nobody upstream;
+//! 1. [`Job::fetch`], the mirror loop here: each try is one [`attempt`] (its body received by
+//!    [`body`]) and ends in an [`attempt::Attempt`]; whose fault it is decides what follows: a
+//!    mirror's failure uses up the failure budget and moves on; a slow mirror is left for one
+//!    not yet tried, without a failure; a local storage error ends the download at once and
+//!    blames nobody upstream;
 //! 2. [`Job::verify`] ([`publish`]): a complete body is checked against the repo db and
 //!    [`super::admit`]ted;
 //! 3. [`Job::conclude`]: publish a verified body ([`publish`]), or record the outcome; then
 //!    clients are told.
 
 mod attempt;
+mod body;
 mod publish;
 
 use std::sync::atomic::Ordering;

@@ -119,46 +119,97 @@ pub(crate) async fn run(
             return without_db(ctx, pool, client, db, db_got, sig_dl, primary_is_db).await
         }
     };
+    let (sig, sig_got) = fetch_sig(ctx, pool, client.clone(), sig_dl, &db_got, i).await;
+    let both = Both {
+        db,
+        db_got,
+        sig,
+        sig_got,
+    };
+    match both.failure(ctx, pool, client, &pair, i).await {
+        Some(why) => both.fail(&pair, why).await,
+        None => both.conclude(ctx, &pair, primary_is_db).await,
+    }
+}
+
+/// Step 2, the `.sig` (`sig_dl`), from mirror `i` that answered `db_got` for the db.
+async fn fetch_sig<'a>(
+    ctx: &'a FetchContext,
+    pool: &'a MirrorPool,
+    client: awc::Client,
+    sig_dl: &'a Download,
+    db_got: &Fetched,
+    i: usize,
+) -> (Job<'a>, Fetched) {
     // The db did not change: the cached `.sig` may be confirmed too. It did: the `.sig` the
     // mirror has now, whatever is cached.
     let sig_cond = match db_got {
-        Fetched::NotModified(_) => conditional_for(ctx, &pair.sig).await,
+        Fetched::NotModified(_) => conditional_for(ctx, &sig_dl.path).await,
         _ => None,
     };
-    let mut sig = Job::new(ctx, pool, client.clone(), sig_dl, sig_cond, None).only_from(i);
+    let mut sig = Job::new(ctx, pool, client, sig_dl, sig_cond, None).only_from(i);
     let sig_got = sig.fetch().await;
     let sig_got = sig.verify(sig_got).await;
-    let changed = matches!(db_got, Fetched::Complete(_)) || matches!(sig_got, Fetched::Complete(_));
-    let failure = match &sig_got {
-        Fetched::Failed(e) => Some(about(e, &pair.sig)),
-        _ if changed => {
-            let fetched = matches!(db_got, Fetched::Complete(_)).then(|| db.body_sha256());
-            let validators = db.validators(&db_got).cloned();
-            steady(ctx, pool, client, &pair, i, validators, fetched).await
+    (sig, sig_got)
+}
+
+/// Both files of a pair, fetched and verified, not yet concluded.
+struct Both<'a> {
+    db: Job<'a>,
+    db_got: Fetched,
+    sig: Job<'a>,
+    sig_got: Fetched,
+}
+
+impl Both<'_> {
+    /// Step 3: why the pair cannot be published (the `.sig` failed, or the db changed on
+    /// mirror `i` meanwhile), if it cannot.
+    async fn failure(
+        &self,
+        ctx: &FetchContext,
+        pool: &MirrorPool,
+        client: awc::Client,
+        pair: &Pair,
+        i: usize,
+    ) -> Option<Failure> {
+        let db_changed = matches!(self.db_got, Fetched::Complete(_));
+        let changed = db_changed || matches!(self.sig_got, Fetched::Complete(_));
+        match &self.sig_got {
+            Fetched::Failed(e) => Some(about(e, &pair.sig)),
+            _ if changed => {
+                let fetched = db_changed.then(|| self.db.body_sha256());
+                let validators = self.db.validators(&self.db_got).cloned();
+                steady(ctx, pool, client, pair, i, validators, fetched).await
+            }
+            _ => None,
         }
-        _ => None,
-    };
-    if let Some(why) = failure {
+    }
+
+    /// The pair cannot be published: both files fail with `why` (the cached pair stays).
+    async fn fail(mut self, pair: &Pair, why: Failure) {
         log::warn!(
             "revalidation of {} and its signature failed: {why}",
             pair.db
         );
-        db.conclude(Fetched::Failed(why.clone())).await;
-        sig.conclude(Fetched::Failed(why)).await;
-        return;
+        self.db.conclude(Fetched::Failed(why.clone())).await;
+        self.sig.conclude(Fetched::Failed(why)).await;
     }
-    if sig_got == Fetched::NotFound {
-        drop_signature(ctx, &pair.sig);
-    }
-    // The other file first, the requested one last (module docs, step 4).
-    match primary_is_db {
-        true => {
-            sig.conclude(sig_got).await;
-            db.conclude(db_got).await;
+
+    /// Step 4: a `.sig` the mirror no longer has is removed, then the other file of the pair
+    /// is concluded, then the requested one.
+    async fn conclude(mut self, ctx: &FetchContext, pair: &Pair, primary_is_db: bool) {
+        if self.sig_got == Fetched::NotFound {
+            drop_signature(ctx, &pair.sig);
         }
-        false => {
-            db.conclude(db_got).await;
-            sig.conclude(sig_got).await;
+        match primary_is_db {
+            true => {
+                self.sig.conclude(self.sig_got).await;
+                self.db.conclude(self.db_got).await;
+            }
+            false => {
+                self.db.conclude(self.db_got).await;
+                self.sig.conclude(self.sig_got).await;
+            }
         }
     }
 }
