@@ -12,13 +12,15 @@
 //! - [`upstream`]: mirror pools and the download task.
 //! - [`cache`]: the on-disk cache, its index and catalog, downloads in flight.
 //! - [`config`]: raw TOML/env config → validated [`config::Config`].
-//! - [`repo`], [`metrics`]: pacman's formats; Prometheus metrics.
+//! - [`repo`], [`durable`], [`metrics`]: pacman's formats; the one atomic, durable file write
+//!   (temp, fsync, rename, fsync dir) every stored file follows; Prometheus metrics.
 pub mod admin;
 pub mod aur;
 pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod custom_repo;
+pub(crate) mod durable;
 pub mod http;
 pub mod jobs;
 pub mod metrics;

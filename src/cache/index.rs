@@ -7,7 +7,6 @@
 //! restart keeps the LRU order that `max_size` cleanup relies on.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -130,21 +129,23 @@ impl CacheIndex {
         }
     }
 
-    /// Write last-served times if they changed since the last call (atomic replace).
+    /// Write last-served times if they changed since the last call, replacing the file
+    /// atomically and durably ([`crate::durable::write`]). Blocking (write + fsync): call it off
+    /// the async workers. After a failure the times count as changed (the next call retries).
     pub fn persist(&self) -> std::io::Result<()> {
+        use std::fmt::Write as _;
         if !self.dirty.swap(false, Ordering::Relaxed) {
             return Ok(());
         }
         let mut out = String::new();
         for (key, f) in self.files.lock().iter() {
-            out.push_str(&format!("{}\t{key}\n", f.last_served));
+            let _ = writeln!(out, "{}\t{key}", f.last_served);
         }
-        let dir = self.root.join(STATE_DIR);
-        std::fs::create_dir_all(&dir)?;
-        let mut tmp = tempfile::NamedTempFile::new_in(&dir)?;
-        tmp.write_all(out.as_bytes())?;
-        tmp.persist(self.state_file()).map_err(|e| e.error)?;
-        Ok(())
+        let written = crate::durable::write(&self.state_file(), out.as_bytes());
+        if written.is_err() {
+            self.dirty.store(true, Ordering::Relaxed);
+        }
+        written
     }
 
     /// A file was published (or replaced).

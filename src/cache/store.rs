@@ -2,7 +2,7 @@
 //! downloads live in `<cache_dir>/.partial/` (same filesystem, so publishing is one `rename`).
 //!
 //! Invariants: a file at a final path is always complete and verified (it only ever gets there
-//! by [`Store::publish`]: fsync file → rename → fsync dir); `.partial/` holds nothing across a
+//! by [`Store::publish`]: fsync file → rename → fsync dir, [`crate::durable`]'s rule); `.partial/` holds nothing across a
 //! restart ([`Store::open`] empties it); a final path is only ever built from a [`RepoPath`].
 //!
 //! Also owns the in-memory freshness facts: when a mutable file was last revalidated, and
@@ -281,17 +281,10 @@ impl Store {
         validators: Option<&Validators>,
     ) -> io::Result<PathBuf> {
         let dest = self.final_path(p);
-        let file = partial.as_file();
         if let Some(t) = mtime {
-            file.set_modified(t)?;
+            partial.as_file().set_modified(t)?;
         }
-        file.sync_all()?;
-        let parent = dest
-            .parent()
-            .ok_or_else(|| io::Error::other("final path has no parent"))?;
-        fs::create_dir_all(parent)?;
-        partial.persist(&dest).map_err(|e| e.error)?;
-        File::open(parent)?.sync_all()?;
+        crate::durable::persist(partial, &dest)?;
         match validators.filter(|v| !v.is_empty()) {
             Some(v) => {
                 if let Err(e) = self.save_validators(p, &dest, v) {
@@ -331,15 +324,7 @@ impl Store {
             len,
             mtime_ns,
         };
-        let path = self.sidecar_path(p);
-        let dir = path
-            .parent()
-            .ok_or_else(|| io::Error::other("sidecar has no parent"))?;
-        fs::create_dir_all(dir)?;
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-        serde_json::to_writer(&mut tmp, &sidecar)?;
-        tmp.persist(&path).map_err(|e| e.error)?;
-        Ok(())
+        crate::durable::write(&self.sidecar_path(p), &serde_json::to_vec(&sidecar)?)
     }
 
     /// The mirror's validators of the cached file of `p`, when they are known for this very

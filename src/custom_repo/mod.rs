@@ -5,7 +5,7 @@
 //! - `pool/<file>` (+ `.sig`): every package file kept (current and, per the cleanup policy's
 //!   `keep_versions`, older versions);
 //! - `.pkgstash/state.json`: the source of truth — metadata of every current package —
-//!   replaced atomically (temp + fsync + rename); `.pkgstash/dbs.stamp`: the digest of the
+//!   replaced atomically and durably ([`crate::durable`]: temp + fsync + rename + fsync dir); `.pkgstash/dbs.stamp`: the digest of the
 //!   state (+ arches, signing key) the published dbs were made from, written last;
 //! - `<arch>/<name>.db.tar.gz`, `<arch>/<name>.files.tar.gz` (+ `.sig` when signing), with
 //!   `<name>.db` / `<name>.files` symlinks as `repo-add` makes them: regenerated from the state
@@ -18,7 +18,6 @@
 //! before anything of the repo changes.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -100,22 +99,6 @@ fn io_err(repo: &str, what: impl Into<String>) -> impl FnOnce(std::io::Error) ->
         repo: repo.to_string(),
         what,
         source,
-    }
-}
-
-/// Write `data` to `dest` atomically: temp file in the same dir, fsync, rename.
-fn write_atomic(dest: &Path, data: &[u8]) -> std::io::Result<()> {
-    let dir = dest.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(data)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(dest).map_err(|e| e.error)?;
-    Ok(())
-}
-
-fn sync_dir(dir: &Path) {
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
     }
 }
 
@@ -215,10 +198,16 @@ impl LocalRepo {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
             Err(e) => return Err(io_err(&name, "cannot read state")(e)),
         };
-        // Leftovers of interrupted uploads.
-        if let Ok(rd) = std::fs::read_dir(cfg.path.join(".pkgstash")) {
+        // Leftovers of interrupted uploads and writes.
+        let dirs = [".pkgstash", "pool"]
+            .into_iter()
+            .chain(cfg.arch.iter().map(String::as_str));
+        for rd in dirs.filter_map(|d| std::fs::read_dir(cfg.path.join(d)).ok()) {
             for e in rd.flatten() {
-                if e.file_name().to_string_lossy().starts_with(".tmp") {
+                if e.file_name()
+                    .to_string_lossy()
+                    .starts_with(crate::durable::TEMP_PREFIX)
+                {
                     let _ = std::fs::remove_file(e.path());
                 }
             }
@@ -278,16 +267,13 @@ impl LocalRepo {
         let dest = pool.join(filename);
         // Copy (not move: the source may be the caller's file) via a temp file + rename.
         {
-            let mut tmp = tempfile::NamedTempFile::new_in(&pool)
+            let mut tmp = crate::durable::Staged::new(&dest)
                 .map_err(io_err(&name, "cannot create a temp file in the pool"))?;
             let mut from =
                 std::fs::File::open(src).map_err(io_err(&name, "cannot read package"))?;
-            std::io::copy(&mut from, &mut tmp).map_err(io_err(&name, "cannot copy package"))?;
-            tmp.as_file()
-                .sync_all()
-                .map_err(io_err(&name, "cannot sync package"))?;
-            tmp.persist(&dest)
-                .map_err(|e| io_err(&name, "cannot place package")(e.error))?;
+            std::io::copy(&mut from, tmp.file()).map_err(io_err(&name, "cannot copy package"))?;
+            tmp.commit()
+                .map_err(io_err(&name, "cannot place package"))?;
         }
         let sig_path = pool.join(format!("{filename}.sig"));
         let sig = match (sig, &self.cfg.sign_key) {
@@ -296,14 +282,14 @@ impl LocalRepo {
             (None, None) => None,
         };
         match &sig {
-            Some(s) => {
-                write_atomic(&sig_path, s).map_err(io_err(&name, "cannot write signature"))?
-            }
+            Some(s) => crate::durable::write(&sig_path, s)
+                .map_err(io_err(&name, "cannot write signature"))?,
             None => {
-                let _ = std::fs::remove_file(&sig_path);
+                if std::fs::remove_file(&sig_path).is_ok() {
+                    let _ = crate::durable::sync_dir(&pool);
+                }
             }
         }
-        sync_dir(&pool);
         meta.pgpsig = sig.as_ref().map(|s| {
             use base64::Engine;
             base64::engine::general_purpose::STANDARD.encode(s)
@@ -356,7 +342,7 @@ impl LocalRepo {
             source: std::io::Error::other(e),
         })?;
         let path = self.cfg.path.join(".pkgstash/state.json");
-        write_atomic(&path, &data).map_err(io_err(&self.cfg.name, "cannot save state"))
+        crate::durable::write(&path, &data).map_err(io_err(&self.cfg.name, "cannot save state"))
     }
 
     /// What the dbs are made from: the state, the arches and the signing key. Its digest is
@@ -408,11 +394,17 @@ impl LocalRepo {
                 .collect();
             for (kind, with_files) in [("db", false), ("files", true)] {
                 let final_path = dir.join(format!("{name}.{kind}.tar.gz"));
-                let tmp = dir.join(format!(".{name}.{kind}.tar.gz.new"));
-                crate::repo::db_writer::write_db(&tmp, &pkgs, with_files)
-                    .map_err(io_err(name, format!("cannot write {}", tmp.display())))?;
+                let tmp = crate::durable::Staged::new(&final_path)
+                    .and_then(|mut tmp| {
+                        crate::repo::db_writer::write_db(tmp.file(), &pkgs, with_files)?;
+                        Ok(tmp)
+                    })
+                    .map_err(io_err(
+                        name,
+                        format!("cannot write {}", final_path.display()),
+                    ))?;
                 let sig = match &self.cfg.sign_key {
-                    Some(key) => Some(gpg_sign(name, key, &tmp)?),
+                    Some(key) => Some(gpg_sign(name, key, tmp.path())?),
                     None => None,
                 };
                 staged.push((tmp, final_path, sig));
@@ -422,13 +414,13 @@ impl LocalRepo {
         for (tmp, final_path, sig) in staged {
             let sig_path = PathBuf::from(format!("{}.sig", final_path.display()));
             match sig {
-                Some(s) => write_atomic(&sig_path, &s)
+                Some(s) => crate::durable::write(&sig_path, &s)
                     .map_err(io_err(name, "cannot write db signature"))?,
                 None => {
                     let _ = std::fs::remove_file(&sig_path);
                 }
             }
-            std::fs::rename(&tmp, &final_path).map_err(io_err(
+            tmp.commit().map_err(io_err(
                 name,
                 format!("cannot publish {}", final_path.display()),
             ))?;
@@ -443,11 +435,8 @@ impl LocalRepo {
                 }
             }
         }
-        for arch in &self.cfg.arch {
-            sync_dir(&self.cfg.path.join(arch));
-        }
         // Last: a crash before this regenerates the dbs at the next start.
-        write_atomic(&self.stamp_path(), self.db_stamp(st).as_bytes())
+        crate::durable::write(&self.stamp_path(), self.db_stamp(st).as_bytes())
             .map_err(io_err(name, "cannot write the db stamp"))?;
         Ok(())
     }
