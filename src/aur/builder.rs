@@ -291,6 +291,58 @@ pub async fn run_makepkg(
     cfg: &BuilderConfig,
     log: &Path,
 ) -> Result<(), BuildError> {
+    // The setup runs processes (`id`, `pacman -T`, a bwrap probe) and walks the build
+    // directory: off the async worker.
+    let (root, setup_cfg, setup_log) = (ws.root().to_path_buf(), cfg.clone(), log.to_path_buf());
+    let setup = actix_web::web::block(move || prepare(&root, &setup_cfg, &setup_log))
+        .await
+        .map_err(|e| BuildError::Setup(format!("the build setup did not finish: {e}")))??;
+    let overlay = match &setup.dep_root {
+        Some(d) => {
+            let install = wrapped(
+                ws.root(),
+                setup.user,
+                setup.bwrap,
+                &d.install_command(&setup.missing),
+            );
+            run_logged(ws, &install, None, cfg.timeout, log)
+                .await
+                .map_err(|e| match e {
+                    BuildError::Failed(status) => BuildError::Dependencies(status),
+                    other => other,
+                })?;
+            let overlay = Overlay::for_root(&d.root(), setup.as_root).map_err(BuildError::Setup)?;
+            if let Some(o) = &overlay {
+                log_line(log, &format!("dependencies overlaid on {}", o.targets()));
+            }
+            overlay.map(std::sync::Arc::new)
+        }
+        None => None,
+    };
+    let argv = command_line(ws.root(), setup.user, setup.bwrap);
+    run_logged(ws, &argv, overlay, cfg.timeout, log).await?;
+    if ws.packages().is_empty() {
+        return Err(BuildError::NoPackage);
+    }
+    Ok(())
+}
+
+/// What a build's processes run with, found by [`prepare`].
+struct Setup {
+    /// pkgstash runs as root (no user namespace needed to overlay).
+    as_root: bool,
+    /// Who makepkg runs as (when pkgstash is root).
+    user: Option<BuildUser>,
+    bwrap: bool,
+    /// Build dependencies the host lacks, installed into `dep_root` first.
+    missing: Vec<String>,
+    dep_root: Option<DepRoot>,
+}
+
+/// The blocking part of a build's setup in the workspace at `ws_root`: a fresh log, the build
+/// user, the isolation, the dependencies the host lacks (and the root they go to), the
+/// directory handed to the build user.
+fn prepare(ws_root: &Path, cfg: &BuilderConfig, log: &Path) -> Result<Setup, BuildError> {
     std::fs::File::create(log)
         .map_err(|e| BuildError::Setup(format!("cannot create log {}: {e}", log.display())))?;
     let as_root = running_as_root();
@@ -303,7 +355,7 @@ pub async fn run_makepkg(
     // makepkg runs with --nodeps (it cannot install anything as an unprivileged user): what
     // the host lacks is installed from pkgstash's repos into the build's dependency root,
     // or (dependencies = "host") fails the build at once with a clear reason.
-    let deps = build_dependencies(&ws.tree().join(".SRCINFO"));
+    let deps = build_dependencies(&ws_root.join("tree").join(".SRCINFO"));
     let missing = missing_dependencies(&deps).unwrap_or_default();
     let dep_root = if missing.is_empty() {
         None
@@ -320,7 +372,7 @@ pub async fn run_makepkg(
             "this server's own address is not known yet: cannot install dependencies".into(),
         ));
     } else {
-        let dep_root = DepRoot::new(ws.root());
+        let dep_root = DepRoot::new(ws_root);
         let seeded = dep_root
             .prepare(cfg, Path::new(deps::HOST_DBPATH))
             .map_err(|e| BuildError::Setup(format!("cannot prepare the dependency root: {e}")))?;
@@ -338,36 +390,20 @@ pub async fn run_makepkg(
         Some(dep_root)
     };
     if let Some(u) = user {
-        chown_tree(ws.root(), u).map_err(|e| {
+        chown_tree(ws_root, u).map_err(|e| {
             BuildError::Setup(format!(
                 "cannot hand the build directory to {}: {e}",
                 cfg.user
             ))
         })?;
     }
-    let overlay = match &dep_root {
-        Some(d) => {
-            let install = wrapped(ws.root(), user, bwrap, &d.install_command(&missing));
-            run_logged(ws, &install, None, cfg.timeout, log)
-                .await
-                .map_err(|e| match e {
-                    BuildError::Failed(status) => BuildError::Dependencies(status),
-                    other => other,
-                })?;
-            let overlay = Overlay::for_root(&d.root(), as_root).map_err(BuildError::Setup)?;
-            if let Some(o) = &overlay {
-                log_line(log, &format!("dependencies overlaid on {}", o.targets()));
-            }
-            overlay.map(std::sync::Arc::new)
-        }
-        None => None,
-    };
-    let argv = command_line(ws.root(), user, bwrap);
-    run_logged(ws, &argv, overlay, cfg.timeout, log).await?;
-    if ws.packages().is_empty() {
-        return Err(BuildError::NoPackage);
-    }
-    Ok(())
+    Ok(Setup {
+        as_root,
+        user,
+        bwrap,
+        missing,
+        dep_root,
+    })
 }
 
 /// Run `argv` in `ws` (its own process group, a clean environment, stdout/stderr appended to
@@ -420,22 +456,53 @@ async fn run_logged(
         )),
         None => BuildError::Setup(format!("cannot start {}: {e}", argv[0])),
     })?;
-    let pid = child.id();
-    match tokio::time::timeout(timeout, child.wait()).await {
+    // Until the step has ended by itself, the whole process group (makepkg's children too)
+    // is killed when this goes: at the time limit, or when the server stops mid-build.
+    let mut group = GroupKiller::of(child.id());
+    let waited = tokio::time::timeout(timeout, child.wait()).await;
+    if waited.is_ok() {
+        group.disarm();
+    }
+    drop(group);
+    match waited {
         Ok(Ok(status)) if status.success() => Ok(()),
         Ok(Ok(status)) => Err(BuildError::Failed(status.to_string())),
         Ok(Err(e)) => Err(BuildError::Failed(e.to_string())),
         Err(_) => {
-            if let Some(pid) = pid {
-                // The whole process group: makepkg's children too.
-                let _ = std::process::Command::new("kill")
-                    .args(["-KILL", "--", &format!("-{pid}")])
-                    .status();
-            }
             let _ = child.kill().await;
             let limit = humantime::format_duration(Duration::from_secs(timeout.as_secs()));
             log_line(log, &format!("killed after {limit}"));
             Err(BuildError::Timeout(limit.to_string()))
+        }
+    }
+}
+
+/// The process group of a build step (its leader started with `process_group(0)`): sent
+/// SIGKILL when dropped, unless disarmed once the leader has been waited for (after that the
+/// group id may be reused by another process).
+struct GroupKiller(Option<rustix::process::Pid>);
+
+impl GroupKiller {
+    fn of(leader: Option<u32>) -> GroupKiller {
+        let pid = leader
+            .and_then(|p| i32::try_from(p).ok())
+            .filter(|p| *p > 1)
+            .and_then(rustix::process::Pid::from_raw);
+        GroupKiller(pid)
+    }
+
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for GroupKiller {
+    fn drop(&mut self) {
+        if let Some(group) = self.0 {
+            use rustix::process::{kill_process_group, Signal};
+            if let Err(e) = kill_process_group(group, Signal::KILL) {
+                log::debug!("aur: cannot kill build process group {group:?}: {e}");
+            }
         }
     }
 }
@@ -498,6 +565,59 @@ pub fn log_tail(log: &Path, lines: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A step's future dropped mid-way (the server stops mid-build) takes its whole process
+    /// group along, not only the leader: no compiler outlives the build.
+    #[tokio::test]
+    async fn a_dropped_step_kills_its_whole_process_group() {
+        use tokio::io::AsyncBufReadExt as _;
+        let mut child = tokio::process::Command::new("sh")
+            .args(["-c", "sleep 300 & echo $!; wait"])
+            .stdout(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn sh");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        tokio::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .await
+            .expect("read the pid");
+        let grandchild = format!("/proc/{}/stat", line.trim());
+        // A zombie waiting for its reaper counts as gone.
+        let alive = || {
+            std::fs::read_to_string(&grandchild).is_ok_and(|s| {
+                s.rsplit(')')
+                    .next()
+                    .is_some_and(|r| !r.trim_start().starts_with('Z'))
+            })
+        };
+        assert!(alive(), "the background sleep runs");
+        drop(GroupKiller::of(child.id()));
+        let _ = child.wait().await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while alive() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{grandchild} survived"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+
+        // Disarmed, it kills nothing.
+        let mut child = tokio::process::Command::new("sleep")
+            .arg("300")
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn sleep");
+        let mut group = GroupKiller::of(child.id());
+        group.disarm();
+        drop(group);
+        let waited = tokio::time::timeout(Duration::from_millis(200), child.wait()).await;
+        assert!(waited.is_err(), "a disarmed killer killed: {waited:?}");
+    }
 
     #[test]
     fn build_dependencies_from_srcinfo() {

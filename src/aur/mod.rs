@@ -61,6 +61,27 @@ pub fn state_dir(cache_dir: &Path) -> PathBuf {
     cache_dir.join(crate::cache::index::STATE_DIR).join("aur")
 }
 
+/// Why a check of a package base, or a build, did not go through (the text is what the
+/// status page, the build record and the notification say).
+#[derive(Debug, thiserror::Error)]
+pub enum AurError {
+    #[error(transparent)]
+    Git(#[from] git::GitError),
+    #[error(transparent)]
+    Build(#[from] builder::BuildError),
+    /// The custom repo refused or failed to add a built package.
+    #[error("publishing {name}: {source}")]
+    Publish {
+        /// The package file's name.
+        name: String,
+        #[source]
+        source: crate::custom_repo::RepoError,
+    },
+    /// A blocking step (git, the repo's version lookup, publishing) panicked or was cancelled.
+    #[error(transparent)]
+    Unfinished(#[from] actix_web::error::BlockingError),
+}
+
 /// One recent build, for the status page.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BuildSummary {
@@ -93,9 +114,11 @@ pub struct AurSummary {
 pub struct AurService {
     cfg: AurConfig,
     dir: PathBuf,
-    file: StateFile,
-    /// std-style mutex: never held across `.await`.
-    state: Mutex<AurState>,
+    file: Arc<StateFile>,
+    /// std-style mutex: never held across `.await`, nor while the state file is written.
+    state: Arc<Mutex<AurState>>,
+    /// Held while the state file is written: one writer at a time.
+    saving: Arc<Mutex<()>>,
     publisher: Arc<dyn Publisher>,
     /// Wakes the build loop when a job is queued.
     wake_builder: Notify,
@@ -123,8 +146,9 @@ impl AurService {
         Arc::new(AurService {
             cfg,
             dir,
-            file,
-            state: Mutex::new(state),
+            file: Arc::new(file),
+            state: Arc::new(Mutex::new(state)),
+            saving: Arc::new(Mutex::new(())),
             publisher,
             wake_builder: Notify::new(),
             wake_check: Notify::new(),
@@ -138,12 +162,25 @@ impl AurService {
         &self.cfg
     }
 
-    /// Apply `change` to the state and persist it.
-    fn update<R>(&self, change: impl FnOnce(&mut AurState) -> R) -> R {
-        let mut state = self.state.lock();
-        let result = change(&mut state);
-        if let Err(e) = self.file.save(&state) {
-            log::error!("aur: cannot save {}: {e}", self.file.path().display());
+    /// Apply `change` to the state and persist it; the state file is written (and fsynced)
+    /// off the async worker.
+    async fn update<R>(&self, change: impl FnOnce(&mut AurState) -> R) -> R {
+        let result = change(&mut self.state.lock());
+        let (state, file, saving) = (self.state.clone(), self.file.clone(), self.saving.clone());
+        let saved = web::block(move || {
+            let _one_writer = saving.lock();
+            // The state as it is now: a write never replaces a later state with an earlier one.
+            let latest = state.lock().clone();
+            file.save(&latest)
+        })
+        .await;
+        match saved {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => log::error!("aur: cannot save {}: {e}", self.file.path().display()),
+            Err(e) => log::error!(
+                "aur: saving {} did not finish: {e}",
+                self.file.path().display()
+            ),
         }
         result
     }
@@ -155,8 +192,8 @@ impl AurService {
 
     /// An admin approves `name`'s pending revision (`rev`, when given, must be it), or queues
     /// its failed build again.
-    pub fn approve(&self, name: &str, rev: Option<&str>) -> Result<Approval, DecisionError> {
-        let approval = self.update(|s| s.approve_pending(name, rev))?;
+    pub async fn approve(&self, name: &str, rev: Option<&str>) -> Result<Approval, DecisionError> {
+        let approval = self.update(|s| s.approve_pending(name, rev)).await?;
         log::info!(
             "aur: admin approved {} {} (rev {}); queued",
             approval.pkgbase,
@@ -168,8 +205,8 @@ impl AurService {
     }
 
     /// An admin rejects `name`'s pending revision.
-    pub fn reject(&self, name: &str) -> Result<Pending, DecisionError> {
-        let p = self.update(|s| s.reject_pending(name))?;
+    pub async fn reject(&self, name: &str) -> Result<Pending, DecisionError> {
+        let p = self.update(|s| s.reject_pending(name)).await?;
         log::info!(
             "aur: admin rejected {} {} (rev {})",
             p.pkgbase,
@@ -279,7 +316,7 @@ impl AurService {
         base: &str,
         pkgnames: Vec<String>,
         version: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), AurError> {
         let publisher = self.publisher.clone();
         let names = pkgnames.clone();
         let current = web::block(move || {
@@ -288,8 +325,7 @@ impl AurService {
                 .filter_map(|n| publisher.current_version(n))
                 .max_by(|a, b| vercmp(a, b))
         })
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
         if let Some(c) = &current {
             if vercmp(version, c) != std::cmp::Ordering::Greater {
                 log::debug!("aur: {base} is up to date ({c})");
@@ -298,10 +334,7 @@ impl AurService {
         }
         let url = self.cfg.git_url_for(base);
         let (root, b) = (self.git_root(), base.to_string());
-        let head = web::block(move || GitMirror::new(&root, &b).sync(&url))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+        let head = web::block(move || GitMirror::new(&root, &b).sync(&url)).await??;
         if self.state.lock().handled(base, &head) {
             return Ok(());
         }
@@ -335,12 +368,11 @@ impl AurService {
             let diff = mirror.diff(old.as_deref(), &h)?;
             Ok::<_, git::GitError>((verdict, diff, old))
         })
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+        .await??;
         match verdict {
             Verdict::Auto => {
-                self.update(|s| s.auto_approve(base, pkgnames, &head, version, current.clone()));
+                self.update(|s| s.auto_approve(base, pkgnames, &head, version, current.clone()))
+                    .await;
                 log::info!(
                     "aur: {base} {} → {version} (rev {head}) auto-approved: only version/checksums changed; queued",
                     current.as_deref().unwrap_or("-")
@@ -359,7 +391,7 @@ impl AurService {
                     diff: notify::truncate(&diff, MAX_PENDING_DIFF),
                     since: queue::now(),
                 };
-                self.update(|s| s.hold(pending));
+                self.update(|s| s.hold(pending)).await;
                 let notice = Notice {
                     event: Event::Held,
                     package: base.to_string(),
@@ -428,7 +460,7 @@ impl AurService {
                 job.pkgbase,
                 job.rev
             );
-            self.update(|s| s.queue.retain(|j| j != &job));
+            self.update(|s| s.queue.retain(|j| j != &job)).await;
             self.done_building(&job);
             return;
         }
@@ -448,12 +480,20 @@ impl AurService {
             at: queue::now(),
             log: log_path.clone(),
             packages: result.as_ref().cloned().unwrap_or_default(),
-            error: result.as_ref().err().cloned(),
+            error: result.as_ref().err().map(AurError::to_string),
             pkgnames: job.pkgnames.clone(),
             old_version: job.old_version.clone(),
         };
-        self.update(|s| s.finish(&job, record));
+        self.update(|s| s.finish(&job, record)).await;
         self.done_building(&job);
+        let log_tail = match &result {
+            Ok(_) => None,
+            Err(_) => {
+                let log = log_path.clone();
+                let tail = web::block(move || builder::log_tail(&log, LOG_TAIL_LINES)).await;
+                Some(tail.unwrap_or_else(|e| format!("(the log could not be read: {e})")))
+            }
+        };
         let notice = Notice {
             event: if result.is_ok() {
                 Event::Built
@@ -468,34 +508,27 @@ impl AurService {
             reasons: Vec::new(),
             diff: None,
             log: Some(log_path.display().to_string()),
-            log_tail: result
-                .is_err()
-                .then(|| builder::log_tail(&log_path, LOG_TAIL_LINES)),
-            error: result.err(),
+            log_tail,
+            error: result.err().as_ref().map(AurError::to_string),
         };
         notify::send(self.cfg.webhook.as_deref(), &notice).await;
     }
 
     /// Export, build, publish. Answers the published file names.
-    async fn build_and_publish(&self, job: &Job, log_path: &Path) -> Result<Vec<String>, String> {
-        let ws = builder::Workspace::create().map_err(|e| e.to_string())?;
+    async fn build_and_publish(&self, job: &Job, log_path: &Path) -> Result<Vec<String>, AurError> {
+        let ws = builder::Workspace::create()?;
         let (root, base, rev, tree) = (
             self.git_root(),
             job.pkgbase.clone(),
             job.rev.clone(),
             ws.tree(),
         );
-        web::block(move || GitMirror::new(&root, &base).export(&rev, &tree))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+        web::block(move || GitMirror::new(&root, &base).export(&rev, &tree)).await??;
         let mut builder_cfg = self.cfg.builder.clone();
         if let Some(url) = self.server_url.get() {
             builder_cfg.server_url = url.clone();
         }
-        builder::run_makepkg(&ws, &builder_cfg, log_path)
-            .await
-            .map_err(|e| e.to_string())?;
+        builder::run_makepkg(&ws, &builder_cfg, log_path).await?;
         let mut published = Vec::new();
         for (pkg, sig) in ws.packages() {
             let publisher = self.publisher.clone();
@@ -504,9 +537,11 @@ impl AurService {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
             web::block(move || publisher.publish(&pkg, sig.as_deref()))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| format!("publishing {name}: {e}"))?;
+                .await?
+                .map_err(|source| AurError::Publish {
+                    name: name.clone(),
+                    source,
+                })?;
             log::info!("aur: published {name} to repo {}", self.cfg.repo);
             published.push(name);
         }
@@ -537,7 +572,9 @@ async fn build_loop(svc: Arc<AurService>) {
     }
 }
 
-/// Run the build server: the build loop and the check loop (spawn on the actix runtime).
+/// Run the build server: the build loop and the check loop, until this future is dropped
+/// (the server stops: a build in progress is killed and stays queued for the next start).
+/// Spawn it on the actix runtime.
 pub async fn run(svc: Arc<AurService>, server_url: String) {
     log::info!(
         "aur: build server on: {} package(s), checking every {}, publishing to repo {}",
@@ -561,7 +598,11 @@ pub async fn run(svc: Arc<AurService>, server_url: String) {
             svc.cfg.repo
         );
     }
-    actix_web::rt::spawn(build_loop(svc.clone()));
+    tokio::join!(build_loop(svc.clone()), check_loop(svc));
+}
+
+/// The check loop: every `check_interval`, or when woken (`POST aur/check`).
+async fn check_loop(svc: Arc<AurService>) {
     loop {
         svc.check_once().await;
         tokio::select! {
