@@ -2,6 +2,6 @@
 //! snapshot ([`status`]) and the AUR build server's endpoints ([`aur`]).
 
 pub mod aur;
-pub mod auth;
+pub(crate) mod auth;
 pub mod routes;
-pub mod status;
+pub(crate) mod status;

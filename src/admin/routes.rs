@@ -25,9 +25,6 @@ use crate::http::error::ApiError;
 use crate::repo::path::RepoPath;
 use crate::state::AppState;
 
-/// Prefix of every pkgstash-own route.
-pub const PREFIX: &str = "/_pkgstash";
-
 /// The status page, embedded in the binary.
 const STATUS_PAGE: &str = include_str!("status_page.html");
 

@@ -21,15 +21,15 @@
 //! State lives in `<cache_dir>/.state/aur/` (`state.json`, `git/`, `logs/`); a restart resumes
 //! the queue (a build killed mid-way runs again).
 
-pub mod approval;
-pub mod builder;
-pub mod deps;
-pub mod git;
-pub mod notify;
-pub mod overlay;
-pub mod publish;
+pub(crate) mod approval;
+pub(crate) mod builder;
+pub(crate) mod deps;
+pub(crate) mod git;
+pub(crate) mod notify;
+pub(crate) mod overlay;
+pub(crate) mod publish;
 pub mod queue;
-pub mod rpc;
+pub(crate) mod rpc;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

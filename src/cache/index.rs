@@ -192,19 +192,6 @@ impl CacheIndex {
             .collect()
     }
 
-    /// Files of one directory (`upstream/dir`, no trailing slash): (file name, info).
-    pub fn list_dir(&self, dir_key: &str) -> Vec<(String, FileInfo)> {
-        let prefix = format!("{dir_key}/");
-        self.files
-            .lock()
-            .iter()
-            .filter_map(|(k, v)| {
-                let name = k.strip_prefix(&prefix)?;
-                (!name.contains('/')).then(|| (name.to_string(), *v))
-            })
-            .collect()
-    }
-
     /// Files and bytes per upstream (first key segment).
     pub fn usage(&self) -> BTreeMap<String, Usage> {
         let mut out: BTreeMap<String, Usage> = BTreeMap::new();
@@ -247,13 +234,15 @@ mod tests {
         let idx = CacheIndex::scan(root);
         assert_eq!(idx.len(), 2);
         assert_eq!(idx.usage()["arch"], Usage { files: 2, bytes: 6 });
-        let mut names: Vec<String> = idx
-            .list_dir("arch/core/os/x86_64")
-            .into_iter()
-            .map(|(n, _)| n)
-            .collect();
-        names.sort();
-        assert_eq!(names, vec!["a-1-1-any.pkg.tar.zst", "core.db"]);
+        let mut keys: Vec<String> = idx.snapshot().into_iter().map(|(k, _)| k).collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            vec![
+                "arch/core/os/x86_64/a-1-1-any.pkg.tar.zst",
+                "arch/core/os/x86_64/core.db"
+            ]
+        );
         idx.insert("arch/core/os/x86_64/b-1-1-any.pkg.tar.zst", 10, None);
         assert_eq!(idx.usage()["arch"].bytes, 16);
         assert!(idx.remove("arch/core/os/x86_64/core.db").is_some());

@@ -31,15 +31,14 @@
 //! `Job::conclude` (publish, or record the outcome) are the steps of `Job::run` that [`pair`]
 //! orders across the two files of a pair.
 
-pub mod admit;
-pub mod head;
+pub(crate) mod admit;
+pub(crate) mod head;
 mod job;
-pub mod pair;
+pub(crate) mod pair;
 mod partial;
-pub mod request;
+pub(crate) mod request;
 mod revalidate;
 
-pub use head::parse_content_range;
 pub(crate) use revalidate::conditional_for;
 
 use std::cell::OnceCell;
