@@ -158,10 +158,6 @@ impl AurService {
         })
     }
 
-    pub fn config(&self) -> &AurConfig {
-        &self.cfg
-    }
-
     /// Apply `change` to the state and persist it; the state file is written (and fsynced)
     /// off the async worker.
     async fn update<R>(&self, change: impl FnOnce(&mut AurState) -> R) -> R {

@@ -86,6 +86,7 @@ fn identity(f: &File) -> Option<(SystemTime, u64)> {
 
 impl Catalog {
     /// Parses done so far.
+    #[cfg(test)]
     pub fn parses(&self) -> u64 {
         self.parses.load(Ordering::Relaxed)
     }

@@ -179,6 +179,7 @@ impl CacheIndex {
         }
     }
 
+    #[cfg(test)]
     pub fn get(&self, key: &str) -> Option<FileInfo> {
         self.files.lock().get(key).copied()
     }
@@ -204,12 +205,9 @@ impl CacheIndex {
         out
     }
 
-    pub fn len(&self) -> usize {
+    /// Files in the index.
+    pub(crate) fn len(&self) -> usize {
         self.files.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

@@ -169,11 +169,6 @@ impl LocalRepos {
             .cloned()
             .collect())
     }
-
-    /// Names of the configured repos.
-    pub fn names(&self) -> impl Iterator<Item = &String> {
-        self.repos.keys()
-    }
 }
 
 impl LocalRepo {
