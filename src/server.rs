@@ -76,7 +76,7 @@ fn bind_one(addr: &str) -> std::io::Result<TcpListener> {
 }
 
 /// Register the routes.
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     crate::admin::routes::configure(cfg);
     cfg.default_service(web::to(crate::http::mirror::handle));
 }

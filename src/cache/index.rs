@@ -15,7 +15,7 @@ use parking_lot::Mutex;
 use serde::Serialize;
 
 /// Directory (below the cache root) for pkgstash's own state files.
-pub const STATE_DIR: &str = ".state";
+pub(crate) const STATE_DIR: &str = ".state";
 const LAST_SERVED_FILE: &str = "last-served.tsv";
 
 /// What the index knows about one cached file.
@@ -44,7 +44,7 @@ pub struct CacheIndex {
 }
 
 /// Seconds since the Unix epoch.
-pub fn unix_secs(t: SystemTime) -> u64 {
+pub(crate) fn unix_secs(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
@@ -132,7 +132,7 @@ impl CacheIndex {
     /// Write last-served times if they changed since the last call, replacing the file
     /// atomically and durably ([`crate::durable::write`]). Blocking (write + fsync): call it off
     /// the async workers. After a failure the times count as changed (the next call retries).
-    pub fn persist(&self) -> std::io::Result<()> {
+    pub(crate) fn persist(&self) -> std::io::Result<()> {
         use std::fmt::Write as _;
         if !self.dirty.swap(false, Ordering::Relaxed) {
             return Ok(());
@@ -149,7 +149,7 @@ impl CacheIndex {
     }
 
     /// A file was published (or replaced).
-    pub fn insert(&self, key: &str, size: u64, mtime: Option<SystemTime>) {
+    pub(crate) fn insert(&self, key: &str, size: u64, mtime: Option<SystemTime>) {
         let now = now_secs();
         self.files.lock().insert(
             key.to_string(),
@@ -163,13 +163,13 @@ impl CacheIndex {
     }
 
     /// A file was removed.
-    pub fn remove(&self, key: &str) -> Option<FileInfo> {
+    pub(crate) fn remove(&self, key: &str) -> Option<FileInfo> {
         self.dirty.store(true, Ordering::Relaxed);
         self.files.lock().remove(key)
     }
 
     /// A client was served `key` from the cache.
-    pub fn touch(&self, key: &str) {
+    pub(crate) fn touch(&self, key: &str) {
         let now = now_secs();
         if let Some(f) = self.files.lock().get_mut(key) {
             if f.last_served != now {
@@ -180,12 +180,12 @@ impl CacheIndex {
     }
 
     #[cfg(test)]
-    pub fn get(&self, key: &str) -> Option<FileInfo> {
+    pub(crate) fn get(&self, key: &str) -> Option<FileInfo> {
         self.files.lock().get(key).copied()
     }
 
     /// Every file (a copy: callers may take their time).
-    pub fn snapshot(&self) -> Vec<(String, FileInfo)> {
+    pub(crate) fn snapshot(&self) -> Vec<(String, FileInfo)> {
         self.files
             .lock()
             .iter()
@@ -194,7 +194,7 @@ impl CacheIndex {
     }
 
     /// Files and bytes per upstream (first key segment).
-    pub fn usage(&self) -> BTreeMap<String, Usage> {
+    pub(crate) fn usage(&self) -> BTreeMap<String, Usage> {
         let mut out: BTreeMap<String, Usage> = BTreeMap::new();
         for (k, f) in self.files.lock().iter() {
             let up = k.split('/').next().unwrap_or_default();
