@@ -7,7 +7,7 @@
 //! replaces it atomically), then the destination's directory is fsynced, so the rename itself
 //! survives a crash. A reader opens the old file or the new one, never a mix; after a crash the
 //! file is the old one or the new one, never empty or torn. The temporary file lives in the
-//! destination's own directory ([`write`], [`Staged`]) or, for downloads, in the cache's
+//! destination's own directory ([`write()`], [`Staged`]) or, for downloads, in the cache's
 //! `.partial/` (same filesystem); it is deleted if it is dropped before being persisted.
 //!
 //! Errors are the [`std::io::Error`]s of the step that failed (create, write, fsync, rename,

@@ -14,6 +14,10 @@
 //! - [`config`]: raw TOML/env config → validated [`config::Config`].
 //! - [`repo`], [`durable`], [`metrics`]: pacman's formats; the one atomic, durable file write
 //!   (temp, fsync, rename, fsync dir) every stored file follows; Prometheus metrics.
+// The docs are for contributors (`cargo doc --document-private-items`): a public item's doc
+// may link the crate-private items it is built on.
+#![allow(rustdoc::private_intra_doc_links)]
+
 pub mod admin;
 pub mod aur;
 pub mod cache;

@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use crate::aur::deps::{self, DepRoot};
 use crate::aur::overlay::Overlay;
+use crate::aur::process_group::GroupKiller;
 use crate::config::aur::{BuilderConfig, Dependencies, Isolation};
 
 /// Why a build failed.
@@ -477,36 +478,6 @@ async fn run_logged(
     }
 }
 
-/// The process group of a build step (its leader started with `process_group(0)`): sent
-/// SIGKILL when dropped, unless disarmed once the leader has been waited for (after that the
-/// group id may be reused by another process).
-struct GroupKiller(Option<rustix::process::Pid>);
-
-impl GroupKiller {
-    fn of(leader: Option<u32>) -> GroupKiller {
-        let pid = leader
-            .and_then(|p| i32::try_from(p).ok())
-            .filter(|p| *p > 1)
-            .and_then(rustix::process::Pid::from_raw);
-        GroupKiller(pid)
-    }
-
-    fn disarm(&mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for GroupKiller {
-    fn drop(&mut self) {
-        if let Some(group) = self.0 {
-            use rustix::process::{kill_process_group, Signal};
-            if let Err(e) = kill_process_group(group, Signal::KILL) {
-                log::debug!("aur: cannot kill build process group {group:?}: {e}");
-            }
-        }
-    }
-}
-
 /// `depends`, `makedepends` and `checkdepends` (also `_<arch>` variants of the host arch)
 /// of a `.SRCINFO`, package base and split packages alike.
 pub fn build_dependencies(srcinfo: &Path) -> Vec<String> {
@@ -565,59 +536,6 @@ pub fn log_tail(log: &Path, lines: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A step's future dropped mid-way (the server stops mid-build) takes its whole process
-    /// group along, not only the leader: no compiler outlives the build.
-    #[tokio::test]
-    async fn a_dropped_step_kills_its_whole_process_group() {
-        use tokio::io::AsyncBufReadExt as _;
-        let mut child = tokio::process::Command::new("sh")
-            .args(["-c", "sleep 300 & echo $!; wait"])
-            .stdout(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn sh");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        tokio::io::BufReader::new(stdout)
-            .read_line(&mut line)
-            .await
-            .expect("read the pid");
-        let grandchild = format!("/proc/{}/stat", line.trim());
-        // A zombie waiting for its reaper counts as gone.
-        let alive = || {
-            std::fs::read_to_string(&grandchild).is_ok_and(|s| {
-                s.rsplit(')')
-                    .next()
-                    .is_some_and(|r| !r.trim_start().starts_with('Z'))
-            })
-        };
-        assert!(alive(), "the background sleep runs");
-        drop(GroupKiller::of(child.id()));
-        let _ = child.wait().await;
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while alive() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{grandchild} survived"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-
-        // Disarmed, it kills nothing.
-        let mut child = tokio::process::Command::new("sleep")
-            .arg("300")
-            .process_group(0)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn sleep");
-        let mut group = GroupKiller::of(child.id());
-        group.disarm();
-        drop(group);
-        let waited = tokio::time::timeout(Duration::from_millis(200), child.wait()).await;
-        assert!(waited.is_err(), "a disarmed killer killed: {waited:?}");
-    }
 
     #[test]
     fn build_dependencies_from_srcinfo() {

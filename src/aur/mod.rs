@@ -27,6 +27,7 @@ pub(crate) mod deps;
 pub(crate) mod git;
 pub(crate) mod notify;
 pub(crate) mod overlay;
+pub(crate) mod process_group;
 pub(crate) mod publish;
 pub mod queue;
 pub(crate) mod rpc;
