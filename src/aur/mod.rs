@@ -514,6 +514,21 @@ impl AurService {
     /// Export, build, publish. Answers the published file names.
     async fn build_and_publish(&self, job: &Job, log_path: &Path) -> Result<Vec<String>, AurError> {
         let ws = builder::Workspace::create()?;
+        let result = self.build_in(&ws, job, log_path).await;
+        // Removing the build tree (sources, objects: it can be large) blocks: off the worker.
+        if let Err(e) = web::block(move || drop(ws)).await {
+            log::warn!("aur: removing a build directory did not finish: {e}");
+        }
+        result
+    }
+
+    /// [`Self::build_and_publish`] in the workspace `ws`.
+    async fn build_in(
+        &self,
+        ws: &builder::Workspace,
+        job: &Job,
+        log_path: &Path,
+    ) -> Result<Vec<String>, AurError> {
         let (root, base, rev, tree) = (
             self.git_root(),
             job.pkgbase.clone(),
@@ -525,7 +540,7 @@ impl AurService {
         if let Some(url) = self.server_url.get() {
             builder_cfg.server_url = url.clone();
         }
-        builder::run_makepkg(&ws, &builder_cfg, log_path).await?;
+        builder::run_makepkg(ws, &builder_cfg, log_path).await?;
         let mut published = Vec::new();
         for (pkg, sig) in ws.packages() {
             let publisher = self.publisher.clone();

@@ -3,8 +3,9 @@
 //! publishes and removes files, so status, cleanup and refresh never walk the disk.
 //!
 //! Last-served times live in memory (a hit costs one short lock and no write) and are
-//! persisted in batches to `<cache_dir>/.state/last-served.tsv` by [`CacheIndex::persist`], so a
-//! restart keeps the LRU order that `max_size` cleanup relies on.
+//! persisted in batches to `<cache_dir>/.state/last-served.tsv` by [`CacheIndex::persist`]
+//! (every few minutes, after each refresh, and when the server stops), so a restart keeps the
+//! LRU order that `max_size` cleanup relies on.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
