@@ -12,16 +12,22 @@
 //! - [`upstream`]: mirror pools and the download task.
 //! - [`cache`]: the on-disk cache, its index and catalog, downloads in flight.
 //! - [`config`]: raw TOML/env config → validated [`config::Config`], one module per section.
-//! - [`repo`], [`metrics`]: pacman's formats; Prometheus metrics.
+//! - [`repo`], [`durable`], [`metrics`]: pacman's formats; the one atomic, durable file write
+//!   (temp, fsync, rename, fsync dir) every stored file follows; Prometheus metrics.
+// The docs are for contributors (`cargo doc --document-private-items`): a public item's doc
+// may link the crate-private items it is built on.
+#![allow(rustdoc::private_intra_doc_links)]
+
 pub mod admin;
 pub mod aur;
 pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod custom_repo;
-pub mod http;
+pub(crate) mod durable;
+pub(crate) mod http;
 pub mod jobs;
-pub mod metrics;
+pub(crate) mod metrics;
 pub mod repo;
 pub mod server;
 pub mod state;

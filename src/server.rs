@@ -1,13 +1,21 @@
-//! The actix server: shared state ([`AppState`]), routes, listeners, graceful shutdown.
+//! The actix server: shared state ([`AppState`]), routes, listeners, background tasks, graceful
+//! shutdown.
 //!
 //! [`run`] takes already-bound listeners, so callers (and tests) choose ports, and logs one
 //! `listening on http://ADDR` line per listener — the line test harnesses wait for.
+//!
+//! **Lifecycle.** The background tasks (scheduled refresh, the AUR check and build loops, the
+//! periodic save of the cache index, the sweep of idle open files) run until the server stops
+//! (SIGTERM/SIGINT: actix stops accepting, gives responses in progress [`SHUTDOWN_GRACE`]);
+//! then they are cancelled together (one [`CancellationToken`]) and awaited, and the cache
+//! index's last-served times are saved one last time before [`run`] returns.
 
 use std::net::TcpListener;
 
 use std::time::Duration;
 
 use actix_web::{web, App};
+use tokio_util::sync::CancellationToken;
 
 use crate::admin::auth::AdminAuth;
 use crate::config::Config;
@@ -15,6 +23,9 @@ use crate::state::AppState;
 
 /// How long a graceful shutdown waits for responses in progress.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// How often the cache index's last-served times are saved while running (and once at stop).
+const INDEX_SAVE_INTERVAL: Duration = Duration::from_secs(300);
 
 /// Raise the soft open-file limit to the hard one (many clients, cached handles): systemd
 /// and shells start services with a soft limit of 1024.
@@ -65,7 +76,7 @@ fn bind_one(addr: &str) -> std::io::Result<TcpListener> {
 }
 
 /// Register the routes.
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     crate::admin::routes::configure(cfg);
     cfg.default_service(web::to(crate::http::mirror::handle));
 }
@@ -157,50 +168,92 @@ pub async fn run(state: AppState, listeners: Vec<TcpListener>) -> std::io::Resul
         })?;
     }
     let server = builder.run();
+    let mut background = Background::default();
     if let Some(interval) = data.cfg.refresh.interval {
-        actix_web::rt::spawn(crate::jobs::refresh::run_schedule(
+        background.spawn(crate::jobs::refresh::run_schedule(
             data.jobs.clone(),
             interval,
         ));
     }
-    actix_web::rt::spawn(persist_index_periodically(data.clone()));
-    actix_web::rt::spawn(sweep_open_files(data.clone()));
+    background.spawn(persist_index_periodically(data.clone()));
+    background.spawn(sweep_open_files(data.clone()));
     if let Some(aur) = &data.aur {
         let own_url = addrs
             .first()
             .map(|a| crate::config::loopback_url(&a.to_string()))
             .unwrap_or_else(|| data.cfg.admin_base_url());
-        actix_web::rt::spawn(crate::aur::run(aur.clone(), own_url));
+        background.spawn(crate::aur::run(aur.clone(), own_url));
     }
     for a in addrs {
         log::info!("listening on http://{a}");
     }
-    server.await?;
+    let served = server.await;
+    background.stop().await;
+    persist_index(&data).await;
     log::info!(
         "stopped; {} download(s) were still in flight",
         data.registry.snapshot().len()
     );
-    Ok(())
+    served
 }
 
-/// Close idle cached file handles (so removed files release their space).
+/// The background tasks: spawned on the actix runtime, cancelled and awaited together.
+#[derive(Default)]
+struct Background {
+    /// Cancelled when the server has stopped.
+    shutdown: CancellationToken,
+    tasks: Vec<actix_web::rt::task::JoinHandle<Option<()>>>,
+}
+
+impl Background {
+    /// Run `task` until [`Background::stop`] (a task in the middle of its work is dropped
+    /// there: a refresh stops where it is, a build's processes are killed; what they store is
+    /// written by [`crate::durable`]'s rule, so nothing is left half-written).
+    fn spawn(&mut self, task: impl std::future::Future<Output = ()> + 'static) {
+        let shutdown = self.shutdown.clone();
+        self.tasks.push(actix_web::rt::spawn(
+            shutdown.run_until_cancelled_owned(task),
+        ));
+    }
+
+    /// Cancel every task and wait until each has stopped.
+    async fn stop(self) {
+        self.shutdown.cancel();
+        for task in self.tasks {
+            if let Err(e) = task.await {
+                log::warn!("a background task ended badly: {e}");
+            }
+        }
+    }
+}
+
+/// Close idle cached file handles (so removed files release their space), off the async
+/// worker: closing the last handle of a removed large file frees its blocks.
 async fn sweep_open_files(state: web::Data<AppState>) {
     loop {
         tokio::time::sleep(crate::cache::open_files::IDLE).await;
-        state.open_files.sweep();
+        let open_files = state.open_files.clone();
+        if let Err(e) = web::block(move || open_files.sweep()).await {
+            log::warn!("sweeping idle file handles did not finish: {e}");
+        }
     }
 }
 
 /// Save last-served times every few minutes (only when they changed).
 async fn persist_index_periodically(state: web::Data<AppState>) {
     loop {
-        tokio::time::sleep(Duration::from_secs(300)).await;
-        let index = state.index.clone();
-        match web::block(move || index.persist()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => log::warn!("cannot persist last-served times: {e}"),
-            Err(e) => log::warn!("cannot persist last-served times: {e}"),
-        }
+        tokio::time::sleep(INDEX_SAVE_INTERVAL).await;
+        persist_index(&state).await;
+    }
+}
+
+/// Save the cache index's last-served times (off the async worker); a failure is logged.
+async fn persist_index(state: &AppState) {
+    let index = state.index.clone();
+    match web::block(move || index.persist()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => log::warn!("cannot persist last-served times: {e}"),
+        Err(e) => log::warn!("cannot persist last-served times: {e}"),
     }
 }
 

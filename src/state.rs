@@ -18,23 +18,22 @@ use crate::upstream::pool::Pools;
 
 /// State shared by every worker.
 pub struct AppState {
-    pub cfg: Arc<Config>,
-    pub store: Arc<Store>,
-    pub index: Arc<CacheIndex>,
-    pub catalog: Arc<Catalog>,
-    pub registry: Arc<Registry>,
-    pub pools: Arc<Pools>,
-    pub fetcher: Fetcher,
-    pub metrics: Arc<Metrics>,
+    pub(crate) cfg: Arc<Config>,
+    pub(crate) store: Arc<Store>,
+    pub(crate) index: Arc<CacheIndex>,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) pools: Arc<Pools>,
+    pub(crate) fetcher: Fetcher,
+    pub(crate) metrics: Arc<Metrics>,
     /// Custom repos.
-    pub repos: Arc<CustomRepos>,
-    pub started: Instant,
+    pub(crate) repos: Arc<CustomRepos>,
+    pub(crate) started: Instant,
     /// Refresh, cleanup: their handle on the cache and the fetcher.
-    pub jobs: Arc<Jobs>,
+    pub(crate) jobs: Arc<Jobs>,
     /// The AUR build server, when `[aur]` is configured.
-    pub aur: Option<Arc<crate::aur::AurService>>,
+    pub(crate) aur: Option<Arc<crate::aur::AurService>>,
     /// Open handles of recently hit files (the fast path's).
-    pub open_files: Arc<crate::cache::open_files::OpenFiles>,
+    pub(crate) open_files: Arc<crate::cache::open_files::OpenFiles>,
 }
 
 impl AppState {
@@ -87,7 +86,6 @@ impl AppState {
             cfg,
             store,
             index,
-            catalog,
             registry,
             pools,
             fetcher,

@@ -68,7 +68,7 @@ pub(super) async fn approve(
             )));
         }
     }
-    let approval = aur.approve(&name, rev).map_err(decision_error)?;
+    let approval = aur.approve(&name, rev).await.map_err(decision_error)?;
     Ok(json(&approval))
 }
 
@@ -79,7 +79,7 @@ pub(super) async fn reject(
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let aur = service(&req, &state)?;
-    let p = aur.reject(&name).map_err(decision_error)?;
+    let p = aur.reject(&name).await.map_err(decision_error)?;
     Ok(json(&Done {
         message: format!("rejected {} {} (rev {})", p.pkgbase, p.version, p.rev),
         pkgbase: Some(p.pkgbase),

@@ -98,21 +98,25 @@ pub(super) async fn evict(
     if downloading {
         return Err(ApiError::Conflict(format!("{path} is being downloaded")));
     }
-    let file = state.store.final_path(&path);
-    let bytes = match std::fs::metadata(&file) {
-        Ok(m) if m.is_file() => m.len(),
-        Ok(_) => return Err(ApiError::NotFound),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ApiError::NotFound),
-        Err(e) => return Err(ApiError::Internal(format!("cannot read {path}: {e}"))),
-    };
-    // Another eviction (or cleanup) may have removed it since: it is gone, as asked.
-    let removed = state
-        .store
-        .remove(&path)
-        .map_err(|e| ApiError::Internal(format!("cannot remove {path}: {e}")))?;
-    if !removed {
-        return Err(ApiError::NotFound);
-    }
+    // A stat and the unlink of a file that may be large (some filesystems take their time
+    // to free it): off the async worker.
+    let (store, target) = (state.store.clone(), path.clone());
+    let bytes = web::block(move || {
+        let bytes = match std::fs::metadata(store.final_path(&target)) {
+            Ok(m) if m.is_file() => m.len(),
+            Ok(_) => return Err(ApiError::NotFound),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ApiError::NotFound),
+            Err(e) => return Err(ApiError::Internal(format!("cannot read {target}: {e}"))),
+        };
+        // Another eviction (or cleanup) may have removed it since: it is gone, as asked.
+        match store.remove(&target) {
+            Ok(true) => Ok(bytes),
+            Ok(false) => Err(ApiError::NotFound),
+            Err(e) => Err(ApiError::Internal(format!("cannot remove {target}: {e}"))),
+        }
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??;
     state.index.remove(&path.key());
     state.open_files.forget(&path.key());
     log::info!("admin: evicted {path} ({bytes} bytes)");

@@ -4,12 +4,12 @@
 //! and the AUR build server's ([`aur`]).
 
 pub mod aur;
-pub mod auth;
-pub mod cache;
-pub mod page;
-pub mod repos;
+pub(crate) mod auth;
+pub(crate) mod cache;
+pub(crate) mod page;
+pub(crate) mod repos;
 pub mod routes;
-pub mod status;
+pub(crate) mod status;
 
 use actix_web::http::header;
 use actix_web::HttpResponse;

@@ -65,7 +65,8 @@ pub(super) async fn upload(
         }
     }
     // Streamed to a temp file next to the pool: deleted when dropped, so an interrupted or
-    // refused upload leaves no trace.
+    // refused upload leaves no trace. (Chunks go to the page cache, no fsync: the durable copy
+    // into the pool runs off the async worker, below.)
     let mut tmp = tempfile::NamedTempFile::new_in(repo.upload_dir())
         .map_err(|e| ApiError::Internal(format!("cannot create upload file: {e}")))?;
     let mut size = 0u64;

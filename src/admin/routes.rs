@@ -19,9 +19,6 @@ use crate::http::error::ApiError;
 pub use crate::admin::cache::Evicted;
 pub use crate::admin::repos::SIGNATURE_HEADER;
 
-/// Prefix of every pkgstash-own route.
-pub const PREFIX: &str = "/_pkgstash";
-
 /// Prefix of the admin API.
 const API: &str = "/_pkgstash/api";
 

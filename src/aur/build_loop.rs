@@ -12,7 +12,7 @@ use super::builder;
 use super::git::GitMirror;
 use super::notify::{self, Event, Notice};
 use super::queue::{self, BuildRecord, Job};
-use super::AurService;
+use super::{AurError, AurService};
 
 /// Log lines sent with a failure notification.
 const LOG_TAIL_LINES: usize = 40;
@@ -90,7 +90,7 @@ impl AurService {
                 job.pkgbase,
                 job.rev
             );
-            self.update(|s| s.queue.retain(|j| j != &job));
+            self.update(|s| s.queue.retain(|j| j != &job)).await;
             self.done_building(&job);
             return;
         }
@@ -110,39 +110,57 @@ impl AurService {
             at: queue::now(),
             log: log_path.clone(),
             packages: result.as_ref().cloned().unwrap_or_default(),
-            error: result.as_ref().err().cloned(),
+            error: result.as_ref().err().map(AurError::to_string),
             pkgnames: job.pkgnames.clone(),
             old_version: job.old_version.clone(),
         };
-        self.update(|s| s.finish(&job, record));
+        self.update(|s| s.finish(&job, record)).await;
         self.done_building(&job);
+        let log_tail = match &result {
+            Ok(_) => None,
+            Err(_) => {
+                let log = log_path.clone();
+                let tail = web::block(move || builder::log_tail(&log, LOG_TAIL_LINES)).await;
+                Some(tail.unwrap_or_else(|e| format!("(the log could not be read: {e})")))
+            }
+        };
         notify::send(
             self.cfg.webhook.as_deref(),
-            &build_notice(&job, &log_path, result),
+            &build_notice(&job, &log_path, log_tail, result),
         )
         .await;
     }
 
     /// Export, build, publish. Answers the published file names.
-    async fn build_and_publish(&self, job: &Job, log_path: &Path) -> Result<Vec<String>, String> {
-        let ws = builder::Workspace::create().map_err(|e| e.to_string())?;
+    async fn build_and_publish(&self, job: &Job, log_path: &Path) -> Result<Vec<String>, AurError> {
+        let ws = builder::Workspace::create()?;
+        let result = self.build_in(&ws, job, log_path).await;
+        // Removing the build tree (sources, objects: it can be large) blocks: off the worker.
+        if let Err(e) = web::block(move || drop(ws)).await {
+            log::warn!("aur: removing a build directory did not finish: {e}");
+        }
+        result
+    }
+
+    /// [`Self::build_and_publish`] in the workspace `ws`.
+    async fn build_in(
+        &self,
+        ws: &builder::Workspace,
+        job: &Job,
+        log_path: &Path,
+    ) -> Result<Vec<String>, AurError> {
         let (root, base, rev, tree) = (
             self.git_root(),
             job.pkgbase.clone(),
             job.rev.clone(),
             ws.tree(),
         );
-        web::block(move || GitMirror::new(&root, &base).export(&rev, &tree))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+        web::block(move || GitMirror::new(&root, &base).export(&rev, &tree)).await??;
         let mut builder_cfg = self.cfg.builder.clone();
         if let Some(url) = self.server_url.get() {
             builder_cfg.server_url = url.clone();
         }
-        builder::run_makepkg(&ws, &builder_cfg, log_path)
-            .await
-            .map_err(|e| e.to_string())?;
+        builder::run_makepkg(ws, &builder_cfg, log_path).await?;
         let mut published = Vec::new();
         for (pkg, sig) in ws.packages() {
             let publisher = self.publisher.clone();
@@ -151,9 +169,11 @@ impl AurService {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
             web::block(move || publisher.publish(&pkg, sig.as_deref()))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| format!("publishing {name}: {e}"))?;
+                .await?
+                .map_err(|source| AurError::Publish {
+                    name: name.clone(),
+                    source,
+                })?;
             log::info!("aur: published {name} to repo {}", self.cfg.repo);
             published.push(name);
         }
@@ -161,8 +181,14 @@ impl AurService {
     }
 }
 
-/// The notification of a finished build of `job` (with the log's tail when it failed).
-fn build_notice(job: &Job, log_path: &Path, result: Result<Vec<String>, String>) -> Notice {
+/// The notification of a finished build of `job` (with the log's tail, read by the caller,
+/// when it failed).
+fn build_notice(
+    job: &Job,
+    log_path: &Path,
+    log_tail: Option<String>,
+    result: Result<Vec<String>, AurError>,
+) -> Notice {
     Notice {
         event: if result.is_ok() {
             Event::Built
@@ -177,9 +203,7 @@ fn build_notice(job: &Job, log_path: &Path, result: Result<Vec<String>, String>)
         reasons: Vec::new(),
         diff: None,
         log: Some(log_path.display().to_string()),
-        log_tail: result
-            .is_err()
-            .then(|| builder::log_tail(log_path, LOG_TAIL_LINES)),
-        error: result.err(),
+        log_tail,
+        error: result.err().as_ref().map(AurError::to_string),
     }
 }

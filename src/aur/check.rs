@@ -13,7 +13,7 @@ use super::approval::{self, Verdict};
 use super::git::{self, GitMirror};
 use super::notify::{self, Event, Notice};
 use super::queue::{self, Pending};
-use super::AurService;
+use super::{AurError, AurService};
 use crate::config::aur as config;
 use crate::repo::vercmp::vercmp;
 
@@ -91,7 +91,7 @@ impl AurService {
         base: &str,
         pkgnames: Vec<String>,
         version: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), AurError> {
         let current = self.published_version(&pkgnames).await?;
         if let Some(c) = &current {
             if vercmp(version, c) != std::cmp::Ordering::Greater {
@@ -101,10 +101,7 @@ impl AurService {
         }
         let url = self.cfg.git_url_for(base);
         let (root, b) = (self.git_root(), base.to_string());
-        let head = web::block(move || GitMirror::new(&root, &b).sync(&url))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+        let head = web::block(move || GitMirror::new(&root, &b).sync(&url)).await??;
         if self.state.lock().handled(base, &head) {
             return Ok(());
         }
@@ -131,14 +128,14 @@ impl AurService {
             head,
         };
         match verdict {
-            Verdict::Auto => self.queue_approved(found),
+            Verdict::Auto => self.queue_approved(found).await,
             Verdict::Held(reasons) => self.hold(found, reasons, &diff, baseline).await,
         }
         Ok(())
     }
 
     /// The highest version of `pkgnames` the custom repo holds.
-    async fn published_version(&self, pkgnames: &[String]) -> Result<Option<String>, String> {
+    async fn published_version(&self, pkgnames: &[String]) -> Result<Option<String>, AurError> {
         let publisher = self.publisher.clone();
         let names = pkgnames.to_vec();
         web::block(move || {
@@ -148,7 +145,7 @@ impl AurService {
                 .max_by(|a, b| vercmp(a, b))
         })
         .await
-        .map_err(|e| e.to_string())
+        .map_err(AurError::from)
     }
 
     /// Classify `head` against the approved `baseline` ([`approval::classify`]); without a
@@ -158,7 +155,7 @@ impl AurService {
         base: &str,
         head: &str,
         baseline: Option<String>,
-    ) -> Result<Review, String> {
+    ) -> Result<Review, AurError> {
         let (root, b, h) = (self.git_root(), base.to_string(), head.to_string());
         web::block(move || {
             let mirror = GitMirror::new(&root, &b);
@@ -178,13 +175,12 @@ impl AurService {
                 baseline: old,
             })
         })
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())
+        .await?
+        .map_err(AurError::from)
     }
 
     /// Auto-approved: queue the build.
-    fn queue_approved(&self, c: Candidate) {
+    async fn queue_approved(&self, c: Candidate) {
         let Candidate {
             base,
             pkgnames,
@@ -192,7 +188,8 @@ impl AurService {
             current,
             head,
         } = c;
-        self.update(|s| s.auto_approve(&base, pkgnames, &head, &version, current.clone()));
+        self.update(|s| s.auto_approve(&base, pkgnames, &head, &version, current.clone()))
+            .await;
         log::info!(
             "aur: {base} {} → {version} (rev {head}) auto-approved: only version/checksums changed; queued",
             current.as_deref().unwrap_or("-")
@@ -214,7 +211,7 @@ impl AurService {
             diff: notify::truncate(diff, MAX_PENDING_DIFF),
             since: queue::now(),
         };
-        self.update(|s| s.hold(pending));
+        self.update(|s| s.hold(pending)).await;
         let notice = Notice {
             event: Event::Held,
             package: c.base,

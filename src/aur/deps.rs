@@ -31,10 +31,6 @@ impl DepRoot {
         }
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// The pacman root makepkg sees overlaid.
     pub fn root(&self) -> PathBuf {
         self.dir.join("root")

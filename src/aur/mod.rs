@@ -22,26 +22,28 @@
 //! the queue (a build killed mid-way runs again).
 //!
 //! This module holds the service handle ([`AurService`]: its state, the admin's decisions,
-//! [`run`]); the check loop (steps 1–2), the build loop (steps 3–4) and the status summary
+//! [`run`]) and why a check or a build failed ([`AurError`]); the check loop (steps 1–2), the build loop (steps 3–4) and the status summary
 //! ([`AurSummary`]) are its private submodules `check`, `build_loop` and `summary`.
 
-pub mod approval;
+pub(crate) mod approval;
 mod build_loop;
-pub mod builder;
+pub(crate) mod builder;
 mod check;
-pub mod deps;
-pub mod git;
-pub mod notify;
-pub mod overlay;
+pub(crate) mod deps;
+pub(crate) mod git;
+pub(crate) mod notify;
+pub(crate) mod overlay;
 mod pkgbuild;
-pub mod publish;
+pub(crate) mod process_group;
+pub(crate) mod publish;
 pub mod queue;
-pub mod rpc;
+pub(crate) mod rpc;
 mod summary;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use actix_web::web;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
@@ -55,13 +57,37 @@ pub fn state_dir(cache_dir: &Path) -> PathBuf {
     cache_dir.join(crate::cache::index::STATE_DIR).join("aur")
 }
 
+/// Why a check of a package base, or a build, did not go through (the text is what the
+/// status page, the build record and the notification say).
+#[derive(Debug, thiserror::Error)]
+pub enum AurError {
+    #[error(transparent)]
+    Git(#[from] git::GitError),
+    #[error(transparent)]
+    Build(#[from] builder::BuildError),
+    /// The custom repo refused or failed to add a built package.
+    #[error("publishing {name}: {source}")]
+    Publish {
+        /// The package file's name.
+        name: String,
+        #[source]
+        source: crate::custom_repo::CustomRepoError,
+    },
+    /// A blocking step (git, the repo's version lookup, publishing, the build setup) panicked
+    /// or was cancelled.
+    #[error(transparent)]
+    Unfinished(#[from] actix_web::error::BlockingError),
+}
+
 /// The running build server. Cheap to share (`Arc`); its loops run on the actix runtime.
 pub struct AurService {
     cfg: AurConfig,
     dir: PathBuf,
-    file: StateFile,
-    /// std-style mutex: never held across `.await`.
-    state: Mutex<AurState>,
+    file: Arc<StateFile>,
+    /// std-style mutex: never held across `.await`, nor while the state file is written.
+    state: Arc<Mutex<AurState>>,
+    /// Held while the state file is written: one writer at a time.
+    saving: Arc<Mutex<()>>,
     publisher: Arc<dyn Publisher>,
     /// Wakes the build loop when a job is queued.
     wake_builder: Notify,
@@ -89,8 +115,9 @@ impl AurService {
         Arc::new(AurService {
             cfg,
             dir,
-            file,
-            state: Mutex::new(state),
+            file: Arc::new(file),
+            state: Arc::new(Mutex::new(state)),
+            saving: Arc::new(Mutex::new(())),
             publisher,
             wake_builder: Notify::new(),
             wake_check: Notify::new(),
@@ -100,16 +127,25 @@ impl AurService {
         })
     }
 
-    pub fn config(&self) -> &AurConfig {
-        &self.cfg
-    }
-
-    /// Apply `change` to the state and persist it.
-    fn update<R>(&self, change: impl FnOnce(&mut AurState) -> R) -> R {
-        let mut state = self.state.lock();
-        let result = change(&mut state);
-        if let Err(e) = self.file.save(&state) {
-            log::error!("aur: cannot save {}: {e}", self.file.path().display());
+    /// Apply `change` to the state and persist it; the state file is written (and fsynced)
+    /// off the async worker.
+    async fn update<R>(&self, change: impl FnOnce(&mut AurState) -> R) -> R {
+        let result = change(&mut self.state.lock());
+        let (state, file, saving) = (self.state.clone(), self.file.clone(), self.saving.clone());
+        let saved = web::block(move || {
+            let _one_writer = saving.lock();
+            // The state as it is now: a write never replaces a later state with an earlier one.
+            let latest = state.lock().clone();
+            file.save(&latest)
+        })
+        .await;
+        match saved {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => log::error!("aur: cannot save {}: {e}", self.file.path().display()),
+            Err(e) => log::error!(
+                "aur: saving {} did not finish: {e}",
+                self.file.path().display()
+            ),
         }
         result
     }
@@ -121,8 +157,8 @@ impl AurService {
 
     /// An admin approves `name`'s pending revision (`rev`, when given, must be it), or queues
     /// its failed build again.
-    pub fn approve(&self, name: &str, rev: Option<&str>) -> Result<Approval, DecisionError> {
-        let approval = self.update(|s| s.approve_pending(name, rev))?;
+    pub async fn approve(&self, name: &str, rev: Option<&str>) -> Result<Approval, DecisionError> {
+        let approval = self.update(|s| s.approve_pending(name, rev)).await?;
         log::info!(
             "aur: admin approved {} {} (rev {}); queued",
             approval.pkgbase,
@@ -134,8 +170,8 @@ impl AurService {
     }
 
     /// An admin rejects `name`'s pending revision.
-    pub fn reject(&self, name: &str) -> Result<Pending, DecisionError> {
-        let p = self.update(|s| s.reject_pending(name))?;
+    pub async fn reject(&self, name: &str) -> Result<Pending, DecisionError> {
+        let p = self.update(|s| s.reject_pending(name)).await?;
         log::info!(
             "aur: admin rejected {} {} (rev {})",
             p.pkgbase,
@@ -156,7 +192,9 @@ impl AurService {
     }
 }
 
-/// Run the build server: the build loop and the check loop (spawn on the actix runtime).
+/// Run the build server: the build loop and the check loop, until this future is dropped
+/// (the server stops: a build in progress is killed and stays queued for the next start).
+/// Spawn it on the actix runtime.
 pub async fn run(svc: Arc<AurService>, server_url: String) {
     log::info!(
         "aur: build server on: {} package(s), checking every {}, publishing to repo {}",
@@ -180,6 +218,5 @@ pub async fn run(svc: Arc<AurService>, server_url: String) {
             svc.cfg.repo
         );
     }
-    actix_web::rt::spawn(build_loop::build_loop(svc.clone()));
-    check::check_loop(svc).await;
+    tokio::join!(build_loop::build_loop(svc.clone()), check::check_loop(svc));
 }

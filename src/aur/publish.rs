@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use crate::custom_repo::CustomRepoError;
 use crate::repo::vercmp::vercmp;
 
 /// The custom repo as the build server sees it.
@@ -10,7 +11,7 @@ pub trait Publisher: Send + Sync {
     /// The version of `pkgname` the repo holds now, if any.
     fn current_version(&self, pkgname: &str) -> Option<String>;
     /// Add a built package (and its detached signature) to the repo.
-    fn publish(&self, pkg: &Path, sig: Option<&Path>) -> Result<(), String>;
+    fn publish(&self, pkg: &Path, sig: Option<&Path>) -> Result<(), CustomRepoError>;
 }
 
 /// The custom repo `repo` of [`crate::custom_repo::CustomRepos`]: the same code path as
@@ -40,10 +41,7 @@ impl Publisher for CustomRepoPublisher {
             .max_by(|a, b| vercmp(a, b))
     }
 
-    fn publish(&self, pkg: &Path, sig: Option<&Path>) -> Result<(), String> {
-        self.repos
-            .add_package(&self.repo, pkg, sig)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+    fn publish(&self, pkg: &Path, sig: Option<&Path>) -> Result<(), CustomRepoError> {
+        self.repos.add_package(&self.repo, pkg, sig).map(|_| ())
     }
 }

@@ -9,7 +9,6 @@
 //! nothing unapproved can be built.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -361,19 +360,10 @@ impl StateFile {
         }
     }
 
-    /// Write the state atomically.
+    /// Write the state atomically and durably ([`crate::durable::write`]).
     pub fn save(&self, state: &AurState) -> std::io::Result<()> {
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir)?;
         let json = serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?;
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-        tmp.write_all(&json)?;
-        tmp.as_file().sync_all()?;
-        tmp.persist(&self.path).map_err(|e| e.error)?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
+        crate::durable::write(&self.path, &json)
     }
 }
 

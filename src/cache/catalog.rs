@@ -23,7 +23,7 @@ use crate::repo::db_index::{Listing, RepoIndex};
 use crate::repo::path::{classify, FileKind};
 
 /// A db file read: its index, or why it cannot be read.
-pub type DbRead = Result<Arc<RepoIndex>, Arc<str>>;
+pub(crate) type DbRead = Result<Arc<RepoIndex>, Arc<str>>;
 
 /// What was read from a db file, and the (mtime, size) of the file it was read from.
 type Parsed = (SystemTime, u64, DbRead);
@@ -58,7 +58,7 @@ pub struct Expected {
 
 /// What the cached dbs of a directory say a package file must be.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verification {
+pub(crate) enum Verification {
     /// Listed with a size and sha256.
     Known(Expected),
     /// Listed by an entry that cannot be read (the reason): the package must not be served
@@ -69,12 +69,12 @@ pub enum Verification {
 }
 
 /// Is `name` a repo database file (`core.db`, not `.sig`, not `.files`, not `.db.tar.*`)?
-pub fn is_db_name(name: &str) -> bool {
+pub(crate) fn is_db_name(name: &str) -> bool {
     name.ends_with(".db") && name.len() > 3
 }
 
 /// Is `name` a package archive (not its signature)?
-pub fn is_package_name(name: &str) -> bool {
+pub(crate) fn is_package_name(name: &str) -> bool {
     !name.ends_with(".sig") && classify(name) == FileKind::Immutable
 }
 
@@ -86,7 +86,8 @@ fn identity(f: &File) -> Option<(SystemTime, u64)> {
 
 impl Catalog {
     /// Parses done so far.
-    pub fn parses(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn parses(&self) -> u64 {
         self.parses.load(Ordering::Relaxed)
     }
 
@@ -99,7 +100,7 @@ impl Catalog {
 
     /// The db file at `db` read (parsed, or the reason it cannot be), from memory when the
     /// file did not change. `None` when there is no such file.
-    pub fn read(&self, db: &Path) -> Option<DbRead> {
+    pub(crate) fn read(&self, db: &Path) -> Option<DbRead> {
         // The parse reads this open file, so what is remembered is what has this identity.
         let file = File::open(db).ok()?;
         let (mtime, len) = identity(&file)?;
@@ -145,18 +146,18 @@ impl Catalog {
 
     /// The parsed index of the db file at `db`, (re)parsed if it changed; `None` when there is
     /// no such file or it cannot be read.
-    pub fn index(&self, db: &Path) -> Option<Arc<RepoIndex>> {
+    pub(crate) fn index(&self, db: &Path) -> Option<Arc<RepoIndex>> {
         self.read(db)?.ok()
     }
 
     /// Is there a file at `db` that cannot be read as a repo db?
-    pub fn is_unreadable(&self, db: &Path) -> bool {
+    pub(crate) fn is_unreadable(&self, db: &Path) -> bool {
         matches!(self.read(db), Some(Err(_)))
     }
 
     /// `index` was parsed from the file now published at `db`: remember it without parsing
     /// the file again.
-    pub fn remember(&self, db: &Path, index: Arc<RepoIndex>) {
+    pub(crate) fn remember(&self, db: &Path, index: Arc<RepoIndex>) {
         let Some((mtime, len)) = File::open(db).ok().as_ref().and_then(identity) else {
             return;
         };
@@ -189,14 +190,14 @@ impl Catalog {
     }
 
     /// A db file was published at `db`: list its directory again next time.
-    pub fn db_published(&self, db: &Path) {
+    pub(crate) fn db_published(&self, db: &Path) {
         if let Some(dir) = db.parent() {
             self.db_files.lock().remove(dir);
         }
     }
 
     /// Every parsed db in directory `dir`.
-    pub fn indexes_in(&self, dir: &Path) -> Vec<Arc<RepoIndex>> {
+    pub(crate) fn indexes_in(&self, dir: &Path) -> Vec<Arc<RepoIndex>> {
         self.dbs_in(dir)
             .iter()
             .filter_map(|db| self.index(db))
@@ -225,13 +226,13 @@ impl Catalog {
     }
 
     /// The db entry listing package file `file_name` in directory `dir`.
-    pub fn entry_for(&self, dir: &Path, file_name: &str) -> Option<DbEntry> {
+    pub(crate) fn entry_for(&self, dir: &Path, file_name: &str) -> Option<DbEntry> {
         self.find_in(dir, |idx| idx.by_filename(file_name).cloned())
     }
 
     /// What package file `file_name` in directory `dir` must be, by the cached dbs there: a
     /// readable entry wins over a malformed one in another db.
-    pub fn verification(&self, dir: &Path, file_name: &str) -> Verification {
+    pub(crate) fn verification(&self, dir: &Path, file_name: &str) -> Verification {
         if !is_package_name(file_name) {
             return Verification::Unknown;
         }

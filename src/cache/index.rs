@@ -3,11 +3,11 @@
 //! publishes and removes files, so status, cleanup and refresh never walk the disk.
 //!
 //! Last-served times live in memory (a hit costs one short lock and no write) and are
-//! persisted in batches to `<cache_dir>/.state/last-served.tsv` by [`CacheIndex::persist`], so a
-//! restart keeps the LRU order that `max_size` cleanup relies on.
+//! persisted in batches to `<cache_dir>/.state/last-served.tsv` by [`CacheIndex::persist`]
+//! (every few minutes, after each refresh, and when the server stops), so a restart keeps the
+//! LRU order that `max_size` cleanup relies on.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -16,7 +16,7 @@ use parking_lot::Mutex;
 use serde::Serialize;
 
 /// Directory (below the cache root) for pkgstash's own state files.
-pub const STATE_DIR: &str = ".state";
+pub(crate) const STATE_DIR: &str = ".state";
 const LAST_SERVED_FILE: &str = "last-served.tsv";
 
 /// What the index knows about one cached file.
@@ -45,7 +45,7 @@ pub struct CacheIndex {
 }
 
 /// Seconds since the Unix epoch.
-pub fn unix_secs(t: SystemTime) -> u64 {
+pub(crate) fn unix_secs(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
@@ -130,25 +130,27 @@ impl CacheIndex {
         }
     }
 
-    /// Write last-served times if they changed since the last call (atomic replace).
-    pub fn persist(&self) -> std::io::Result<()> {
+    /// Write last-served times if they changed since the last call, replacing the file
+    /// atomically and durably ([`crate::durable::write`]). Blocking (write + fsync): call it off
+    /// the async workers. After a failure the times count as changed (the next call retries).
+    pub(crate) fn persist(&self) -> std::io::Result<()> {
+        use std::fmt::Write as _;
         if !self.dirty.swap(false, Ordering::Relaxed) {
             return Ok(());
         }
         let mut out = String::new();
         for (key, f) in self.files.lock().iter() {
-            out.push_str(&format!("{}\t{key}\n", f.last_served));
+            let _ = writeln!(out, "{}\t{key}", f.last_served);
         }
-        let dir = self.root.join(STATE_DIR);
-        std::fs::create_dir_all(&dir)?;
-        let mut tmp = tempfile::NamedTempFile::new_in(&dir)?;
-        tmp.write_all(out.as_bytes())?;
-        tmp.persist(self.state_file()).map_err(|e| e.error)?;
-        Ok(())
+        let written = crate::durable::write(&self.state_file(), out.as_bytes());
+        if written.is_err() {
+            self.dirty.store(true, Ordering::Relaxed);
+        }
+        written
     }
 
     /// A file was published (or replaced).
-    pub fn insert(&self, key: &str, size: u64, mtime: Option<SystemTime>) {
+    pub(crate) fn insert(&self, key: &str, size: u64, mtime: Option<SystemTime>) {
         let now = now_secs();
         self.files.lock().insert(
             key.to_string(),
@@ -162,13 +164,13 @@ impl CacheIndex {
     }
 
     /// A file was removed.
-    pub fn remove(&self, key: &str) -> Option<FileInfo> {
+    pub(crate) fn remove(&self, key: &str) -> Option<FileInfo> {
         self.dirty.store(true, Ordering::Relaxed);
         self.files.lock().remove(key)
     }
 
     /// A client was served `key` from the cache.
-    pub fn touch(&self, key: &str) {
+    pub(crate) fn touch(&self, key: &str) {
         let now = now_secs();
         if let Some(f) = self.files.lock().get_mut(key) {
             if f.last_served != now {
@@ -178,12 +180,13 @@ impl CacheIndex {
         }
     }
 
-    pub fn get(&self, key: &str) -> Option<FileInfo> {
+    #[cfg(test)]
+    pub(crate) fn get(&self, key: &str) -> Option<FileInfo> {
         self.files.lock().get(key).copied()
     }
 
     /// Every file (a copy: callers may take their time).
-    pub fn snapshot(&self) -> Vec<(String, FileInfo)> {
+    pub(crate) fn snapshot(&self) -> Vec<(String, FileInfo)> {
         self.files
             .lock()
             .iter()
@@ -191,21 +194,8 @@ impl CacheIndex {
             .collect()
     }
 
-    /// Files of one directory (`upstream/dir`, no trailing slash): (file name, info).
-    pub fn list_dir(&self, dir_key: &str) -> Vec<(String, FileInfo)> {
-        let prefix = format!("{dir_key}/");
-        self.files
-            .lock()
-            .iter()
-            .filter_map(|(k, v)| {
-                let name = k.strip_prefix(&prefix)?;
-                (!name.contains('/')).then(|| (name.to_string(), *v))
-            })
-            .collect()
-    }
-
     /// Files and bytes per upstream (first key segment).
-    pub fn usage(&self) -> BTreeMap<String, Usage> {
+    pub(crate) fn usage(&self) -> BTreeMap<String, Usage> {
         let mut out: BTreeMap<String, Usage> = BTreeMap::new();
         for (k, f) in self.files.lock().iter() {
             let up = k.split('/').next().unwrap_or_default();
@@ -216,12 +206,9 @@ impl CacheIndex {
         out
     }
 
-    pub fn len(&self) -> usize {
+    /// Files in the index.
+    pub(crate) fn len(&self) -> usize {
         self.files.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -246,13 +233,15 @@ mod tests {
         let idx = CacheIndex::scan(root);
         assert_eq!(idx.len(), 2);
         assert_eq!(idx.usage()["arch"], Usage { files: 2, bytes: 6 });
-        let mut names: Vec<String> = idx
-            .list_dir("arch/core/os/x86_64")
-            .into_iter()
-            .map(|(n, _)| n)
-            .collect();
-        names.sort();
-        assert_eq!(names, vec!["a-1-1-any.pkg.tar.zst", "core.db"]);
+        let mut keys: Vec<String> = idx.snapshot().into_iter().map(|(k, _)| k).collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            vec![
+                "arch/core/os/x86_64/a-1-1-any.pkg.tar.zst",
+                "arch/core/os/x86_64/core.db"
+            ]
+        );
         idx.insert("arch/core/os/x86_64/b-1-1-any.pkg.tar.zst", 10, None);
         assert_eq!(idx.usage()["arch"].bytes, 16);
         assert!(idx.remove("arch/core/os/x86_64/core.db").is_some());

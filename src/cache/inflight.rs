@@ -68,14 +68,14 @@ pub enum Failure {
 
 impl Failure {
     /// A failure of the mirrors, described by `why`.
-    pub fn upstream(why: &str) -> Failure {
+    pub(crate) fn upstream(why: &str) -> Failure {
         Failure::Upstream(Arc::from(why))
     }
 }
 
 /// The value on a download's watch channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Progress {
+pub(crate) struct Progress {
     pub phase: Phase,
     /// Bytes of the partial file that are written and may be read.
     pub written: u64,
@@ -86,7 +86,7 @@ pub struct Progress {
 
 impl Progress {
     /// Has the download left `Connecting` (headers known, or an outcome)?
-    pub fn answered(&self) -> bool {
+    pub(crate) fn answered(&self) -> bool {
         !matches!(self.phase, Phase::Connecting)
     }
 }
@@ -123,32 +123,32 @@ impl Download {
 
     /// A download outside the registry: the other file of a repo db pair, fetched with the
     /// requested one ([`crate::upstream::fetch::pair`]) — no client tails it.
-    pub fn detached(path: RepoPath) -> Download {
+    pub(crate) fn detached(path: RepoPath) -> Download {
         Download::new(path)
     }
 
     /// A receiver of progress updates.
-    pub fn subscribe(&self) -> watch::Receiver<Progress> {
+    pub(crate) fn subscribe(&self) -> watch::Receiver<Progress> {
         self.tx.subscribe()
     }
 
     /// The current progress.
-    pub fn progress(&self) -> Progress {
+    pub(crate) fn progress(&self) -> Progress {
         self.tx.borrow().clone()
     }
 
     /// The shared handle of the partial file, once it exists.
-    pub fn file(&self) -> Option<Arc<File>> {
+    pub(crate) fn file(&self) -> Option<Arc<File>> {
         self.file.get().cloned()
     }
 
     /// Clients currently attached.
-    pub fn clients(&self) -> usize {
+    pub(crate) fn clients(&self) -> usize {
         self.clients.load(Ordering::Relaxed)
     }
 
     /// Count a client for as long as the returned guard lives.
-    pub fn attach(self: &Arc<Self>) -> ClientGuard {
+    pub(crate) fn attach(self: &Arc<Self>) -> ClientGuard {
         self.clients.fetch_add(1, Ordering::Relaxed);
         ClientGuard(self.clone())
     }
@@ -156,12 +156,12 @@ impl Download {
     // ---- writer side (the fetch task) ----
 
     /// Set the partial file handle (first call wins).
-    pub fn set_file(&self, file: Arc<File>) {
+    pub(crate) fn set_file(&self, file: Arc<File>) {
         let _ = self.file.set(file);
     }
 
     /// Headers are in: clients may start answering.
-    pub fn set_streaming(&self, meta: BodyMeta, written: u64) {
+    pub(crate) fn set_streaming(&self, meta: BodyMeta, written: u64) {
         self.tx.send_replace(Progress {
             phase: Phase::Streaming(Arc::new(meta)),
             written,
@@ -170,24 +170,24 @@ impl Download {
     }
 
     /// `written` bytes are now in the partial file.
-    pub fn advance(&self, written: u64) {
+    pub(crate) fn advance(&self, written: u64) {
         self.tx.send_modify(|p| p.written = written);
     }
 
     /// The body is complete and verified; publishing follows.
-    pub fn set_verified(&self) {
+    pub(crate) fn set_verified(&self) {
         self.tx.send_modify(|p| p.verified = true);
     }
 
     /// Final outcome.
-    pub fn finish(&self, phase: Phase) {
+    pub(crate) fn finish(&self, phase: Phase) {
         self.tx.send_modify(|p| p.phase = phase);
     }
 }
 
 /// Keeps a download's client count while a client is attached.
 #[derive(Debug)]
-pub struct ClientGuard(Arc<Download>);
+pub(crate) struct ClientGuard(Arc<Download>);
 
 impl Drop for ClientGuard {
     fn drop(&mut self) {
@@ -230,7 +230,7 @@ impl Drop for EntryGuard {
 }
 
 /// Result of [`Registry::join_or_start`].
-pub enum Joined {
+pub(crate) enum Joined {
     /// A download for this key was already running.
     Existing(Arc<Download>),
     /// A new download was registered; the caller must start its fetch task with the guard.
@@ -242,7 +242,7 @@ impl Registry {
     /// registry lock before a new download is registered; returning false (e.g. because the file
     /// was published a moment ago) yields `None`. A download that already failed (its task is
     /// just ending) is not joined: a request arriving after the failure gets a new attempt.
-    pub fn join_or_start(
+    pub(crate) fn join_or_start(
         self: &Arc<Self>,
         path: &RepoPath,
         still_needed: impl FnOnce() -> bool,
@@ -267,17 +267,17 @@ impl Registry {
     }
 
     /// The download of `path`, if one is running.
-    pub fn get(&self, path: &RepoPath) -> Option<Arc<Download>> {
+    pub(crate) fn get(&self, path: &RepoPath) -> Option<Arc<Download>> {
         self.map.lock().get(&path.key()).cloned()
     }
 
     /// A snapshot of every download in flight.
-    pub fn snapshot(&self) -> Vec<Arc<Download>> {
+    pub(crate) fn snapshot(&self) -> Vec<Arc<Download>> {
         self.map.lock().values().cloned().collect()
     }
 
     /// Is this key being downloaded right now?
-    pub fn contains_key(&self, key: &str) -> bool {
+    pub(crate) fn contains_key(&self, key: &str) -> bool {
         self.map.lock().contains_key(key)
     }
 }

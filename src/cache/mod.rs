@@ -7,8 +7,8 @@
 pub mod catalog;
 pub mod index;
 pub mod inflight;
-pub mod open_files;
-pub mod republish;
+pub(crate) mod open_files;
+pub(crate) mod republish;
 pub mod store;
-pub mod tail;
-pub mod validators;
+pub(crate) mod tail;
+pub(crate) mod validators;

@@ -159,9 +159,9 @@ pub async fn before_db_publish(
     new: Arc<RepoIndex>,
     old: impl FnOnce() -> Option<Arc<RepoIndex>> + Send + 'static,
 ) {
-    let (store, db) = (store.clone(), db.clone());
+    let (store, replaced) = (store.clone(), db.clone());
     let work = move || {
-        let stale = superseded(&store, &db, old().as_deref(), &new);
+        let stale = superseded(&store, &replaced, old().as_deref(), &new);
         let mut removed = Vec::new();
         for s in stale {
             match store.remove(&s.path) {
@@ -175,7 +175,15 @@ pub async fn before_db_publish(
         }
         removed
     };
-    let removed = tokio::task::spawn_blocking(work).await.unwrap_or_default();
+    let removed = match tokio::task::spawn_blocking(work).await {
+        Ok(removed) => removed,
+        Err(e) => {
+            // A failure, never a silent "nothing superseded": the db is published anyway (it
+            // is verified); what this pass did not remove, the next refresh's or cleanup's does.
+            log::error!("{db}: removing the packages the new db supersedes did not finish: {e}");
+            Vec::new()
+        }
+    };
     for key in &removed {
         cache_index.remove(key);
     }

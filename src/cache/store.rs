@@ -2,7 +2,7 @@
 //! downloads live in `<cache_dir>/.partial/` (same filesystem, so publishing is one `rename`).
 //!
 //! Invariants: a file at a final path is always complete and verified (it only ever gets there
-//! by [`Store::publish`]: fsync file → rename → fsync dir); `.partial/` holds nothing across a
+//! by [`Store::publish`]: fsync file → rename → fsync dir, [`crate::durable`]'s rule); `.partial/` holds nothing across a
 //! restart ([`Store::open`] empties it); a final path is only ever built from a [`RepoPath`].
 //!
 //! Also owns the in-memory freshness facts: when a mutable file was last revalidated, and
@@ -33,7 +33,7 @@ use crate::repo::path::RepoPath;
 
 /// A repo db's `.sig` counts as fresh for at least this long after the pair was validated,
 /// whatever `db_max_age` (even 0): it is the signature of the db a client just received.
-pub const SIG_FOLLOWS_DB: Duration = Duration::from_secs(30);
+pub(crate) const SIG_FOLLOWS_DB: Duration = Duration::from_secs(30);
 
 /// Directory (below the cache root) of the validators sidecars.
 const VALIDATORS_DIR: &str = ".state/validators";
@@ -74,7 +74,7 @@ fn freshness(p: &RepoPath, max_age: Duration) -> Duration {
 }
 
 /// Name of the directory holding in-progress downloads.
-pub const PARTIAL_DIR: &str = ".partial";
+pub(crate) const PARTIAL_DIR: &str = ".partial";
 
 /// The cache directory.
 #[derive(Debug)]
@@ -104,7 +104,7 @@ pub enum StorageErrorKind {
 
 impl StorageErrorKind {
     /// Short name for metrics labels and status output.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             StorageErrorKind::NoSpace => "no_space",
             StorageErrorKind::ReadOnly => "read_only",
@@ -127,7 +127,7 @@ pub struct StorageError {
 
 impl StorageError {
     /// Classify `e`, which happened while doing `op`.
-    pub fn new(op: &'static str, e: &io::Error) -> StorageError {
+    pub(crate) fn new(op: &'static str, e: &io::Error) -> StorageError {
         use rustix::io::Errno;
         let code = os_code(e);
         let errno = code.map(Errno::from_raw_os_error);
@@ -177,7 +177,7 @@ fn os_code(e: &io::Error) -> Option<i32> {
 /// Reserve `len` bytes of disk for `file` without changing its length (`fallocate` with
 /// `FALLOC_FL_KEEP_SIZE`), so a file that cannot fit fails before any byte is fetched.
 /// Only a lack of space is an error: a filesystem without `fallocate` simply is not reserved.
-pub fn reserve(file: &File, len: u64) -> io::Result<()> {
+pub(crate) fn reserve(file: &File, len: u64) -> io::Result<()> {
     if len == 0 {
         return Ok(());
     }
@@ -250,12 +250,12 @@ impl Store {
         })
     }
 
-    pub fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         &self.root
     }
 
     /// The final path of a cached file.
-    pub fn final_path(&self, p: &RepoPath) -> PathBuf {
+    pub(crate) fn final_path(&self, p: &RepoPath) -> PathBuf {
         let mut out = self.root.join(p.upstream());
         for seg in p.rel().split('/') {
             out.push(seg);
@@ -264,7 +264,7 @@ impl Store {
     }
 
     /// A new, uniquely named partial file (deleted when dropped unless published).
-    pub fn new_partial(&self) -> io::Result<tempfile::NamedTempFile> {
+    pub(crate) fn new_partial(&self) -> io::Result<tempfile::NamedTempFile> {
         tempfile::Builder::new()
             .prefix("dl-")
             .tempfile_in(&self.partial_dir)
@@ -273,7 +273,7 @@ impl Store {
     /// Publish a complete, verified partial file at `p`'s final path: fsync, set mtime
     /// (upstream's `Last-Modified`), rename, fsync the directory; then record the mirror's
     /// `validators` of it (none: revalidated unconditionally next time).
-    pub fn publish(
+    pub(crate) fn publish(
         &self,
         partial: tempfile::NamedTempFile,
         p: &RepoPath,
@@ -281,17 +281,10 @@ impl Store {
         validators: Option<&Validators>,
     ) -> io::Result<PathBuf> {
         let dest = self.final_path(p);
-        let file = partial.as_file();
         if let Some(t) = mtime {
-            file.set_modified(t)?;
+            partial.as_file().set_modified(t)?;
         }
-        file.sync_all()?;
-        let parent = dest
-            .parent()
-            .ok_or_else(|| io::Error::other("final path has no parent"))?;
-        fs::create_dir_all(parent)?;
-        partial.persist(&dest).map_err(|e| e.error)?;
-        File::open(parent)?.sync_all()?;
+        crate::durable::persist(partial, &dest)?;
         match validators.filter(|v| !v.is_empty()) {
             Some(v) => {
                 if let Err(e) = self.save_validators(p, &dest, v) {
@@ -304,13 +297,13 @@ impl Store {
     }
 
     /// Remember a local storage error (for status): the last one, and how many.
-    pub fn note_error(&self, e: &StorageError) {
+    pub(crate) fn note_error(&self, e: &StorageError) {
         self.errors.fetch_add(1, Ordering::Relaxed);
         *self.last_error.lock() = Some((SystemTime::now(), e.clone()));
     }
 
     /// The last local storage error, when it happened, and how many there were since start.
-    pub fn last_error(&self) -> Option<(SystemTime, StorageError, u64)> {
+    pub(crate) fn last_error(&self) -> Option<(SystemTime, StorageError, u64)> {
         let last = self.last_error.lock().clone()?;
         Some((last.0, last.1, self.errors.load(Ordering::Relaxed)))
     }
@@ -331,20 +324,12 @@ impl Store {
             len,
             mtime_ns,
         };
-        let path = self.sidecar_path(p);
-        let dir = path
-            .parent()
-            .ok_or_else(|| io::Error::other("sidecar has no parent"))?;
-        fs::create_dir_all(dir)?;
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-        serde_json::to_writer(&mut tmp, &sidecar)?;
-        tmp.persist(&path).map_err(|e| e.error)?;
-        Ok(())
+        crate::durable::write(&self.sidecar_path(p), &serde_json::to_vec(&sidecar)?)
     }
 
     /// The mirror's validators of the cached file of `p`, when they are known for this very
     /// file.
-    pub fn validators(&self, p: &RepoPath) -> Option<Validators> {
+    pub(crate) fn validators(&self, p: &RepoPath) -> Option<Validators> {
         let meta = fs::metadata(self.final_path(p)).ok()?;
         let text = fs::read(self.sidecar_path(p)).ok()?;
         let sidecar: Sidecar = serde_json::from_slice(&text).ok()?;
@@ -353,7 +338,7 @@ impl Store {
     }
 
     /// Forget the validators of `p` (its cached file is gone or replaced).
-    pub fn remove_validators(&self, p: &RepoPath) {
+    pub(crate) fn remove_validators(&self, p: &RepoPath) {
         match fs::remove_file(self.sidecar_path(p)) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -363,7 +348,7 @@ impl Store {
 
     /// Remove the cached file of `p` (and its validators). `Ok(false)`: it was not there —
     /// someone else removed it first, which is no error for whoever lost that race.
-    pub fn remove(&self, p: &RepoPath) -> io::Result<bool> {
+    pub(crate) fn remove(&self, p: &RepoPath) -> io::Result<bool> {
         let removed = match fs::remove_file(self.final_path(p)) {
             Ok(()) => true,
             Err(e) if e.kind() == io::ErrorKind::NotFound => false,
@@ -374,14 +359,14 @@ impl Store {
     }
 
     /// Remember that `p` was fetched or revalidated upstream just now.
-    pub fn mark_validated(&self, p: &RepoPath) {
+    pub(crate) fn mark_validated(&self, p: &RepoPath) {
         self.validated.lock().insert(p.key(), Instant::now());
         self.not_found.lock().remove(&p.key());
     }
 
     /// Was `p` validated within `max_age` (for a repo db's `.sig`: within
     /// [`SIG_FOLLOWS_DB`] at least)?
-    pub fn is_fresh(&self, p: &RepoPath, max_age: Duration) -> bool {
+    pub(crate) fn is_fresh(&self, p: &RepoPath, max_age: Duration) -> bool {
         let max_age = freshness(p, max_age);
         self.validated
             .lock()
@@ -390,14 +375,14 @@ impl Store {
     }
 
     /// Was `p` validated (or found missing) upstream after `since`?
-    pub fn validated_since(&self, p: &RepoPath, since: Instant) -> bool {
+    pub(crate) fn validated_since(&self, p: &RepoPath, since: Instant) -> bool {
         let key = p.key();
         let after = |t: Option<&Instant>| t.is_some_and(|t| *t > since);
         after(self.validated.lock().get(&key)) || after(self.not_found.lock().get(&key))
     }
 
     /// Remember that every mirror answered 404 for `p`.
-    pub fn mark_not_found(&self, p: &RepoPath) {
+    pub(crate) fn mark_not_found(&self, p: &RepoPath) {
         let mut map = self.not_found.lock();
         if map.len() > 100_000 {
             map.clear();
@@ -407,7 +392,7 @@ impl Store {
 
     /// Did every mirror answer 404 for `p` within `ttl` (for a repo db's `.sig`: within
     /// [`SIG_FOLLOWS_DB`] at least)?
-    pub fn recently_not_found(&self, p: &RepoPath, ttl: Duration) -> bool {
+    pub(crate) fn recently_not_found(&self, p: &RepoPath, ttl: Duration) -> bool {
         let ttl = freshness(p, ttl);
         self.not_found
             .lock()

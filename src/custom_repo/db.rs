@@ -2,7 +2,8 @@
 //! (+ `.sig` with a `sign_key`, + `repo-add`'s `<name>.db` / `<name>.files` symlinks), made
 //! from the state ([`crate::repo::db_writer`]) and swapped in together under a write lock that
 //! readers hold while opening a file; then `.pkgstash/dbs.stamp`, the digest of what they were
-//! made from (state, arches, signing key), written last.
+//! made from (state, arches, signing key), written last. Every file is written by
+//! [`crate::durable`]'s rule (temp in the same directory, fsync, rename, fsync dir).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -11,7 +12,7 @@ use parking_lot::RwLock;
 
 use super::signature::gpg_sign;
 use super::state::{meta_dir, State};
-use super::{io_err, sync_dir, write_atomic, CustomRepoError};
+use super::{io_err, CustomRepoError};
 use crate::config::CustomRepoConfig;
 use crate::repo::package::PackageMeta;
 
@@ -19,8 +20,9 @@ use crate::repo::package::PackageMeta;
 const KINDS: [(&str, bool); 2] = [("db", false), ("files", true)];
 
 /// One regenerated db file, waiting to be swapped in.
-struct Staged {
-    tmp: PathBuf,
+struct NewDb {
+    /// The db, complete in a temporary file next to `final_path`.
+    tmp: crate::durable::Staged,
     final_path: PathBuf,
     sig: Option<Vec<u8>>,
 }
@@ -61,19 +63,16 @@ impl Dbs {
     ) -> Result<(), CustomRepoError> {
         let staged = stage(cfg, st)?;
         self.swap_in(cfg, staged)?;
-        for arch in &cfg.arch {
-            sync_dir(&cfg.path.join(arch));
-        }
         // Last: a crash before this regenerates the dbs at the next start.
-        write_atomic(&stamp_path(cfg), stamp(cfg, st).as_bytes())
+        crate::durable::write(&stamp_path(cfg), stamp(cfg, st).as_bytes())
             .map_err(io_err(&cfg.name, "cannot write the db stamp"))
     }
 
     /// Rename the staged files into place under the write lock, signatures first.
-    fn swap_in(&self, cfg: &CustomRepoConfig, staged: Vec<Staged>) -> Result<(), CustomRepoError> {
+    fn swap_in(&self, cfg: &CustomRepoConfig, staged: Vec<NewDb>) -> Result<(), CustomRepoError> {
         let name = &cfg.name;
         let _swap = self.swap.write();
-        for Staged {
+        for NewDb {
             tmp,
             final_path,
             sig,
@@ -81,13 +80,13 @@ impl Dbs {
         {
             let sig_path = PathBuf::from(format!("{}.sig", final_path.display()));
             match sig {
-                Some(s) => write_atomic(&sig_path, &s)
+                Some(s) => crate::durable::write(&sig_path, &s)
                     .map_err(io_err(name, "cannot write db signature"))?,
                 None => {
                     let _ = std::fs::remove_file(&sig_path);
                 }
             }
-            std::fs::rename(&tmp, &final_path).map_err(io_err(
+            tmp.commit().map_err(io_err(
                 name,
                 format!("cannot publish {}", final_path.display()),
             ))?;
@@ -104,27 +103,33 @@ impl Dbs {
 }
 
 /// Write every arch's dbs of `st` next to their final paths, signed when the repo signs.
-fn stage(cfg: &CustomRepoConfig, st: &State) -> Result<Vec<Staged>, CustomRepoError> {
+fn stage(cfg: &CustomRepoConfig, st: &State) -> Result<Vec<NewDb>, CustomRepoError> {
     let name = &cfg.name;
     let mut staged = Vec::new();
     for arch in &cfg.arch {
-        let dir = cfg.path.join(arch);
         let pkgs: Vec<&PackageMeta> = st
             .packages
             .values()
             .filter(|p| p.arch == *arch || p.arch == "any")
             .collect();
         for (kind, with_files) in KINDS {
-            let tmp = dir.join(format!(".{name}.{kind}.tar.gz.new"));
-            crate::repo::db_writer::write_db(&tmp, &pkgs, with_files)
-                .map_err(io_err(name, format!("cannot write {}", tmp.display())))?;
+            let final_path = db_path(cfg, arch, kind);
+            let tmp = crate::durable::Staged::new(&final_path)
+                .and_then(|mut tmp| {
+                    crate::repo::db_writer::write_db(tmp.file(), &pkgs, with_files)?;
+                    Ok(tmp)
+                })
+                .map_err(io_err(
+                    name,
+                    format!("cannot write {}", final_path.display()),
+                ))?;
             let sig = match &cfg.sign_key {
-                Some(key) => Some(gpg_sign(name, key, &tmp)?),
+                Some(key) => Some(gpg_sign(name, key, tmp.path())?),
                 None => None,
             };
-            staged.push(Staged {
+            staged.push(NewDb {
                 tmp,
-                final_path: db_path(cfg, arch, kind),
+                final_path,
                 sig,
             });
         }

@@ -5,8 +5,9 @@
 //! - `pool/<file>` (+ `.sig`): every package file kept (current and, per the cleanup policy's
 //!   `keep_versions`, older versions) ([`pool`]);
 //! - `.pkgstash/state.json`: the source of truth — metadata of every current package —
-//!   replaced atomically (temp + fsync + rename) ([`state`]); `.pkgstash/dbs.stamp`: the digest
-//!   of the state (+ arches, signing key) the published dbs were made from, written last;
+//!   replaced atomically and durably ([`crate::durable`]: temp + fsync + rename + fsync dir)
+//!   ([`state`]); `.pkgstash/dbs.stamp`: the digest of the state (+ arches, signing key) the
+//!   published dbs were made from, written last;
 //! - `<arch>/<name>.db.tar.gz`, `<arch>/<name>.files.tar.gz` (+ `.sig` when signing), with
 //!   `<name>.db` / `<name>.files` symlinks as `repo-add` makes them: regenerated from the state
 //!   after every change, and at start when the stamp or a db file says they are not the
@@ -26,7 +27,6 @@ mod signature;
 mod state;
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -143,11 +143,6 @@ impl CustomRepos {
     pub fn list(&self, repo: &str) -> Result<Vec<PackageMeta>, CustomRepoError> {
         Ok(self.repo(repo)?.packages())
     }
-
-    /// Names of the configured repos.
-    pub fn names(&self) -> impl Iterator<Item = &String> {
-        self.repos.keys()
-    }
 }
 
 /// Maps an I/O error of repo `repo` to [`CustomRepoError::Io`] saying `what` failed.
@@ -160,22 +155,5 @@ fn io_err(
         repo: repo.to_string(),
         what,
         source,
-    }
-}
-
-/// Write `data` to `dest` atomically: temp file in the same dir, fsync, rename.
-fn write_atomic(dest: &Path, data: &[u8]) -> std::io::Result<()> {
-    let dir = dest.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(data)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(dest).map_err(|e| e.error)?;
-    Ok(())
-}
-
-/// fsync a directory (its entries), best effort.
-fn sync_dir(dir: &Path) {
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
     }
 }

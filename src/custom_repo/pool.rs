@@ -1,10 +1,10 @@
-//! A custom repo's `pool/`: every package file kept (+ its `.sig`), placed atomically (temp in
-//! the pool, fsync, rename), and pruned to `keep_versions` older versions per package name
+//! A custom repo's `pool/`: every package file kept (+ its `.sig`), placed atomically and
+//! durably ([`crate::durable`]: temp in the pool, fsync, rename, fsync dir), and pruned to `keep_versions` older versions per package name
 //! (pacman's version order, [`crate::repo::vercmp`]).
 
 use std::path::{Path, PathBuf};
 
-use super::{io_err, sync_dir, write_atomic, CustomRepoError};
+use super::{io_err, CustomRepoError};
 use crate::repo::package::is_package_file_name;
 use crate::repo::vercmp::{parse_pkg_filename, vercmp};
 
@@ -32,24 +32,20 @@ impl Pool {
     }
 
     /// Copy `src` (not move: it may be the caller's file) into the pool as `filename`, via a
-    /// temp file + rename. Answers its path.
+    /// temp file ([`crate::durable::Staged`]). Answers its path.
     pub(super) fn place(&self, src: &Path, filename: &str) -> Result<PathBuf, CustomRepoError> {
         let name = &self.repo;
         let dest = self.path(filename);
-        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)
+        let mut tmp = crate::durable::Staged::new(&dest)
             .map_err(io_err(name, "cannot create a temp file in the pool"))?;
         let mut from = std::fs::File::open(src).map_err(io_err(name, "cannot read package"))?;
-        std::io::copy(&mut from, &mut tmp).map_err(io_err(name, "cannot copy package"))?;
-        tmp.as_file()
-            .sync_all()
-            .map_err(io_err(name, "cannot sync package"))?;
-        tmp.persist(&dest)
-            .map_err(|e| io_err(name, "cannot place package")(e.error))?;
+        std::io::copy(&mut from, tmp.file()).map_err(io_err(name, "cannot copy package"))?;
+        tmp.commit().map_err(io_err(name, "cannot place package"))?;
         Ok(dest)
     }
 
-    /// Write (or, with `None`, remove) the detached signature of pool file `filename`, then
-    /// sync the pool directory.
+    /// Write (or, with `None`, remove) the detached signature of pool file `filename`, durably
+    /// (a removal too: the pool directory is fsynced).
     pub(super) fn set_signature(
         &self,
         filename: &str,
@@ -57,14 +53,14 @@ impl Pool {
     ) -> Result<(), CustomRepoError> {
         let sig_path = self.path(&format!("{filename}.sig"));
         match sig {
-            Some(s) => {
-                write_atomic(&sig_path, s).map_err(io_err(&self.repo, "cannot write signature"))?
-            }
+            Some(s) => crate::durable::write(&sig_path, s)
+                .map_err(io_err(&self.repo, "cannot write signature"))?,
             None => {
-                let _ = std::fs::remove_file(&sig_path);
+                if std::fs::remove_file(&sig_path).is_ok() {
+                    let _ = crate::durable::sync_dir(&self.dir);
+                }
             }
         }
-        sync_dir(&self.dir);
         Ok(())
     }
 

@@ -10,7 +10,7 @@ use parking_lot::Mutex;
 use super::db::{requested_db, Dbs};
 use super::pool::Pool;
 use super::signature::{check_signature, gpg_sign};
-use super::state::{meta_dir, remove_upload_leftovers, State};
+use super::state::{meta_dir, State};
 use super::{io_err, Added, CustomRepoError};
 use crate::config::CustomRepoConfig;
 use crate::repo::package::{read_package, PackageMeta};
@@ -32,15 +32,16 @@ impl CustomRepo {
         keep_versions: usize,
     ) -> Result<CustomRepo, CustomRepoError> {
         let name = cfg.name.clone();
-        let dirs = [cfg.path.join("pool"), meta_dir(&cfg.path)]
+        let dirs: Vec<PathBuf> = [cfg.path.join("pool"), meta_dir(&cfg.path)]
             .into_iter()
-            .chain(cfg.arch.iter().map(|a| cfg.path.join(a)));
-        for d in dirs {
-            std::fs::create_dir_all(&d)
+            .chain(cfg.arch.iter().map(|a| cfg.path.join(a)))
+            .collect();
+        for d in &dirs {
+            std::fs::create_dir_all(d)
                 .map_err(io_err(&name, format!("cannot create {}", d.display())))?;
         }
         let state = State::load(&name, &cfg.path)?;
-        remove_upload_leftovers(&cfg.path);
+        remove_leftovers(&dirs);
         let repo = CustomRepo {
             pool: Pool::new(&name, cfg.path.join("pool"), keep_versions),
             cfg,
@@ -185,5 +186,20 @@ impl CustomRepo {
             }
         };
         self.dbs.open(&path).map(|f| (f, path))
+    }
+}
+
+/// Remove the leftovers of interrupted uploads and writes: [`crate::durable`]'s temporary
+/// files in the repo's directories `dirs`.
+fn remove_leftovers(dirs: &[PathBuf]) {
+    for rd in dirs.iter().filter_map(|d| std::fs::read_dir(d).ok()) {
+        for e in rd.flatten() {
+            if e.file_name()
+                .to_string_lossy()
+                .starts_with(crate::durable::TEMP_PREFIX)
+            {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
     }
 }

@@ -1,13 +1,13 @@
 //! One custom repo's saved state, `<path>/.pkgstash/state.json`: the metadata of every current
-//! package, the source of truth the dbs are made from. Replaced atomically (temp in the same
-//! directory, fsync, rename) after every change; a missing file is an empty repo.
+//! package, the source of truth the dbs are made from. Replaced atomically and durably
+//! ([`crate::durable::write`]) after every change; a missing file is an empty repo.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{io_err, write_atomic, CustomRepoError};
+use super::{io_err, CustomRepoError};
 use crate::repo::package::PackageMeta;
 
 /// The directory of pkgstash's own files in a repo (state, stamp, upload temp files).
@@ -48,17 +48,7 @@ impl State {
             what: "cannot encode state".into(),
             source: std::io::Error::other(e),
         })?;
-        write_atomic(&state_path(repo_path), &data).map_err(io_err(repo, "cannot save state"))
-    }
-}
-
-/// Remove leftovers of interrupted uploads (`.tmp*` files in the meta directory).
-pub(super) fn remove_upload_leftovers(repo_path: &Path) {
-    if let Ok(rd) = std::fs::read_dir(meta_dir(repo_path)) {
-        for e in rd.flatten() {
-            if e.file_name().to_string_lossy().starts_with(".tmp") {
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
+        crate::durable::write(&state_path(repo_path), &data)
+            .map_err(io_err(repo, "cannot save state"))
     }
 }

@@ -138,6 +138,8 @@ async fn lookup(
             Err(e) => return Err(ApiError::Internal(format!("cannot open cached file: {e}"))),
         }
     }
+    // Stats and opens on the async worker, as intended: the dentry is hot on a hit, a
+    // blocking-pool hop would cost more than the syscall.
     let cached = std::fs::metadata(final_path).ok();
     if cached.as_ref().is_some_and(Metadata::is_dir) {
         return Err(ApiError::NotFound);

@@ -247,9 +247,9 @@ pub async fn cleanup_in_background(jobs: &Jobs, dry_run: bool) -> Result<Cleanup
     let cleaner = Cleaner::new(jobs);
     actix_web::web::block(move || cleaner.run(dry_run))
         .await
-        .map_err(|e| JobFailed {
+        .map_err(|cause| JobFailed {
             job: "cleanup",
-            cause: e.to_string(),
+            cause,
         })
 }
 

@@ -62,5 +62,6 @@ impl Jobs {
 #[error("{job} did not finish: {cause}")]
 pub struct JobFailed {
     pub job: &'static str,
-    pub cause: String,
+    #[source]
+    pub cause: actix_web::error::BlockingError,
 }

@@ -229,6 +229,7 @@ async fn revalidate_all(jobs: &Jobs, report: &mut RefreshReport) {
     let mutable = to_revalidate(jobs);
     let results: Vec<(RepoPath, Phase)> = futures::stream::iter(mutable)
         .map(|path| async move {
+            // One stat per cached db: not worth a blocking-pool hop.
             let ims = std::fs::metadata(jobs.store.final_path(&path))
                 .and_then(|m| m.modified())
                 .ok();

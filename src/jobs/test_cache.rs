@@ -73,7 +73,8 @@ impl TestCache {
             .collect();
         let path = self.dir.path().join(dir).join(db_name);
         std::fs::create_dir_all(path.parent().expect("dir")).expect("mkdir");
-        crate::repo::db_writer::write_db(&path, &metas.iter().collect::<Vec<_>>(), false)
+        let file = std::fs::File::create(&path).expect("create db");
+        crate::repo::db_writer::write_db(file, &metas.iter().collect::<Vec<_>>(), false)
             .expect("write db");
         let len = std::fs::metadata(&path).expect("db").len();
         self.file(dir, db_name, len, 0);

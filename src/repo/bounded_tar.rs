@@ -79,11 +79,6 @@ impl<R: Read> Bounded<R> {
         }
     }
 
-    /// Members seen so far.
-    pub fn members(&self) -> u64 {
-        self.members
-    }
-
     /// Follow the archive structure over `buf`, the next bytes of the stream.
     fn observe(&mut self, mut buf: &[u8]) -> io::Result<()> {
         while !buf.is_empty() {

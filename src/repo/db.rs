@@ -17,7 +17,6 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
-use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
@@ -167,12 +166,6 @@ pub fn decompress<'a, R: Read + 'a>(reader: R) -> Result<Option<Box<dyn Read + '
         Compression::None => Box::new(buffered),
     };
     Ok(Some(decoder))
-}
-
-/// Parse the db file at `path`, within [`DB_LIMITS`].
-pub fn parse_db_file(path: &Path) -> Result<ParsedDb, RepoDbError> {
-    let f = std::fs::File::open(path).map_err(RepoDbError::Io)?;
-    parse_db(f)
 }
 
 fn parse_tar<R: Read>(reader: R, limits: &DbLimits) -> Result<ParsedDb, RepoDbError> {

@@ -31,6 +31,7 @@ pub struct RepoIndex {
 }
 
 impl RepoIndex {
+    #[cfg(test)]
     pub fn from_entries(entries: Vec<DbEntry>) -> RepoIndex {
         RepoIndex::from_parsed(ParsedDb {
             entries,

@@ -3,7 +3,6 @@
 //! repo-add's order; empty sections are left out.
 
 use std::io::Write;
-use std::path::Path;
 
 use crate::repo::package::PackageMeta;
 
@@ -81,17 +80,19 @@ fn append<W: Write>(
     tar.append_data(&mut h, path, data)
 }
 
-/// Write a gzip'd db of `packages` (sorted by name) to `out`; `with_files` makes a `.files` db.
-pub fn write_db(out: &Path, packages: &[&PackageMeta], with_files: bool) -> std::io::Result<()> {
+/// Write a gzip'd db of `packages` (sorted by name) to `out` (buffered here); `with_files`
+/// makes a `.files` db. Where it goes and how durably is the caller's business.
+pub fn write_db(
+    out: impl Write,
+    packages: &[&PackageMeta],
+    with_files: bool,
+) -> std::io::Result<()> {
     let mtime = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let file = std::fs::File::create(out)?;
-    let gz = flate2::write::GzEncoder::new(
-        std::io::BufWriter::new(file),
-        flate2::Compression::default(),
-    );
+    let gz =
+        flate2::write::GzEncoder::new(std::io::BufWriter::new(out), flate2::Compression::default());
     let mut tar = tar::Builder::new(gz);
     let mut sorted: Vec<&&PackageMeta> = packages.iter().collect();
     sorted.sort_by(|a, b| a.name.cmp(&b.name));
@@ -114,7 +115,6 @@ pub fn write_db(out: &Path, packages: &[&PackageMeta], with_files: bool) -> std:
         }
     }
     let gz = tar.into_inner()?;
-    let buf = gz.finish()?;
-    let file = buf.into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()
+    let mut buf = gz.finish()?;
+    buf.flush()
 }

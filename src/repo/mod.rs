@@ -4,10 +4,10 @@
 //! ([`bounded_tar`]). Pure functions over bytes and files: nothing here knows about HTTP, the
 //! cache or the config.
 
-pub mod bounded_tar;
-pub mod db;
-pub mod db_index;
-pub mod db_writer;
+pub(crate) mod bounded_tar;
+pub(crate) mod db;
+pub(crate) mod db_index;
+pub(crate) mod db_writer;
 pub mod package;
 pub mod path;
-pub mod vercmp;
+pub(crate) mod vercmp;

@@ -18,12 +18,12 @@ use crate::repo::bounded_tar::{Bounded, Limits};
 use crate::repo::db::decompress;
 
 /// Largest `.PKGINFO` read (real ones are a few KiB; it is read whole into memory).
-pub const MAX_PKGINFO: u64 = 1 << 20;
+pub(crate) const MAX_PKGINFO: u64 = 1 << 20;
 /// Largest file list kept (bytes of path names; Arch's largest packages list a few MiB).
-pub const MAX_FILE_LIST: usize = 128 << 20;
+pub(crate) const MAX_FILE_LIST: usize = 128 << 20;
 /// Bounds on a package's tar stream: 128 GiB decompressed, a million members, 1 MiB per
 /// extension header (GNU long name, PAX).
-pub const PKG_TAR_LIMITS: Limits = Limits {
+pub(crate) const PKG_TAR_LIMITS: Limits = Limits {
     max_bytes: 128 << 30,
     max_members: 1_000_000,
     max_extension: 1 << 20,
@@ -86,13 +86,13 @@ pub struct PackageMeta {
 
 impl PackageMeta {
     /// `name-version-arch`, the file name without `.pkg.tar.*`.
-    pub fn stem(&self) -> String {
+    pub(crate) fn stem(&self) -> String {
         format!("{}-{}-{}", self.name, self.version, self.arch)
     }
 }
 
 /// Is `name` a package file name pacman accepts (`*.pkg.tar` + optional compression)?
-pub fn is_package_file_name(name: &str) -> bool {
+pub(crate) fn is_package_file_name(name: &str) -> bool {
     name.split_once(".pkg.tar").is_some_and(|(stem, ext)| {
         !stem.is_empty()
             && [
@@ -126,7 +126,7 @@ fn digest_file(path: &Path) -> std::io::Result<(u64, String, String)> {
 
 /// Read the package at `path`, which is to be published as `filename`; the file name must
 /// match `.PKGINFO`'s name, version and arch.
-pub fn read_package(path: &Path, filename: &str) -> Result<PackageMeta, PkgError> {
+pub(crate) fn read_package(path: &Path, filename: &str) -> Result<PackageMeta, PkgError> {
     if !is_package_file_name(filename) || filename.contains('/') {
         return Err(PkgError::BadArchive(format!(
             "`{filename}` is not a package file name (name-version-arch.pkg.tar.zst)"
@@ -199,7 +199,7 @@ pub fn read_package(path: &Path, filename: &str) -> Result<PackageMeta, PkgError
 }
 
 /// Parse `.PKGINFO` (`key = value` lines, `#` comments).
-pub fn parse_pkginfo(text: &str) -> Result<PackageMeta, PkgError> {
+pub(crate) fn parse_pkginfo(text: &str) -> Result<PackageMeta, PkgError> {
     let mut m = PackageMeta::default();
     let mut size: Option<String> = None;
     for line in text.lines() {

@@ -18,9 +18,9 @@ use std::fmt;
 
 /// Longest accepted request path, bytes after percent-decoding (Arch paths are ~100 bytes;
 /// with the cache directory in front it stays far below `PATH_MAX`, 4096).
-pub const MAX_PATH: usize = 1024;
+pub(crate) const MAX_PATH: usize = 1024;
 /// Longest accepted path segment, bytes (`NAME_MAX`).
-pub const MAX_SEGMENT: usize = 255;
+pub(crate) const MAX_SEGMENT: usize = 255;
 
 /// Is `name` a valid upstream (or repo) name — the first segment of every mirror URL path: `[a-z0-9][a-z0-9._-]*`?
 pub fn valid_upstream_name(name: &str) -> bool {
@@ -42,7 +42,7 @@ pub enum PathError {
 
 /// Whether a file may change upstream (repo databases and friends) or never does (packages).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FileKind {
+pub(crate) enum FileKind {
     /// Packages and their signatures: cached forever.
     Immutable,
     /// Databases, `lastsync`, anything not a package: revalidated after `db_max_age`.
@@ -119,7 +119,7 @@ impl RepoPath {
 
     /// Build from parts already known to be valid (e.g. a file name from a repo db joined to a
     /// db's directory); runs the same checks as [`RepoPath::parse`].
-    pub fn from_parts(upstream: &str, rel: &str) -> Result<RepoPath, PathError> {
+    pub(crate) fn from_parts(upstream: &str, rel: &str) -> Result<RepoPath, PathError> {
         let raw = format!("/{upstream}/{rel}");
         // Encode `%` so that parse's single decoding gives back exactly `rel`.
         Self::parse(&raw.replace('%', "%25"))
@@ -130,26 +130,26 @@ impl RepoPath {
     }
 
     /// Path below the upstream, `/`-separated, no leading slash.
-    pub fn rel(&self) -> &str {
+    pub(crate) fn rel(&self) -> &str {
         &self.rel
     }
 
-    pub fn kind(&self) -> FileKind {
+    pub(crate) fn kind(&self) -> FileKind {
         self.kind
     }
 
     /// Last segment.
-    pub fn file_name(&self) -> &str {
+    pub(crate) fn file_name(&self) -> &str {
         self.rel.rsplit('/').next().unwrap_or(&self.rel)
     }
 
     /// Directory part of `rel` (empty at the top).
-    pub fn dir(&self) -> &str {
+    pub(crate) fn dir(&self) -> &str {
         self.rel.rsplit_once('/').map(|(d, _)| d).unwrap_or("")
     }
 
     /// The cache key: `upstream/rel`.
-    pub fn key(&self) -> String {
+    pub(crate) fn key(&self) -> String {
         format!("{}/{}", self.upstream, self.rel)
     }
 
@@ -201,7 +201,7 @@ fn check_segment(seg: &str) -> Result<(), PathError> {
 
 /// Is `name` a pacman repo db (`X.db`, `X.files`, `X.db.tar`, `X.db.tar.gz`, `X.files.tar.zst`,
 /// …; not its `.sig`)?
-pub fn is_repo_db_name(name: &str) -> bool {
+pub(crate) fn is_repo_db_name(name: &str) -> bool {
     [".db", ".files"].iter().any(|kind| {
         name.rfind(kind).is_some_and(|pos| {
             let rest = &name[pos + kind.len()..];
@@ -218,7 +218,7 @@ pub fn is_repo_db_name(name: &str) -> bool {
 }
 
 /// Packages and their `.sig` are immutable; everything else may change upstream.
-pub fn classify(file_name: &str) -> FileKind {
+pub(crate) fn classify(file_name: &str) -> FileKind {
     let base = file_name.strip_suffix(".sig").unwrap_or(file_name);
     let is_pkg = base
         .find(PKG_MARKER)

@@ -31,15 +31,14 @@
 //! `Job::conclude` (publish, or record the outcome) are the steps of `Job::run` that [`pair`]
 //! orders across the two files of a pair.
 
-pub mod admit;
-pub mod head;
+pub(crate) mod admit;
+pub(crate) mod head;
 mod job;
-pub mod pair;
+pub(crate) mod pair;
 mod partial;
-pub mod request;
+pub(crate) mod request;
 mod revalidate;
 
-pub use head::parse_content_range;
 pub(crate) use revalidate::conditional_for;
 
 use std::cell::OnceCell;
@@ -254,7 +253,29 @@ async fn lookup_expected(ctx: &FetchContext, path: &RepoPath) -> Verification {
         return Verification::Unknown;
     };
     let name = path.file_name().to_string();
-    tokio::task::spawn_blocking(move || catalog.verification(&dir, &name))
-        .await
-        .unwrap_or(Verification::Unknown)
+    unverifiable_if_unfinished(
+        tokio::task::spawn_blocking(move || catalog.verification(&dir, &name)).await,
+    )
+}
+
+/// A lookup that panicked (a db the parser chokes on) must not pass for "not listed": the
+/// package would be served unverified.
+fn unverifiable_if_unfinished(
+    lookup: Result<Verification, tokio::task::JoinError>,
+) -> Verification {
+    lookup.unwrap_or_else(|e| Verification::Malformed(format!("its db could not be read: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicked_db_lookup_is_no_licence_to_serve_unverified() {
+        let lookup = tokio::task::spawn_blocking(|| -> Verification { panic!("parser bug") });
+        match unverifiable_if_unfinished(lookup.await) {
+            Verification::Malformed(why) => assert!(why.contains("panic"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
 }

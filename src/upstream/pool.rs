@@ -184,11 +184,6 @@ impl MirrorPool {
             .is_none_or(|t| t <= now)
     }
 
-    /// Is any mirror other than `i` out of cooldown?
-    pub fn another_healthy(&self, i: usize) -> bool {
-        (0..self.mirrors.len()).any(|j| j != i && self.is_healthy(j))
-    }
-
     /// Health of every mirror.
     pub fn status(&self) -> Vec<MirrorStatus> {
         let now = Instant::now();
@@ -289,8 +284,8 @@ mod tests {
         pool.record_failure(0, "connection refused");
         assert_eq!(pool.order(&pkg), vec![1, 0]);
         assert!(!pool.status()[0].healthy);
-        assert!(pool.another_healthy(0));
-        assert!(!pool.another_healthy(1));
+        assert!(!pool.is_healthy(0));
+        assert!(pool.is_healthy(1));
         pool.record_success(1, &db);
         pool.record_success(0, &pkg);
         assert!(pool.status()[0].healthy);

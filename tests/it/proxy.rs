@@ -420,6 +420,51 @@ fn sigterm_shuts_down_cleanly() {
     assert_eq!(p.terminate(), Some(0));
 }
 
+/// The cache index's last-served times are saved when the server stops (SIGTERM), not only
+/// every few minutes: a package served just before the stop is still "recently served" after
+/// the restart, though upstream dates it a month back — the cleanup's `max_age` keeps it.
+#[test]
+fn last_served_times_survive_a_sigterm_restart() {
+    const KEY: &str = "arch/core/os/x86_64/foo-1:2.0-1-x86_64.pkg.tar.zst";
+    const TOKEN: &str = "t0ken-last-served-3c1d";
+    let up = FakeMirror::start();
+    let month_ago = SystemTime::now() - Duration::from_secs(30 * 86400);
+    up.put_at(PKG, payload(1000, 17), month_ago);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (work, cache) = (dir.path(), dir.path().join("cache"));
+    let cfg = config(&[&up], "[cleanup]\nmax_age = \"7d\"\n");
+    let env = [("PKGSTASH_TOKEN", TOKEN)];
+    let started = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+
+    let p = Pkgstash::start_in(work, &cache, &cfg, &env, None);
+    assert_eq!(p.get(PKG_URL).0, 200);
+    p.wait_cached(KEY);
+    assert_eq!(p.get(PKG_URL).0, 200, "a hit");
+    assert_eq!(p.terminate(), Some(0));
+
+    let saved = std::fs::read_to_string(cache.join(".state/last-served.tsv"))
+        .expect("last-served times written at stop");
+    let served_at: u64 = saved
+        .lines()
+        .find_map(|l| l.strip_suffix(KEY)?.strip_suffix('\t')?.parse().ok())
+        .unwrap_or_else(|| panic!("{KEY} not in the saved index:\n{saved}"));
+    assert!(served_at >= started, "{served_at} < {started}");
+
+    let p = Pkgstash::start_in(work, &cache, &cfg, &env, None);
+    let report: serde_json::Value = client()
+        .post(p.url("/_pkgstash/api/cleanup?dry_run=true"))
+        .bearer_auth(TOKEN)
+        .send()
+        .and_then(|r| r.error_for_status())
+        .and_then(|r| r.json())
+        .expect("cleanup report");
+    assert_eq!(report["removed"], serde_json::json!([]), "{report}");
+    assert_eq!(p.terminate(), Some(0));
+}
+
 /// Read one HTTP/1.1 response (head + `content-length` body) from a raw connection.
 fn read_response(
     r: &mut std::io::BufReader<std::net::TcpStream>,

@@ -11,25 +11,29 @@
 //!   any local user can. On Arch hosts `devtools`' `makechrootpkg` is the stronger choice.
 //!   Both are composed in [`sandbox`].
 //! - **Bounded.** makepkg runs in its own process group; after `aur.builder.timeout` the
-//!   whole group is killed and the build fails.
+//!   whole group is killed and the build fails; a build step dropped mid-way (the server
+//!   stops) kills its whole group too ([`super::process_group`]).
 //! - **Logged.** stdout and stderr go to the log file the caller names (kept after the build).
 //! - **Dependencies** the host lacks (`pacman -T`) are installed first, from the repos pkgstash
 //!   serves, into the build's own root ([`super::deps`]), which makepkg then sees overlaid on
 //!   `/usr` ([`super::overlay`]); makepkg itself runs with `--nodeps`. With
 //!   `dependencies = "host"` a missing one fails the build at once, naming it.
+//!
+//! The blocking setup (user, isolation, which dependencies, the dependency root) is [`setup`],
+//! run off the async worker; this module runs the steps (dependency install, makepkg).
 
 pub mod sandbox;
+mod setup;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use self::sandbox::{chown_tree, lookup_user, running_as_root, wrapped, BuildUser};
-use self::sandbox::{on_path, use_bwrap};
-use crate::aur::deps::{self, DepRoot};
+use self::sandbox::{wrapped, BuildUser};
 use crate::aur::overlay::Overlay;
-use crate::config::aur::{BuilderConfig, Dependencies};
+use crate::aur::process_group::GroupKiller;
+use crate::config::aur::BuilderConfig;
 
 /// Why a build failed.
 #[derive(Debug, thiserror::Error)]
@@ -71,7 +75,7 @@ impl Workspace {
 
     /// The exported package tree (makepkg's start directory).
     pub fn tree(&self) -> PathBuf {
-        self.root().join("tree")
+        tree_of(self.root())
     }
 
     /// Where makepkg puts the packages.
@@ -105,6 +109,11 @@ impl Workspace {
     }
 }
 
+/// The exported package tree of the workspace at `ws_root`.
+fn tree_of(ws_root: &Path) -> PathBuf {
+    ws_root.join("tree")
+}
+
 /// The command line that runs makepkg in `ws`.
 pub fn command_line(ws_root: &Path, user: Option<BuildUser>, bwrap: bool) -> Vec<String> {
     let makepkg = [
@@ -131,28 +140,17 @@ pub async fn run_makepkg(
     cfg: &BuilderConfig,
     log: &Path,
 ) -> Result<(), BuildError> {
-    std::fs::File::create(log)
-        .map_err(|e| BuildError::Setup(format!("cannot create log {}: {e}", log.display())))?;
-    let user = if running_as_root() {
-        Some(lookup_user(&cfg.user)?)
-    } else {
-        None
-    };
-    let bwrap = use_bwrap(cfg.isolation)?;
-    let deps = plan_dependencies(ws, cfg, log)?;
-    if let Some(u) = user {
-        chown_tree(ws.root(), u).map_err(|e| {
-            BuildError::Setup(format!(
-                "cannot hand the build directory to {}: {e}",
-                cfg.user
-            ))
-        })?;
-    }
-    let overlay = match &deps {
-        Some(d) => install_dependencies(ws, cfg, d, user, bwrap, log).await?,
+    // The setup runs processes (`id`, `pacman -T`, a bwrap probe) and walks the build
+    // directory: off the async worker.
+    let (root, setup_cfg, setup_log) = (ws.root().to_path_buf(), cfg.clone(), log.to_path_buf());
+    let setup = actix_web::web::block(move || setup::prepare(&root, &setup_cfg, &setup_log))
+        .await
+        .map_err(|e| BuildError::Setup(format!("the build setup did not finish: {e}")))??;
+    let overlay = match &setup.deps {
+        Some(d) => install_dependencies(ws, cfg, d, setup.user, setup.bwrap, log).await?,
         None => None,
     };
-    let argv = command_line(ws.root(), user, bwrap);
+    let argv = command_line(ws.root(), setup.user, setup.bwrap);
     run_logged(ws, &argv, overlay, cfg.timeout, log).await?;
     if ws.packages().is_empty() {
         return Err(BuildError::NoPackage);
@@ -160,65 +158,12 @@ pub async fn run_makepkg(
     Ok(())
 }
 
-/// Build dependencies the host lacks, to install into the build's own root.
-struct DepInstall {
-    missing: Vec<String>,
-    root: DepRoot,
-}
-
-/// What the build needs that the host lacks (`None`: nothing), its dependency root prepared.
-///
-/// makepkg runs with --nodeps (it cannot install anything as an unprivileged user): what the
-/// host lacks is installed from pkgstash's repos into the build's dependency root, or
-/// (`dependencies = "host"`) fails the build at once with a clear reason.
-fn plan_dependencies(
-    ws: &Workspace,
-    cfg: &BuilderConfig,
-    log: &Path,
-) -> Result<Option<DepInstall>, BuildError> {
-    let deps = build_dependencies(&ws.tree().join(".SRCINFO"));
-    let missing = missing_dependencies(&deps).unwrap_or_default();
-    if missing.is_empty() {
-        return Ok(None);
-    }
-    if cfg.dependencies == Dependencies::Host {
-        let msg = format!(
-            "missing build dependencies on this host: {} (install them on the build \
-             host, or set aur.builder.dependencies = \"repos\")",
-            missing.join(", ")
-        );
-        log_line(log, &msg);
-        return Err(BuildError::Setup(msg));
-    }
-    if cfg.server_url.is_empty() {
-        return Err(BuildError::Setup(
-            "this server's own address is not known yet: cannot install dependencies".into(),
-        ));
-    }
-    let root = DepRoot::new(ws.root());
-    let seeded = root
-        .prepare(cfg, Path::new(deps::HOST_DBPATH))
-        .map_err(|e| BuildError::Setup(format!("cannot prepare the dependency root: {e}")))?;
-    let repos: Vec<String> = cfg.dep_repos().iter().map(|r| r.to_string()).collect();
-    log_line(
-        log,
-        &format!(
-            "installing build dependencies {} from {} (repos: {}; {seeded} host packages \
-             count as installed)",
-            missing.join(", "),
-            cfg.server_url,
-            repos.join(", ")
-        ),
-    );
-    Ok(Some(DepInstall { missing, root }))
-}
-
 /// Install `deps` into their root (as the build runs: `user`, `bwrap`), and the overlay that
 /// shows that root on `/usr` to makepkg (`None` when there is nothing to overlay).
 async fn install_dependencies(
     ws: &Workspace,
     cfg: &BuilderConfig,
-    deps: &DepInstall,
+    deps: &setup::DepInstall,
     user: Option<BuildUser>,
     bwrap: bool,
     log: &Path,
@@ -294,70 +239,25 @@ async fn run_logged(
         )),
         None => BuildError::Setup(format!("cannot start {}: {e}", argv[0])),
     })?;
-    let pid = child.id();
-    match tokio::time::timeout(timeout, child.wait()).await {
+    // Until the step has ended by itself, the whole process group (makepkg's children too)
+    // is killed when this goes: at the time limit, or when the server stops mid-build.
+    let mut group = GroupKiller::of(child.id());
+    let waited = tokio::time::timeout(timeout, child.wait()).await;
+    if waited.is_ok() {
+        group.disarm();
+    }
+    drop(group);
+    match waited {
         Ok(Ok(status)) if status.success() => Ok(()),
         Ok(Ok(status)) => Err(BuildError::Failed(status.to_string())),
         Ok(Err(e)) => Err(BuildError::Failed(e.to_string())),
         Err(_) => {
-            if let Some(pid) = pid {
-                // The whole process group: makepkg's children too.
-                let _ = std::process::Command::new("kill")
-                    .args(["-KILL", "--", &format!("-{pid}")])
-                    .status();
-            }
             let _ = child.kill().await;
             let limit = humantime::format_duration(Duration::from_secs(timeout.as_secs()));
             log_line(log, &format!("killed after {limit}"));
             Err(BuildError::Timeout(limit.to_string()))
         }
     }
-}
-
-/// `depends`, `makedepends` and `checkdepends` (also `_<arch>` variants of the host arch)
-/// of a `.SRCINFO`, package base and split packages alike.
-pub fn build_dependencies(srcinfo: &Path) -> Vec<String> {
-    let Ok(text) = std::fs::read_to_string(srcinfo) else {
-        return Vec::new();
-    };
-    let arch = std::env::consts::ARCH;
-    let keys: Vec<String> = ["depends", "makedepends", "checkdepends"]
-        .iter()
-        .flat_map(|k| [k.to_string(), format!("{k}_{arch}")])
-        .collect();
-    let mut deps: Vec<String> = text
-        .lines()
-        .filter_map(|l| l.trim().split_once(" = "))
-        .filter(|(k, _)| keys.iter().any(|x| x == k.trim()))
-        .map(|(_, v)| v.trim().to_string())
-        .filter(|v| !v.is_empty())
-        .collect();
-    deps.sort();
-    deps.dedup();
-    deps
-}
-
-/// Which of `deps` the host's pacman cannot satisfy (`pacman -T`); `None` when all are there,
-/// or when there is no pacman to ask (a non-Arch host: makepkg's own errors will tell).
-fn missing_dependencies(deps: &[String]) -> Option<Vec<String>> {
-    if deps.is_empty() || on_path("pacman").is_none() {
-        return None;
-    }
-    let out = std::process::Command::new("pacman")
-        .arg("-T")
-        .args(deps)
-        .stdin(Stdio::null())
-        .output()
-        .ok()?;
-    if out.status.success() {
-        return None;
-    }
-    let missing: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| l.trim().to_string())
-        .filter(|l| !l.is_empty())
-        .collect();
-    (!missing.is_empty()).then_some(missing)
 }
 
 /// The last `lines` lines of a log file.
@@ -372,26 +272,6 @@ pub fn log_tail(log: &Path, lines: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn build_dependencies_from_srcinfo() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let p = dir.path().join(".SRCINFO");
-        let arch = std::env::consts::ARCH;
-        std::fs::write(
-            &p,
-            format!(
-                "pkgbase = x\n\tmakedepends = cmake\n\tdepends = glibc\n\tdepends_{arch} = libfoo\n\
-                 \tdepends_sparc = nope\n\toptdepends = bash: no\n\npkgname = x\n\tdepends = zlib>=1.2\n"
-            ),
-        )
-        .expect("write");
-        assert_eq!(
-            build_dependencies(&p),
-            vec!["cmake", "glibc", "libfoo", "zlib>=1.2"]
-        );
-        assert!(build_dependencies(&dir.path().join("none")).is_empty());
-    }
 
     #[test]
     fn command_drops_privileges_then_isolates() {

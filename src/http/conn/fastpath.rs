@@ -116,7 +116,8 @@ pub async fn serve(sock: &TcpStream, state: &AppState, plain: &Plain) -> Option<
             error,
         });
     }
-    // Not cached (not a directory either, which is actix's 404): a miss.
+    // Not cached (not a directory either, which is actix's 404): a miss. (A stat on the async
+    // worker, as intended: the dentry is hot, a blocking-pool hop would cost more.)
     if std::fs::symlink_metadata(&file).is_ok() {
         return None;
     }

@@ -106,6 +106,8 @@ impl<'a> PartialFile<'a> {
             .file
             .as_mut()
             .ok_or_else(|| std::io::Error::other("no partial file"))?;
+        // A write into the page cache on the fetch task, as intended (a blocking-pool hop per
+        // socket read would cost more); the fsync comes at publish, off the async worker.
         file.as_file_mut().write_all(bytes)?;
         self.hasher.update(bytes);
         self.written += bytes.len() as u64;

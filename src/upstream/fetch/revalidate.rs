@@ -17,11 +17,13 @@ use crate::repo::path::RepoPath;
 /// the broken one. (A db is admitted only if it parses ([`super::admit`]), so such a copy comes
 /// from elsewhere: an older pkgstash, damage on disk.)
 pub(crate) async fn conditional_for(ctx: &FetchContext, path: &RepoPath) -> Option<Validators> {
-    let (store, catalog, path) = (ctx.store.clone(), ctx.catalog.clone(), path.clone());
-    tokio::task::spawn_blocking(move || conditional_of(&store, &catalog, &path))
+    let (store, catalog, asked) = (ctx.store.clone(), ctx.catalog.clone(), path.clone());
+    tokio::task::spawn_blocking(move || conditional_of(&store, &catalog, &asked))
         .await
-        .ok()
-        .flatten()
+        .unwrap_or_else(|e| {
+            log::error!("{path}: reading the cached copy's validators did not finish: {e}");
+            None
+        })
 }
 
 /// Blocking [`conditional_for`]. (`.files` dbs are not parsed for this: pkgstash never reads
