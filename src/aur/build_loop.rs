@@ -170,9 +170,9 @@ impl AurService {
                 .unwrap_or_default();
             web::block(move || publisher.publish(&pkg, sig.as_deref()))
                 .await?
-                .map_err(|source| AurError::Publish {
+                .map_err(|cause| AurError::Publish {
                     name: name.clone(),
-                    source,
+                    cause,
                 })?;
             log::info!("aur: published {name} to repo {}", self.cfg.repo);
             published.push(name);

@@ -58,7 +58,8 @@ pub fn state_dir(cache_dir: &Path) -> PathBuf {
 }
 
 /// Why a check of a package base, or a build, did not go through (the text is what the
-/// status page, the build record and the notification say).
+/// status page, the build record and the notification say). A cause written into a message is
+/// not also a `source`: printed with its sources, each cause shows once.
 #[derive(Debug, thiserror::Error)]
 pub enum AurError {
     #[error(transparent)]
@@ -66,12 +67,11 @@ pub enum AurError {
     #[error(transparent)]
     Build(#[from] builder::BuildError),
     /// The custom repo refused or failed to add a built package.
-    #[error("publishing {name}: {source}")]
+    #[error("publishing {name}: {cause}")]
     Publish {
         /// The package file's name.
         name: String,
-        #[source]
-        source: crate::custom_repo::CustomRepoError,
+        cause: crate::custom_repo::CustomRepoError,
     },
     /// A blocking step (git, the repo's version lookup, publishing, the build setup) panicked
     /// or was cancelled.

@@ -195,22 +195,22 @@ pub(crate) fn reserve(file: &File, len: u64) -> io::Result<()> {
 
 /// Why the cache directory cannot be used.
 #[derive(Debug, thiserror::Error)]
-#[error("cache_dir {path}: {what}: {source}")]
+/// (The cause is in the message, so it is no `source`: printed once.)
+#[error("cache_dir {path}: {what}: {cause}")]
 pub struct StoreError {
     pub path: PathBuf,
     pub what: &'static str,
-    #[source]
-    pub source: io::Error,
+    pub cause: io::Error,
 }
 
 impl Store {
     /// Create the cache layout, check it is writable, and delete orphaned partial downloads
     /// left by a crash.
     pub fn open(root: &Path) -> Result<Store, StoreError> {
-        let err = |what, source| StoreError {
+        let err = |what, cause| StoreError {
             path: root.to_path_buf(),
             what,
-            source,
+            cause,
         };
         fs::create_dir_all(root).map_err(|e| err("cannot create", e))?;
         let partial_dir = root.join(PARTIAL_DIR);

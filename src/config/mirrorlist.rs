@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 /// A mirrorlist problem, naming the file and line.
 #[derive(Debug, thiserror::Error)]
 pub enum MirrorlistError {
-    #[error("cannot read mirrorlist {path}: {source}")]
+    /// (The cause is in the message, so it is no `source`: printed once.)
+    #[error("cannot read mirrorlist {path}: {cause}")]
     Read {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("mirrorlist {path}, line {line}: {reason}")]
     Line {
@@ -56,9 +56,9 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<(usize, String)>, Mirrorlist
 
 /// Read and parse a mirrorlist file.
 pub fn read(path: &Path) -> Result<Vec<(usize, String)>, MirrorlistError> {
-    let text = std::fs::read_to_string(path).map_err(|source| MirrorlistError::Read {
+    let text = std::fs::read_to_string(path).map_err(|cause| MirrorlistError::Read {
         path: path.to_path_buf(),
-        source,
+        cause,
     })?;
     parse(path, &text)
 }

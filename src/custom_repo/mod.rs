@@ -35,7 +35,8 @@ pub use self::repo::CustomRepo;
 use crate::config::Config;
 use crate::repo::package::{PackageMeta, PkgError};
 
-/// Why a custom repo operation failed.
+/// Why a custom repo operation failed. A cause written into a message is not also a `source`
+/// (printed with its sources, it shows once).
 #[derive(Debug, thiserror::Error)]
 pub enum CustomRepoError {
     #[error("no repo named `{0}`")]
@@ -43,7 +44,7 @@ pub enum CustomRepoError {
     #[error("repo {repo}: no package named `{name}`")]
     NoSuchPackage { repo: String, name: String },
     #[error("bad package: {0}")]
-    BadPackage(#[from] PkgError),
+    BadPackage(PkgError),
     #[error("repo {repo}: architecture `{arch}` is not one of {allowed:?}")]
     WrongArch {
         repo: String,
@@ -52,12 +53,11 @@ pub enum CustomRepoError {
     },
     #[error("bad signature: {0}")]
     BadSignature(String),
-    #[error("repo {repo}: {what}: {source}")]
+    #[error("repo {repo}: {what}: {cause}")]
     Io {
         repo: String,
         what: String,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("repo {repo}: signing failed: {why}")]
     Sign { repo: String, why: String },
@@ -151,9 +151,9 @@ fn io_err(
     what: impl Into<String>,
 ) -> impl FnOnce(std::io::Error) -> CustomRepoError + '_ {
     let what = what.into();
-    move |source| CustomRepoError::Io {
+    move |cause| CustomRepoError::Io {
         repo: repo.to_string(),
         what,
-        source,
+        cause,
     }
 }

@@ -88,7 +88,7 @@ impl CustomRepo {
         sig: Option<Vec<u8>>,
     ) -> Result<Added, CustomRepoError> {
         let name = self.cfg.name.clone();
-        let mut meta = read_package(src, filename)?;
+        let mut meta = read_package(src, filename).map_err(CustomRepoError::BadPackage)?;
         if meta.arch != "any" && !self.cfg.arch.contains(&meta.arch) {
             return Err(CustomRepoError::WrongArch {
                 repo: name,

@@ -34,7 +34,7 @@ impl State {
             Ok(data) => serde_json::from_slice(&data).map_err(|e| CustomRepoError::Io {
                 repo: repo.to_string(),
                 what: format!("cannot parse {}", state_file.display()),
-                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+                cause: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
             Err(e) => Err(io_err(repo, "cannot read state")(e)),
@@ -46,7 +46,7 @@ impl State {
         let data = serde_json::to_vec_pretty(self).map_err(|e| CustomRepoError::Io {
             repo: repo.to_string(),
             what: "cannot encode state".into(),
-            source: std::io::Error::other(e),
+            cause: std::io::Error::other(e),
         })?;
         crate::durable::write(&state_path(repo_path), &data)
             .map_err(io_err(repo, "cannot save state"))

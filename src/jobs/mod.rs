@@ -57,11 +57,11 @@ impl Jobs {
     }
 }
 
-/// A job that could not run to its end (its blocking part panicked or was cancelled).
+/// A job that could not run to its end (its blocking part panicked or was cancelled). The
+/// cause is in the message, so it is no `source` (printed once).
 #[derive(Debug, thiserror::Error)]
 #[error("{job} did not finish: {cause}")]
 pub struct JobFailed {
     pub job: &'static str,
-    #[source]
     pub cause: actix_web::error::BlockingError,
 }

@@ -112,6 +112,51 @@ fn unwritable_cache_dir_is_a_clear_error_at_start() {
         err.contains("cache_dir") && err.contains("/proc/pkgstash"),
         "{err}"
     );
+    assert_eq!(
+        err.matches("(os error").count(),
+        1,
+        "the cause, once: {err}"
+    );
+}
+
+/// A custom repo whose directory cannot be made: exit 2, the repo and its path named, the
+/// cause printed once; a mirrorlist that cannot be read likewise.
+#[test]
+fn unusable_repo_dir_and_mirrorlist_are_clear_errors_naming_the_cause_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = dir.path().join("cache");
+    let (code, _, err) = run(
+        &["serve"],
+        Some(&format!(
+            "listen = \"127.0.0.1:0\"\ncache_dir = \"{}\"\n[upstreams.a]\nmirrors = [\"http://127.0.0.1:9\"]\n\
+             [repos.custom]\npath = \"/proc/pkgstash-repo\"\narch = [\"x86_64\"]\n",
+            cache.display()
+        )),
+        &[],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("repo custom") && err.contains("/proc/pkgstash-repo"),
+        "{err}"
+    );
+    assert_eq!(
+        err.matches("(os error").count(),
+        1,
+        "the cause, once: {err}"
+    );
+
+    let (code, _, err) = run(
+        &["check-config"],
+        Some("cache_dir = \"/tmp/x\"\n[upstreams.a]\nmirrorlist = \"/nonexistent/mirrorlist\"\n"),
+        &[],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("/nonexistent/mirrorlist"), "{err}");
+    assert_eq!(
+        err.matches("(os error").count(),
+        1,
+        "the cause, once: {err}"
+    );
 }
 
 #[test]
