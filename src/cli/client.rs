@@ -2,8 +2,10 @@
 //! | mirrors | repo … | aur …`): one request to `/_pkgstash/api/<path>` of the running server
 //! (address: the config's first `listen` entry through [`crate::config::loopback_url`];
 //! token: `PKGSTASH_TOKEN`), its answer as text or parsed JSON, its failures as
-//! [`ClientError`]s that say what to fix (401, 403, 429 and an unreachable server apart).
+//! [`ClientError`]s that say what to fix (401, 403, 429, an unreachable server and a local
+//! file that cannot be uploaded apart).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use actix_web::http::Method;
@@ -16,8 +18,22 @@ use crate::config::Config;
 pub enum ClientError {
     #[error("PKGSTASH_TOKEN is not set: client commands need the admin token (see /etc/pkgstash/pkgstash.env)")]
     NoToken,
+    /// The request could not be sent (`why`: awc's error as text — awc's error type is not
+    /// `Send`, so it cannot travel in this error).
     #[error("cannot reach pkgstash at {url}: {why} (is `pkgstash serve` running?)")]
     Unreachable { url: String, why: String },
+    /// The server answered, but its answer could not be read to the end.
+    #[error("{url}: cannot read the answer: {cause}")]
+    Answer {
+        url: String,
+        cause: awc::error::PayloadError,
+    },
+    /// The local file to upload cannot be read.
+    #[error("cannot read {}: {cause}", .path.display())]
+    ReadUpload {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
     #[error("the server refused the admin token (401): PKGSTASH_TOKEN differs from the server's")]
     Unauthorized,
     #[error(
@@ -37,10 +53,10 @@ pub enum ClientError {
 }
 
 impl ClientError {
-    /// Exit code: 2 for a local configuration problem, 1 otherwise.
+    /// Exit code: 2 for a local problem (no token, a file that cannot be read), 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            ClientError::NoToken => 2,
+            ClientError::NoToken | ClientError::ReadUpload { .. } => 2,
             _ => 1,
         }
     }
@@ -62,17 +78,8 @@ impl AdminClient {
         })
     }
 
-    /// Send `method` to `/_pkgstash/api/<path>` and return the body text.
-    pub fn call(
-        &self,
-        method: Method,
-        path: &str,
-        timeout: Duration,
-    ) -> Result<String, ClientError> {
-        self.call_with(method, path, timeout, None)
-    }
-
-    /// Like [`AdminClient::call`], sending the file `body` (streamed) and extra headers.
+    /// Send `method` to `/_pkgstash/api/<path>` (with the file `body`, streamed, and its extra
+    /// headers, when given) and return the body text.
     pub fn call_with(
         &self,
         method: Method,
@@ -81,23 +88,33 @@ impl AdminClient {
         body: Option<Upload>,
     ) -> Result<String, ClientError> {
         let url = format!("{}/_pkgstash/api/{path}", self.base);
+        // The local file first: a file that cannot be read is no network failure.
+        let upload = match body {
+            None => None,
+            Some(up) => {
+                let read_error = |cause| ClientError::ReadUpload {
+                    path: up.file.clone(),
+                    cause,
+                };
+                let file = std::fs::File::open(&up.file).map_err(read_error)?;
+                let len = file.metadata().map_err(read_error)?.len();
+                Some((file, len, up.headers))
+            }
+        };
         let token = self.token.clone();
         let url2 = url.clone();
-        let result = actix_web::rt::System::new().block_on(async move {
+        let (status, body) = actix_web::rt::System::new().block_on(async move {
             let client = awc::Client::builder()
                 .timeout(timeout)
                 .disable_redirects()
                 .finish();
             let mut req = client.request(method, &url2).bearer_auth(&token);
-            let sent = match body {
+            let sent = match upload {
                 None => req.send().await,
-                Some(up) => {
-                    for (k, v) in &up.headers {
+                Some((file, len, headers)) => {
+                    for (k, v) in &headers {
                         req = req.insert_header((k.as_str(), v.as_str()));
                     }
-                    let file = std::fs::File::open(&up.file)
-                        .map_err(|e| format!("cannot read {}: {e}", up.file.display()))?;
-                    let len = file.metadata().map_err(|e| e.to_string())?.len();
                     req.send_body(awc::body::SizedStream::new(
                         len,
                         crate::http::filebody::file_range(file, 0, len),
@@ -105,17 +122,19 @@ impl AdminClient {
                     .await
                 }
             };
-            let mut resp = sent.map_err(|e| e.to_string())?;
+            let mut resp = sent.map_err(|e| ClientError::Unreachable {
+                url: url2.clone(),
+                why: e.to_string(),
+            })?;
             let body = resp
                 .body()
                 .limit(64 << 20)
                 .await
-                .map_err(|e| e.to_string())?;
-            Ok::<_, String>((resp.status().as_u16(), body))
-        });
-        let (status, body) = result.map_err(|why| ClientError::Unreachable {
-            url: url.clone(),
-            why,
+                .map_err(|cause| ClientError::Answer {
+                    url: url2.clone(),
+                    cause,
+                })?;
+            Ok::<_, ClientError>((resp.status().as_u16(), body))
         })?;
         let text = String::from_utf8_lossy(&body).trim().to_string();
         match status {
@@ -131,7 +150,7 @@ impl AdminClient {
         }
     }
 
-    /// [`AdminClient::call`] and parse the JSON answer.
+    /// [`AdminClient::call_with`] without a body, and parse the JSON answer.
     pub fn call_json<T: DeserializeOwned>(
         &self,
         method: Method,
@@ -162,4 +181,50 @@ impl AdminClient {
 pub struct Upload {
     pub file: std::path::PathBuf,
     pub headers: Vec<(String, String)>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A local file that cannot be read is said to be that (exit 2), not "cannot reach".
+    #[test]
+    fn an_unreadable_upload_is_a_local_error_not_an_unreachable_server() {
+        let client = AdminClient {
+            // Nothing listens on the discard port: were it sent, the request would fail.
+            base: "http://127.0.0.1:9".into(),
+            token: "t".into(),
+        };
+        let missing = std::path::PathBuf::from("/nonexistent/foo-1-1-any.pkg.tar.zst");
+        let upload = Upload {
+            file: missing.clone(),
+            headers: Vec::new(),
+        };
+        let e = client
+            .call_with(
+                Method::PUT,
+                "repos/custom/packages",
+                Duration::from_secs(5),
+                Some(upload),
+            )
+            .expect_err("no such file");
+        match &e {
+            ClientError::ReadUpload { path, cause } => {
+                assert_eq!(path, &missing);
+                assert_eq!(cause.kind(), std::io::ErrorKind::NotFound);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(e.exit_code(), 2);
+        assert!(
+            e.to_string().starts_with("cannot read /nonexistent/"),
+            "{e}"
+        );
+
+        let e = client
+            .call_with(Method::GET, "status", Duration::from_secs(5), None)
+            .expect_err("nothing listens");
+        assert!(matches!(e, ClientError::Unreachable { .. }), "{e:?}");
+        assert_eq!(e.exit_code(), 1);
+    }
 }
