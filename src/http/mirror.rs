@@ -78,7 +78,7 @@ async fn serve(req: &HttpRequest, state: &AppState) -> Result<(HttpResponse, Out
     }
     let path = RepoPath::parse(req.uri().path())?;
     if let Some(repo) = state.repos.get(path.upstream()) {
-        return Ok((serve_local(req, repo, &path)?, Outcome::Hit));
+        return Ok((serve_custom_repo(req, repo, &path)?, Outcome::Hit));
     }
     if state.pools.get(path.upstream()).is_none() {
         return Err(ApiError::NotFound);
@@ -289,7 +289,7 @@ fn serve_opened(
 }
 
 /// Serve a file of a custom repo: `/<repo>/os/<arch>/<file>`.
-fn serve_local(
+fn serve_custom_repo(
     req: &HttpRequest,
     repo: &crate::custom_repo::CustomRepo,
     path: &RepoPath,

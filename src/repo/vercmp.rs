@@ -44,6 +44,13 @@ fn parse_evr(evr: &str) -> (&str, &str, Option<&str>) {
 }
 
 /// libalpm's `rpmvercmp` on one component.
+///
+/// A line-by-line port of `rpmvercmp` in pacman's `lib/libalpm/version.c` (the C walks two
+/// `char*` cursors per string; `one`/`ptr1`, `two`/`ptr2` are those cursors as indexes, and
+/// `at` reads the NUL past the end). It stays one function, longer than our usual limit, on
+/// purpose: read side by side with alpm's C, every branch can be checked against its
+/// original, and pacman's ordering quirks (separator lengths, alpha vs. numeric segments,
+/// trailing alpha) are kept exactly; split up, that correspondence would be lost.
 fn rpmvercmp(a: &str, b: &str) -> Ordering {
     if a == b {
         return Ordering::Equal;
