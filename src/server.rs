@@ -189,7 +189,7 @@ pub async fn run(state: AppState, listeners: Vec<TcpListener>) -> std::io::Resul
     }
     let served = server.await;
     background.stop().await;
-    persist_index(&data).await;
+    data.index.persist_off_worker().await;
     log::info!(
         "stopped; {} download(s) were still in flight",
         data.registry.snapshot().len()
@@ -243,17 +243,7 @@ async fn sweep_open_files(state: web::Data<AppState>) {
 async fn persist_index_periodically(state: web::Data<AppState>) {
     loop {
         tokio::time::sleep(INDEX_SAVE_INTERVAL).await;
-        persist_index(&state).await;
-    }
-}
-
-/// Save the cache index's last-served times (off the async worker); a failure is logged.
-async fn persist_index(state: &AppState) {
-    let index = state.index.clone();
-    match web::block(move || index.persist()).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => log::warn!("cannot persist last-served times: {e}"),
-        Err(e) => log::warn!("cannot persist last-served times: {e}"),
+        state.index.persist_off_worker().await;
     }
 }
 

@@ -149,6 +149,18 @@ impl CacheIndex {
         written
     }
 
+    /// [`CacheIndex::persist`] on a blocking thread, awaited (what the refresh, the periodic
+    /// save and the stop of the server call); a failure is logged, and retried by the next
+    /// save.
+    pub(crate) async fn persist_off_worker(self: &std::sync::Arc<Self>) {
+        let index = self.clone();
+        match tokio::task::spawn_blocking(move || index.persist()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => log::warn!("cannot persist last-served times: {e}"),
+            Err(e) => log::warn!("cannot persist last-served times: {e}"),
+        }
+    }
+
     /// A file was published (or replaced).
     pub(crate) fn insert(&self, key: &str, size: u64, mtime: Option<SystemTime>) {
         let now = now_secs();

@@ -219,7 +219,7 @@ pub async fn refresh_now(jobs: &Jobs) -> RefreshReport {
     report.duration_ms = started.elapsed().as_millis() as u64;
     log_report(&report);
     *jobs.last_refresh.lock() = Some(report.clone());
-    persist_index(jobs).await;
+    jobs.index.persist_off_worker().await;
     report
 }
 
@@ -312,16 +312,6 @@ fn log_report(report: &RefreshReport) {
     );
     for e in &report.errors {
         log::warn!("refresh: {e}");
-    }
-}
-
-/// Save the cache index's last-served times (on a blocking thread).
-async fn persist_index(jobs: &Jobs) {
-    let index = jobs.index.clone();
-    match actix_web::web::block(move || index.persist()).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => log::warn!("cannot persist last-served times: {e}"),
-        Err(e) => log::warn!("cannot persist last-served times: {e}"),
     }
 }
 
