@@ -18,17 +18,17 @@
 // may link the crate-private items it is built on.
 #![allow(rustdoc::private_intra_doc_links)]
 
-pub mod admin;
-pub mod aur;
+pub(crate) mod admin;
+pub(crate) mod aur;
 pub mod cache;
 pub mod cli;
 pub mod config;
-pub mod custom_repo;
+pub(crate) mod custom_repo;
 pub(crate) mod durable;
 pub(crate) mod http;
 pub mod jobs;
 pub(crate) mod metrics;
-pub mod repo;
-pub mod server;
-pub mod state;
-pub mod upstream;
+pub(crate) mod repo;
+pub(crate) mod server;
+pub(crate) mod state;
+pub(crate) mod upstream;

@@ -3,12 +3,12 @@
 //! and metrics ([`page`]), the cache's admin endpoints ([`cache`]), the custom repos' ([`repos`])
 //! and the AUR build server's ([`aur`]).
 
-pub mod aur;
+pub(crate) mod aur;
 pub(crate) mod auth;
 pub(crate) mod cache;
 pub(crate) mod page;
 pub(crate) mod repos;
-pub mod routes;
+pub(crate) mod routes;
 pub(crate) mod status;
 
 use actix_web::http::header;

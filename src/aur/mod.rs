@@ -36,7 +36,7 @@ pub(crate) mod overlay;
 mod pkgbuild;
 pub(crate) mod process_group;
 pub(crate) mod publish;
-pub mod queue;
+pub(crate) mod queue;
 pub(crate) mod rpc;
 mod summary;
 
@@ -49,7 +49,7 @@ use tokio::sync::Notify;
 
 pub use self::publish::Publisher;
 use self::queue::{Approval, AurState, DecisionError, Job, Pending, StateFile};
-pub use self::summary::{AurSummary, BuildSummary};
+pub use self::summary::AurSummary;
 use crate::config::aur::{self as config, AurConfig};
 
 /// `<cache_dir>/.state/aur`.

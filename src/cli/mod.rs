@@ -5,8 +5,8 @@
 //! Inside: `commands/` does each command (local ones, and the client commands: one admin API
 //! request through [`client`], the answer rendered by `tables` or printed as JSON).
 
-pub mod args;
-pub mod client;
+pub(crate) mod args;
+pub(crate) mod client;
 mod commands;
 mod error;
 mod tables;

@@ -11,11 +11,11 @@
 //! every upstream has at least one `http(s)://` mirror base (no trailing slash), durations and
 //! sizes are parsed. Unknown keys are errors. Every error names the offending key.
 
-pub mod aur;
+pub(crate) mod aur;
 mod display;
 mod env;
-pub mod mirror_url;
-pub mod mirrorlist;
+pub(crate) mod mirror_url;
+pub(crate) mod mirrorlist;
 mod policy;
 mod raw;
 mod repos;

@@ -5,12 +5,12 @@
 //! errors answered to clients and how they count ([`error`]) and the access log
 //! ([`access_log`]).
 
-pub mod access_log;
-pub mod conn;
-pub mod error;
-pub mod file_response;
-pub mod filebody;
-pub mod in_flight;
-pub mod mirror;
-pub mod miss;
-pub mod ranges;
+pub(crate) mod access_log;
+pub(crate) mod conn;
+pub(crate) mod error;
+pub(crate) mod file_response;
+pub(crate) mod filebody;
+pub(crate) mod in_flight;
+pub(crate) mod mirror;
+pub(crate) mod miss;
+pub(crate) mod ranges;

@@ -6,8 +6,8 @@
 //! fetcher), never the faces' state: they sit below the faces that start them.
 
 pub mod cleanup;
-pub mod packages;
-pub mod refresh;
+pub(crate) mod packages;
+pub(crate) mod refresh;
 #[cfg(test)]
 mod test_cache;
 pub mod verify;

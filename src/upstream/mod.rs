@@ -1,5 +1,5 @@
 //! Upstream mirrors: the pool of each upstream ([`pool`]: order, health, cooldown) and the
 //! download task that fills the cache from it ([`fetch`]).
 
-pub mod fetch;
-pub mod pool;
+pub(crate) mod fetch;
+pub(crate) mod pool;

@@ -22,7 +22,7 @@
 //! The blocking setup (user, isolation, which dependencies, the dependency root) is [`setup`],
 //! run off the async worker; this module runs the steps (dependency install, makepkg).
 
-pub mod sandbox;
+pub(crate) mod sandbox;
 mod setup;
 
 use std::io::Write as _;

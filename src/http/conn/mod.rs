@@ -20,10 +20,10 @@
 //! actix side's ([`crate::http::access_log`]), cut-short ones included, with the
 //! body bytes actually handed to the kernel.
 
-pub mod fastpath;
-pub mod handoff;
-pub mod http1;
-pub mod http1_body;
+pub(crate) mod fastpath;
+pub(crate) mod handoff;
+pub(crate) mod http1;
+pub(crate) mod http1_body;
 
 use std::cell::RefCell;
 use std::fmt;
