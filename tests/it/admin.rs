@@ -289,8 +289,13 @@ fn metrics_count_miss_joined_hit_and_bytes() {
     for j in joiners {
         assert_eq!(j.join().expect("thread"), data);
     }
-    wait_for("cached", Duration::from_secs(10), || {
+    // Published and its task ended (the duration is observed when it ends; clients may have
+    // the last byte a moment earlier).
+    wait_for("cached, download ended", Duration::from_secs(10), || {
         p.cache_dir.join(CACHED).is_file()
+            && p.status_json_or_null()["inflight"]
+                .as_array()
+                .is_some_and(|a| a.is_empty())
     });
     let hit = client()
         .get(&url)
