@@ -99,7 +99,9 @@ fn connection_service(
     use actix_service::{fn_factory, fn_service, map_config, IntoServiceFactory, Service as _};
     let app_data = data.clone();
     let app = App::new()
-        .wrap(actix_web::middleware::from_fn(require_host))
+        .wrap(actix_web::middleware::from_fn(
+            crate::http::request_rules::apply,
+        ))
         .wrap(crate::http::access_log::actix_logger())
         .app_data(app_data)
         .app_data(auth)
@@ -133,24 +135,6 @@ fn connection_service(
             }))
         }
     })
-}
-
-/// RFC 9112 §3.2: an HTTP/1.1 request without exactly one `Host` is answered 400. actix-http
-/// 3.18.11 and later refuse such a request while parsing it (and the front end hands it to
-/// actix to do so); this keeps the rule whatever actix-http version is built in.
-async fn require_host(
-    req: actix_web::dev::ServiceRequest,
-    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
-) -> Result<
-    actix_web::dev::ServiceResponse<actix_web::body::EitherBody<impl actix_web::body::MessageBody>>,
-    actix_web::Error,
-> {
-    let hosts = req.headers().get_all(actix_web::http::header::HOST).count();
-    if req.version() == actix_web::http::Version::HTTP_11 && hosts != 1 {
-        let resp = actix_web::HttpResponse::BadRequest().finish();
-        return Ok(req.into_response(resp).map_into_right_body());
-    }
-    next.call(req).await.map(|r| r.map_into_left_body())
 }
 
 /// Serve until SIGTERM/SIGINT (graceful: responses in progress get [`SHUTDOWN_GRACE`]).
@@ -244,38 +228,5 @@ async fn persist_index_periodically(state: web::Data<AppState>) {
     loop {
         tokio::time::sleep(INDEX_SAVE_INTERVAL).await;
         state.index.persist_off_worker().await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::require_host;
-    use actix_web::{http::Version, test as atest, web, App, HttpResponse};
-
-    #[actix_web::test]
-    async fn http11_needs_exactly_one_host() {
-        let app = atest::init_service(
-            App::new()
-                .wrap(actix_web::middleware::from_fn(require_host))
-                .default_service(web::to(HttpResponse::Ok)),
-        )
-        .await;
-        for (version, hosts, want) in [
-            (Version::HTTP_11, 0, 400),
-            (Version::HTTP_11, 2, 400),
-            (Version::HTTP_11, 1, 200),
-            (Version::HTTP_10, 0, 200),
-        ] {
-            let mut req = atest::TestRequest::get().version(version);
-            for i in 0..hosts {
-                req = req.append_header(("host", format!("h{i}")));
-            }
-            let resp = atest::call_service(&app, req.to_request()).await;
-            assert_eq!(
-                resp.status().as_u16(),
-                want,
-                "{version:?} with {hosts} Host"
-            );
-        }
     }
 }

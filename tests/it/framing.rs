@@ -34,13 +34,13 @@ pub fn cached_server(len: usize, top: &str) -> (FakeMirror, Pkgstash, Vec<u8>) {
 }
 
 /// Send `bytes` in one write on a new connection; every response until the server closes.
-fn exchange(p: &Pkgstash, bytes: &[u8], head_only: &[bool]) -> Vec<Resp> {
+pub fn exchange(p: &Pkgstash, bytes: &[u8], head_only: &[bool]) -> Vec<Resp> {
     let mut c = Raw::connect(p.addr);
     c.send(bytes);
     c.responses_until_close(head_only)
 }
 
-fn statuses(r: &[Resp]) -> Vec<u16> {
+pub fn statuses(r: &[Resp]) -> Vec<u16> {
     r.iter().map(|r| r.status).collect()
 }
 
@@ -145,8 +145,8 @@ fn pipelined_bodies_are_framed_as_actix_alone_frames_them() {
     };
     let get_lf = format!("GET {PKG_URL} HTTP/1.1\nHost: x\n\n");
     let inner = format!("GET {PKG_URL} HTTP/1.1\r\nHost: x\r\n\r\n");
-    // (A handler that answers before reading a body makes actix close the connection unless
-    // the body is chunked; one that reads it keeps it open.)
+    // (A handler that answers before reading a body may make actix close the connection; one
+    // that reads it keeps it open.)
     for (auth, status) in [("", 401), ("Authorization: Bearer framing-t0ken\r\n", 200)] {
         for body in [
             "Content-Length: 5\r\n\r\nhello".to_string(),
@@ -155,7 +155,10 @@ fn pipelined_bodies_are_framed_as_actix_alone_frames_them() {
                 "Transfer-Encoding: chunked\r\n\r\n{:x}\r\n{inner}\r\n0\r\n\r\n",
                 inner.len()
             ),
-            "Transfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n0\r\nT: 1\r\n\r\n".to_string(),
+            "Transfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n0\r\n\r\n".to_string(),
+            // actix-http 3.11.2 reads a chunk-size line without digits as the last chunk.
+            "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n\r\n\r\n".to_string(),
+            "Transfer-Encoding: chunked\r\n\r\n;x=y\r\n\r\n".to_string(),
         ] {
             let post = format!("POST /_pkgstash/api/refresh HTTP/1.1\r\nHost: x\r\n{auth}{body}");
             let r = both(&format!("{get_lf}{post}{METRICS_CLOSE}"));
@@ -166,6 +169,21 @@ fn pipelined_bodies_are_framed_as_actix_alone_frames_them() {
             if let Some(m) = r.get(2) {
                 assert!(String::from_utf8_lossy(&m.body).contains("pkgstash_requests_total"));
             }
+        }
+        // A trailer section (RFC 9112 §7.1.2): actix-http 3.11.2 reads none and drops the
+        // connection at its first byte, whichever path the request takes: nothing after it is
+        // answered, the POST at most (whether it is depends on timing, for actix alone too:
+        // from one run to the next it answers the POST or not, so each path is held to that
+        // rule rather than to the other's run).
+        let post = format!(
+            "POST /_pkgstash/api/refresh HTTP/1.1\r\nHost: x\r\n{auth}Transfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n0\r\nT: 1\r\n\r\n"
+        );
+        let bytes = format!("{get_lf}{post}{METRICS_CLOSE}");
+        for server in [&p, &alone] {
+            let r = exchange(server, bytes.as_bytes(), &[]);
+            assert!(!r.is_empty() && r[0].body == data, "{post:?}: {r:?}");
+            assert!(r[1..].iter().all(|r| r.status == status), "{post:?}: {r:?}");
+            assert!(r.len() <= 2, "{post:?}: {r:?}");
         }
     }
 }

@@ -11,6 +11,7 @@ mod dbs;
 mod failover;
 mod fixture;
 mod framing;
+mod framing_rules;
 mod makepkg;
 mod nginx;
 mod package_contents;

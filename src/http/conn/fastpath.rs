@@ -2,7 +2,8 @@
 //!
 //! The connection front end ([`crate::http::conn`]) offers every request it framed here first.
 //! A request is taken when it is plain ([`plain`]): `GET`/`HEAD` over HTTP/1.1 with a head
-//! of CRLF lines only, no body, no `Range` or conditional headers, of a package of a mirrored
+//! of CRLF lines only, one `Host` and no `Transfer-Encoding` (those [`crate::http::request_rules`]
+//! answers), no body, no `Range` or conditional headers, of a package of a mirrored
 //! upstream. Then:
 //! - a **hit**: the response head, then the body from the page cache to the socket in the
 //!   kernel (no copy through user space, unlike actix-files, which reads the file and copies
@@ -54,7 +55,8 @@ pub struct Plain {
     pub path: RepoPath,
     pub key: String,
     pub head_only: bool,
-    /// The connection closes after the response (`Connection: close`).
+    /// The connection closes after the response (`Connection: close`): HTTP/1.1's
+    /// default overridden by the last `Connection` field, or `close` in any of them.
     pub close: bool,
 }
 
@@ -80,6 +82,8 @@ pub fn plain(head: &Head, state: &AppState) -> Option<Plain> {
         || !head.crlf
         || head.body != BodyKind::None
         || head.connection == ConnectionType::Upgrade
+        || head.faulty_framing
+        || head.count("host") != 1
         || NOT_PLAIN.iter().any(|n| head.has(n))
     {
         return None;

@@ -1,27 +1,51 @@
-//! HTTP/1.x request heads framed exactly as actix-http frames them.
+//! HTTP/1.x request heads framed exactly as the linked actix-http frames them.
 //!
 //! pkgstash's connection front end ([`crate::http::conn`]) reads every request head itself and then
 //! answers it with `sendfile` ([`crate::http::conn::fastpath`]) or hands exactly that request's bytes to
 //! actix-http. Both must agree, byte for byte, on where a request starts and ends, or a
 //! pipelined request could be swallowed or smuggled. So [`frame`] applies actix-http's own
-//! rules (actix-http 3.18.11 and later, `h1/decoder.rs`):
+//! rules, those of the version `Cargo.lock` links.
+//!
+//! **Reference: actix-http [`ACTIX_HTTP`] (3.11.2)**, the newest that builds with rustc 1.85;
+//! compared: `src/h1/decoder.rs` (`MessageType::set_headers`, `Request::decode`),
+//! `src/h1/chunked.rs` (`ChunkedState`, mirrored in [`crate::http::conn::http1_body`]),
+//! `src/h1/codec.rs` (`Codec::decode`: keep-alive), `src/requests/head.rs`
+//! (`RequestHead::connection_type`). A unit test fails when `Cargo.lock` links another
+//! version: compare that version's files again then. Its rules:
 //! - the head is parsed by the same `httparse` with the same (default) parser settings and the
 //!   same limits: at most [`MAX_HEADERS`] headers, at most [`MAX_HEAD`] bytes buffered for an
 //!   incomplete head; bare-LF line ends and leading empty lines are accepted as httparse does;
-//! - the head is refused ([`Frame::Invalid`]: actix answers 400) on a method or target the
-//!   `http` crate rejects, two `Content-Length`s, a `Content-Length` that is not digits (a `+`
-//!   sign included), two `Transfer-Encoding`s or one that is not exactly `chunked` (or both
-//!   `Transfer-Encoding` and `Content-Length`), `Transfer-Encoding` in HTTP/1.0, an HTTP/1.1
-//!   request without exactly one `Host` (RFC 9112 §3.2), an HTTP/1.0 `POST` without a length;
-//! - the body is `chunked`, else read to the end of the connection for `Upgrade: websocket` and
-//!   `CONNECT`, else `Content-Length` bytes (0 = none);
-//! - `Connection` is a token list (RFC 9110 §7.6.1): `close` anywhere wins, then `upgrade`,
-//!   then `keep-alive`; without one HTTP/1.1 keeps the connection, HTTP/1.0 closes it.
+//! - the head is refused ([`Frame::Invalid`]: actix answers 400 and closes) on a method or
+//!   target the `http` crate rejects, two `Content-Length`s, a `Content-Length` that is not
+//!   digits (a `+` sign included), and in HTTP/1.1 two `Transfer-Encoding`s or one that is
+//!   neither `chunked` nor `identity`; and on an HTTP/1.0 `POST` without `Content-Length`;
+//! - the body is `chunked` (HTTP/1.1 `Transfer-Encoding: chunked`, a `Content-Length` beside it
+//!   ignored), else read to the end of the connection for `Upgrade: websocket` and `CONNECT`,
+//!   else `Content-Length` bytes (0 = none); in HTTP/1.0, `Transfer-Encoding` is ignored;
+//! - the connection's fate is the last `Connection` field taken whole (`keep-alive`, `close`,
+//!   `upgrade`; any other value, a token list included, means the version's default:
+//!   HTTP/1.1 keeps the connection, HTTP/1.0 closes it).
 //!
-//! Where the body ends is [`crate::http::conn::http1_body`]'s job.
+//! Where actix-http 3.11.2 departs from RFC 9112 (later versions refuse these heads), the
+//! request is framed as 3.11.2 frames it, never answered by the fast path, and answered by
+//! actix through [`crate::http::request_rules`], on both paths alike:
+//! - faulty framing ([`faulty_framing`]: `Transfer-Encoding` in HTTP/1.0, or with
+//!   `Content-Length`, or not `chunked`) — request-smuggling material (RFC 9112 §6.1, §6.3,
+//!   §11.2): `400` and the connection closes;
+//! - an HTTP/1.1 request without exactly one `Host` (RFC 9112 §3.2): `400`;
+//! - `close` in a `Connection` token list ([`lists_close`], RFC 9110 §7.6.1): the response
+//!   closes the connection.
+//!
+//! (3.11.2 also reads `Expect: 100-…` in HTTP/1.0 requests: the fast path takes no request with
+//! `Expect`, and the interim response is followed as any.) Where the body ends is
+//! [`crate::http::conn::http1_body`]'s job.
 
 use actix_web::http::{Method, Uri};
 
+/// The actix-http version whose framing [`frame`] reproduces (the one `Cargo.lock` links).
+// Named by the docs; a unit test checks it against Cargo.lock (no code reads it).
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) const ACTIX_HTTP: &str = "3.11.2";
 /// Largest incomplete head buffered before the request is refused (actix-http's
 /// `MAX_BUFFER_SIZE`: it answers 431).
 pub const MAX_HEAD: usize = 131_072;
@@ -41,7 +65,7 @@ pub enum BodyKind {
     UntilClose,
 }
 
-/// The connection's fate after this request (actix-http's `ConnectionType`).
+/// The connection's fate after this request, as actix-http decides it (its `ConnectionType`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnectionType {
     KeepAlive,
@@ -49,7 +73,7 @@ pub enum ConnectionType {
     Upgrade,
 }
 
-/// A complete, valid request head.
+/// A complete head actix-http accepts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Head {
     /// Bytes of the head, the final empty line included.
@@ -60,7 +84,12 @@ pub struct Head {
     /// Minor version: 1 for HTTP/1.1, 0 for HTTP/1.0.
     pub minor_version: u8,
     pub body: BodyKind,
+    /// The connection's fate as actix-http decides it.
     pub connection: ConnectionType,
+    /// A `Connection` field lists `close` ([`lists_close`]).
+    pub close_requested: bool,
+    /// The framing is faulty ([`faulty_framing`]): actix answers 400 and closes.
+    pub faulty_framing: bool,
     /// Names of the headers, lowercased, in order (repeated names repeated).
     pub names: Vec<String>,
     /// Every line of the head ends with CRLF (no bare LF anywhere).
@@ -73,9 +102,17 @@ impl Head {
         self.names.iter().any(|n| n == name)
     }
 
-    /// Does the connection stay open after this request's response?
+    /// How many `name` (lowercase) headers are there?
+    pub fn count(&self, name: &str) -> usize {
+        self.names.iter().filter(|n| *n == name).count()
+    }
+
+    /// Does the connection stay open after this request's response? Where actix-http keeps it,
+    /// unless [`crate::http::request_rules`] makes the response close it.
     pub fn keep_alive(&self) -> bool {
         self.connection == ConnectionType::KeepAlive
+            && !self.close_requested
+            && !self.faulty_framing
     }
 
     /// `METHOD TARGET HTTP/1.x`, as access logs print it.
@@ -99,6 +136,33 @@ pub enum Frame {
     Head(Head),
 }
 
+/// RFC 9110 §7.6.1: does this `Connection` field value list the `close` option (anywhere,
+/// any case)?
+pub fn lists_close(value: &[u8]) -> bool {
+    value
+        .split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+}
+
+/// Is the framing of a request faulty (RFC 9112) though actix-http 3.11.2 accepts it, given its
+/// `Transfer-Encoding` field values and whether it has a `Content-Length`?
+/// - HTTP/1.0 with `Transfer-Encoding` (3.11.2 ignores it): §6.1, "MUST treat the message as
+///   if the framing is faulty ... and close the connection";
+/// - `Transfer-Encoding` and `Content-Length` (3.11.2 reads the chunked body): §6.1, "the server
+///   MUST close the connection after responding";
+/// - a `Transfer-Encoding` that is not `chunked` (3.11.2 ignores `identity`): §6.3, "MUST
+///   respond with the 400 (Bad Request) status code and then close the connection".
+///
+/// A proxy in front of pkgstash that framed such a request otherwise could smuggle a request
+/// in its body (§11.2); so it is answered 400 and the connection closes.
+pub fn faulty_framing(http11: bool, transfer_encodings: &[&[u8]], content_length: bool) -> bool {
+    match transfer_encodings {
+        [] => false,
+        [te] if http11 => content_length || !te.trim_ascii().eq_ignore_ascii_case(b"chunked"),
+        _ => true,
+    }
+}
+
 /// Is `b` a byte `HeaderValue::to_str` accepts (visible ASCII or tab)?
 fn visible(b: u8) -> bool {
     (32..127).contains(&b) || b == b'\t'
@@ -113,24 +177,24 @@ fn text(value: &[u8]) -> Option<&str> {
     }
 }
 
-/// What the headers of a request say, as actix-http's `set_headers` reads them.
+/// What the headers of a request say, as actix-http 3.11.2's `set_headers` reads them.
 #[derive(Default)]
-struct HeaderScan {
+struct HeaderScan<'a> {
     http11: bool,
     content_length: Option<u64>,
     chunked: bool,
-    seen_te: bool,
-    any_te: bool,
-    hosts: usize,
+    /// Every `Transfer-Encoding` value (HTTP/1.0's too, which actix ignores).
+    transfer_encodings: Vec<&'a [u8]>,
     connection: Option<ConnectionType>,
+    close_requested: bool,
     websocket: bool,
 }
 
 /// A header actix refuses.
 struct Refused;
 
-impl HeaderScan {
-    fn header(&mut self, name: &str, value: &[u8]) -> Result<(), Refused> {
+impl<'a> HeaderScan<'a> {
+    fn header(&mut self, name: &str, value: &'a [u8]) -> Result<(), Refused> {
         match name {
             "content-length" => {
                 let v = text(value).map(str::trim).ok_or(Refused)?;
@@ -140,12 +204,12 @@ impl HeaderScan {
                 self.content_length = Some(v.parse::<u64>().map_err(|_| Refused)?);
             }
             "transfer-encoding" => {
-                self.any_te = true;
-                if self.seen_te {
-                    return Err(Refused);
-                }
+                self.transfer_encodings.push(value);
+                // Read in HTTP/1.1 only; one at most.
                 if self.http11 {
-                    self.seen_te = true;
+                    if self.transfer_encodings.len() > 1 {
+                        return Err(Refused);
+                    }
                     match text(value).map(str::trim) {
                         Some(v) if v.eq_ignore_ascii_case("chunked") => self.chunked = true,
                         Some(v) if v.eq_ignore_ascii_case("identity") => {}
@@ -153,26 +217,17 @@ impl HeaderScan {
                     }
                 }
             }
-            "host" => {
-                self.hosts += 1;
-                if self.hosts > 1 {
-                    return Err(Refused);
-                }
-            }
             "connection" => {
-                for token in text(value).unwrap_or("").split(',').map(str::trim) {
-                    if token.eq_ignore_ascii_case("close") {
-                        self.connection = Some(ConnectionType::Close);
-                        break;
-                    } else if token.eq_ignore_ascii_case("upgrade")
-                        && self.connection != Some(ConnectionType::Close)
-                    {
-                        self.connection = Some(ConnectionType::Upgrade);
-                    } else if token.eq_ignore_ascii_case("keep-alive") && self.connection.is_none()
-                    {
-                        self.connection = Some(ConnectionType::KeepAlive);
+                self.close_requested |= lists_close(value);
+                // The value taken whole; the last field wins, even one that says nothing.
+                self.connection = match text(value).map(str::trim) {
+                    Some(v) if v.eq_ignore_ascii_case("keep-alive") => {
+                        Some(ConnectionType::KeepAlive)
                     }
-                }
+                    Some(v) if v.eq_ignore_ascii_case("close") => Some(ConnectionType::Close),
+                    Some(v) if v.eq_ignore_ascii_case("upgrade") => Some(ConnectionType::Upgrade),
+                    _ => None,
+                };
             }
             "upgrade" => {
                 self.websocket |=
@@ -183,16 +238,10 @@ impl HeaderScan {
         Ok(())
     }
 
-    /// The body and the connection's fate, once every header is in; `Err` when actix refuses
-    /// the combination.
-    fn finish(self, method: &Method) -> Result<(BodyKind, ConnectionType), Refused> {
+    /// The body, the connection's fate and whether the framing is faulty, once every header
+    /// is in; `Err` when actix refuses the request.
+    fn finish(self, method: &Method) -> Result<(BodyKind, ConnectionType, bool), Refused> {
         let http11 = self.http11;
-        if http11 && self.hosts == 0 {
-            return Err(Refused);
-        }
-        if self.any_te && (!http11 || !self.chunked || self.content_length.is_some()) {
-            return Err(Refused);
-        }
         if !http11 && method == Method::POST && self.content_length.is_none() && !self.websocket {
             return Err(Refused);
         }
@@ -212,7 +261,12 @@ impl HeaderScan {
             None if http11 => ConnectionType::KeepAlive,
             None => ConnectionType::Close,
         };
-        Ok((body, connection))
+        let faulty = faulty_framing(
+            http11,
+            &self.transfer_encodings,
+            self.content_length.is_some(),
+        );
+        Ok((body, connection, faulty))
     }
 }
 
@@ -248,7 +302,8 @@ pub fn frame(buf: &[u8]) -> Frame {
         }
         names.push(name);
     }
-    let Ok((body, connection)) = scan.finish(&parsed_method) else {
+    let close_requested = scan.close_requested;
+    let Ok((body, connection, faulty_framing)) = scan.finish(&parsed_method) else {
         return Frame::Invalid;
     };
     Frame::Head(Head {
@@ -258,6 +313,8 @@ pub fn frame(buf: &[u8]) -> Frame {
         minor_version,
         body,
         connection,
+        close_requested,
+        faulty_framing,
         names,
         crlf: crlf_only(&buf[..len]),
     })
@@ -331,30 +388,37 @@ mod tests {
             b("POST / HTTP/1.0\r\nContent-Length: 2\r\n\r\n"),
             BodyKind::Length(2)
         );
+        assert!(
+            !head(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+                .faulty_framing
+        );
     }
 
     #[test]
     fn what_actix_refuses_is_invalid() {
         for bad in [
-            "GET / HTTP/1.1\r\n\r\n",
-            "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: +1\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1x\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
-            "GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
-            "GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
-            "GET / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: x\r\n\r\n",
             "POST / HTTP/1.0\r\n\r\n",
+            // HTTP/1.0 ignores Transfer-Encoding: this POST has no length.
+            "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n",
             "GET / HTTP/2.0\r\nHost: a\r\n\r\n",
             "G\0T / HTTP/1.1\r\nHost: a\r\n\r\n",
         ] {
             assert_eq!(frame(bad.as_bytes()), Frame::Invalid, "{bad:?}");
         }
-        // HTTP/1.0 needs no Host.
-        assert!(matches!(frame(b"GET / HTTP/1.0\r\n\r\n"), Frame::Head(_)));
+        let mut te =
+            b"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\xff\r\n\r\n".to_vec();
+        assert_eq!(frame(&te), Frame::Invalid, "not text");
+        te[13] = b'0';
+        assert!(matches!(frame(&te), Frame::Head(_)), "HTTP/1.0: ignored");
     }
 
     #[test]
@@ -368,19 +432,173 @@ mod tests {
         assert_eq!(frame(long.as_bytes()), Frame::TooLarge);
     }
 
+    // The differences between actix-http 3.11.2 (the reference) and the later versions this
+    // framing first followed (3.18.11 to 3.20), one test each.
+
+    /// 3.20 refuses an HTTP/1.1 head without exactly one `Host`; 3.11.2 accepts it (the 400 is
+    /// `request_rules`'s, on both paths, and the connection goes on).
     #[test]
-    fn connection_tokens() {
-        let c =
-            |v: &str| head(format!("GET / HTTP/1.1\r\nHost: x\r\n{v}\r\n").as_bytes()).connection;
+    fn host_count_does_not_frame() {
+        for (bytes, hosts) in [
+            (&b"GET / HTTP/1.1\r\n\r\nGET /b"[..], 0),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 2),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nhost: a\r\n\r\n", 2),
+            (b"GET / HTTP/1.0\r\n\r\n", 0),
+            (b"GET / HTTP/1.0\r\nHost: x\r\nHost: x\r\n\r\n", 2),
+        ] {
+            let h = head(bytes);
+            assert_eq!(h.count("host"), hosts, "{bytes:?}");
+            assert_eq!(h.body, BodyKind::None);
+        }
+        assert_eq!(head(b"GET / HTTP/1.1\r\n\r\nGET /b").len, 18);
+        assert!(
+            head(b"GET / HTTP/1.0\r\nHost: x\r\nHost: x\r\n\r\n").connection
+                == ConnectionType::Close
+        );
+    }
+
+    /// 3.20 reads `Connection` as a token list over every field; 3.11.2 takes the last field
+    /// whole (anything but one of its three words: the version's default).
+    #[test]
+    fn connection_is_the_last_field_taken_whole() {
+        let h = |v: &str, version: &str| {
+            head(format!("GET / HTTP/1.{version}\r\nHost: x\r\n{v}\r\n").as_bytes())
+        };
         use ConnectionType::*;
-        assert_eq!(c("Connection: keep-alive, close\r\n"), Close);
-        assert_eq!(c("Connection: close, keep-alive\r\n"), Close);
-        assert_eq!(c("Connection: Keep-Alive\r\nConnection: CLOSE\r\n"), Close);
-        assert_eq!(c("Connection: te, keep-alive\r\n"), KeepAlive);
-        assert_eq!(c("Connection: upgrade\r\n"), Upgrade);
-        assert_eq!(c(""), KeepAlive);
-        let v10 = |v: &str| head(format!("GET / HTTP/1.0\r\n{v}\r\n").as_bytes()).connection;
-        assert_eq!(v10(""), Close);
-        assert_eq!(v10("Connection: keep-alive\r\n"), KeepAlive);
+        for (fields, version, actix, close_requested) in [
+            ("", "1", KeepAlive, false),
+            ("", "0", Close, false),
+            ("Connection: close\r\n", "1", Close, true),
+            ("Connection: Keep-Alive\r\n", "0", KeepAlive, false),
+            ("Connection:  UPGRADE \r\n", "1", Upgrade, false),
+            // Token lists: neither word for 3.11.2, so the default.
+            ("Connection: keep-alive, close\r\n", "1", KeepAlive, true),
+            ("Connection: close, keep-alive\r\n", "1", KeepAlive, true),
+            ("Connection: te,close\r\n", "1", KeepAlive, true),
+            ("Connection: keep-alive, te\r\n", "0", Close, false),
+            ("Connection: upgrade, close\r\n", "1", KeepAlive, true),
+            // The last field wins, even one that says nothing.
+            (
+                "Connection: Keep-Alive\r\nConnection: CLOSE\r\n",
+                "1",
+                Close,
+                true,
+            ),
+            (
+                "Connection: close\r\nConnection: te\r\n",
+                "1",
+                KeepAlive,
+                true,
+            ),
+            (
+                "Connection: keep-alive\r\nConnection: te\r\n",
+                "0",
+                Close,
+                false,
+            ),
+            (
+                "Connection: close\r\nConnection: upgrade\r\n",
+                "1",
+                Upgrade,
+                true,
+            ),
+        ] {
+            let head = h(fields, version);
+            assert_eq!(head.connection, actix, "{fields:?} 1.{version}");
+            assert_eq!(head.close_requested, close_requested, "{fields:?}");
+            assert_eq!(
+                head.keep_alive(),
+                actix == KeepAlive && !close_requested,
+                "{fields:?} 1.{version}"
+            );
+        }
+        // A value that is not text says nothing (3.11.2's `to_str` fails).
+        let v = head(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\xff\r\n\r\n");
+        assert_eq!(v.connection, KeepAlive);
+    }
+
+    /// 3.20 refuses `Transfer-Encoding` in HTTP/1.0; 3.11.2 ignores it (the body is
+    /// `Content-Length`'s, or none).
+    #[test]
+    fn http10_transfer_encoding_is_ignored_and_faulty() {
+        for (bytes, body) in [
+            (
+                &b"GET / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+                BodyKind::None,
+            ),
+            (
+                b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n",
+                BodyKind::Length(2),
+            ),
+            (
+                b"GET / HTTP/1.0\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: x\r\n\r\n",
+                BodyKind::None,
+            ),
+        ] {
+            let h = head(bytes);
+            assert_eq!(h.body, body, "{bytes:?}");
+            assert!(h.faulty_framing && !h.keep_alive(), "{bytes:?}");
+        }
+    }
+
+    /// 3.20 refuses `Transfer-Encoding: identity` and `Transfer-Encoding` beside
+    /// `Content-Length`; 3.11.2 ignores `identity` and lets `chunked` override the length.
+    #[test]
+    fn identity_and_transfer_encoding_with_length_are_faulty() {
+        let h =
+            |fields: &str| head(format!("POST / HTTP/1.1\r\nHost: x\r\n{fields}\r\n").as_bytes());
+        for (fields, body) in [
+            ("Transfer-Encoding: identity\r\n", BodyKind::None),
+            (
+                "Transfer-Encoding: identity\r\nContent-Length: 3\r\n",
+                BodyKind::Length(3),
+            ),
+            (
+                "Transfer-Encoding: chunked\r\nContent-Length: 3\r\n",
+                BodyKind::Chunked,
+            ),
+            (
+                "Content-Length: 3\r\nTransfer-Encoding: chunked\r\n",
+                BodyKind::Chunked,
+            ),
+            (
+                "Content-Length: 0\r\nTransfer-Encoding: chunked\r\n",
+                BodyKind::Chunked,
+            ),
+        ] {
+            let head = h(fields);
+            assert_eq!(head.body, body, "{fields:?}");
+            assert!(head.faulty_framing && !head.keep_alive(), "{fields:?}");
+        }
+    }
+
+    #[test]
+    fn faulty_framing_and_close_rules() {
+        assert!(!faulty_framing(true, &[], true));
+        assert!(!faulty_framing(false, &[], true));
+        assert!(!faulty_framing(true, &[b" Chunked "], false));
+        assert!(faulty_framing(true, &[b"chunked"], true));
+        assert!(faulty_framing(true, &[b"identity"], false));
+        assert!(faulty_framing(false, &[b"chunked"], false));
+        assert!(faulty_framing(true, &[b"chunked", b"chunked"], false));
+        assert!(lists_close(b"close"));
+        assert!(lists_close(b"keep-alive , CLOSE"));
+        assert!(lists_close(b"te,close\xff,close"));
+        assert!(!lists_close(b"closed, keep-alive"));
+        assert!(!lists_close(b""));
+    }
+
+    /// The reference is the actix-http `Cargo.lock` links: another version must be compared
+    /// again (its `h1/decoder.rs`, `h1/chunked.rs`, `h1/codec.rs`) before this passes.
+    #[test]
+    fn the_reference_is_the_linked_actix_http() {
+        let lock = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.lock"))
+            .expect("Cargo.lock");
+        let versions: Vec<&str> = lock
+            .split("[[package]]")
+            .filter(|p| p.contains("\nname = \"actix-http\"\n"))
+            .filter_map(|p| p.split("\nversion = \"").nth(1)?.split('"').next())
+            .collect();
+        assert_eq!(versions, [ACTIX_HTTP], "actix-http in Cargo.lock");
     }
 }

@@ -2,33 +2,39 @@
 //! shares with actix-http:
 //! - [`RequestBytes`]: which of the bytes read from a client belong to the request handed to
 //!   actix — its head, then its body as actix-http reads it (`Content-Length` bytes, or a
-//!   chunked body decoded by [`Chunked`], a copy of actix-http's `h1/chunked.rs` state machine
-//!   with its leniencies and errors), so the next request's bytes stay with the front end;
+//!   chunked body decoded by [`Chunked`], a copy of the `h1/chunked.rs` state machine of
+//!   actix-http 3.11.2 (the linked version, [`crate::http::conn::http1::ACTIX_HTTP`]) with its
+//!   leniencies and errors), so the next request's bytes stay with the front end;
 //! - [`ResponseEnd`]: when the response actix writes is complete (RFC 9112 §6.3: none after
 //!   `HEAD`, 1xx, 204 and 304, else `Content-Length` or chunked, else until the connection
 //!   closes), and whether it closes the connection.
 
 use crate::http::conn::http1::BodyKind;
 
-/// actix-http's chunked decoder states.
+/// actix-http 3.11.2's chunked decoder states (`h1/chunked.rs`, `ChunkedState`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ChunkState {
-    SizeFirst,
-    SizeRest,
+    Size,
     SizeLws,
     Extension,
     SizeLf,
     Body,
     BodyCr,
     BodyLf,
-    Trailer,
-    TrailerLf,
     EndCr,
     EndLf,
     End,
 }
 
-/// Where a chunked body ends (RFC 9112 §7.1), decided as actix-http decides it.
+/// Where a chunked body ends (RFC 9112 §7.1), decided as actix-http 3.11.2 decides it, byte
+/// for byte. Unlike later versions (3.18.11 to 3.20, which require a first hex digit and read
+/// a trailer section), 3.11.2:
+/// - reads a chunk-size line without digits as size 0 (`\r\n` or `;ext\r\n` ends the body);
+/// - refuses a trailer section (RFC 9112 §7.1.2): the first byte after the last chunk's line
+///   must be the final CR, else the body is malformed there and actix drops the connection.
+///
+/// Neither lets two parsers disagree on where a well-formed body ends; both are followed
+/// here because they decide where actix stops reading.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chunked {
     state: ChunkState,
@@ -50,7 +56,7 @@ pub enum Scan {
 impl Default for Chunked {
     fn default() -> Self {
         Chunked {
-            state: ChunkState::SizeFirst,
+            state: ChunkState::Size,
             size: 0,
         }
     }
@@ -61,7 +67,7 @@ fn hex(b: u8) -> Option<u64> {
 }
 
 impl Chunked {
-    /// Has the last chunk (and any trailer) been read?
+    /// Has the last chunk been read?
     pub fn ended(&self) -> bool {
         self.state == ChunkState::End
     }
@@ -86,20 +92,13 @@ impl Chunked {
             let b = bytes[i];
             i += 1;
             let next = match (self.state, b) {
-                (SizeFirst, _) => hex(b).map(|d| {
-                    self.size = d;
-                    SizeRest
-                }),
-                (SizeRest, b'\t' | b' ') => Some(SizeLws),
-                (SizeRest, b';') => Some(Extension),
-                (SizeRest, b'\r') => Some(SizeLf),
-                (SizeRest, _) => hex(b).and_then(|d| {
+                (Size | SizeLws, b'\t' | b' ') => Some(SizeLws),
+                (Size | SizeLws, b';') => Some(Extension),
+                (Size | SizeLws, b'\r') => Some(SizeLf),
+                (Size, _) => hex(b).and_then(|d| {
                     self.size = self.size.checked_mul(16)?.checked_add(d)?;
-                    Some(SizeRest)
+                    Some(Size)
                 }),
-                (SizeLws, b'\t' | b' ') => Some(SizeLws),
-                (SizeLws, b';') => Some(Extension),
-                (SizeLws, b'\r') => Some(SizeLf),
                 (SizeLws, _) => None,
                 (Extension, b'\r') => Some(SizeLf),
                 (Extension, 0x00..=0x08 | 0x0a..=0x1f | 0x7f) => None,
@@ -109,14 +108,10 @@ impl Chunked {
                 (SizeLf, _) => None,
                 (BodyCr, b'\r') => Some(BodyLf),
                 (BodyCr, _) => None,
-                (BodyLf, b'\n') => Some(SizeFirst),
+                (BodyLf, b'\n') => Some(Size),
                 (BodyLf, _) => None,
-                (Trailer, b'\r') => Some(TrailerLf),
-                (Trailer, _) => Some(Trailer),
-                (TrailerLf, b'\n') => Some(EndCr),
-                (TrailerLf, _) => None,
                 (EndCr, b'\r') => Some(EndLf),
-                (EndCr, _) => Some(Trailer),
+                (EndCr, _) => None,
                 (EndLf, b'\n') => Some(End),
                 (EndLf, _) => None,
                 (Body | End, _) => Some(self.state),
@@ -197,6 +192,12 @@ impl RequestBytes {
             BodyLeft::All => rest.len(),
         };
         head + body
+    }
+
+    /// Was the body malformed (everything after it handed over as is)?
+    #[cfg(test)]
+    pub fn malformed(&self) -> bool {
+        self.head_left == 0 && self.body == BodyLeft::All
     }
 
     /// Has every byte of the request been handed over?
@@ -357,36 +358,77 @@ pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn chunked_body_ends_where_actix_ends_it() {
-        let body = b"5\r\nhello\r\n3;ext=1\r\nabc\r\n0\r\nTrailer: x\r\n\r\nGET /next";
-        let mut c = Chunked::default();
-        assert_eq!(c.scan(body), Scan::End(body.len() - 9));
-        // Fed one byte at a time, the same end.
+    /// Feed `body` one byte at a time: how many bytes until the end (`Ok`) or the error.
+    fn bytewise(body: &[u8]) -> Result<usize, usize> {
         let mut c = Chunked::default();
         let mut n = 0;
-        for b in body.iter() {
+        for b in body {
             match c.scan(std::slice::from_ref(b)) {
                 Scan::More(k) => n += k,
-                Scan::End(k) => {
-                    n += k;
-                    break;
-                }
-                Scan::Error(_) => panic!("error"),
+                Scan::End(k) => return Ok(n + k),
+                Scan::Error(k) => return Err(n + k),
             }
         }
-        assert_eq!(n, body.len() - 9);
+        Ok(n)
+    }
+
+    #[test]
+    fn chunked_body_ends_where_actix_ends_it() {
+        let body =
+            b"5\r\nhello\r\n3;ext=1\r\nabc\r\nA \t; x=\"y z\"\r\n0123456789\r\n0\r\n\r\nGET /next";
+        let mut c = Chunked::default();
+        assert_eq!(c.scan(body), Scan::End(body.len() - 9));
+        assert!(c.ended());
+        assert_eq!(bytewise(body), Ok(body.len() - 9), "fed one byte at a time");
         let mut c = Chunked::default();
         assert_eq!(c.scan(b"0\r\n\r\n"), Scan::End(5));
-        // Size with trailing whitespace is accepted; a bare LF is not.
+        // Size with trailing whitespace is accepted; a bare LF is not, nor digits after
+        // whitespace, nor control bytes in an extension.
         let mut c = Chunked::default();
         assert_eq!(c.scan(b"1 \r\nx\r\n0\r\n\r\n"), Scan::End(12));
+        for (bad, at) in [
+            (&b"1\nx"[..], 2),
+            (b"g", 1),
+            (b"1 1\r\n", 3),
+            (b"1;a\x01\r\n", 4),
+            (b"1\r\nxy", 5),
+            (b"1\r\nx\ry", 6),
+            (b"0\r\n\rx", 5),
+            (b"fffffffffffffffff\r\n", 17),
+        ] {
+            let mut c = Chunked::default();
+            assert_eq!(c.scan(bad), Scan::Error(at), "{bad:?}");
+            assert_eq!(bytewise(bad), Err(at), "{bad:?}");
+        }
+    }
+
+    /// actix-http 3.11.2 (unlike 3.20) reads a chunk-size line without digits as size 0.
+    #[test]
+    fn a_size_line_without_digits_is_the_last_chunk() {
+        for (body, end) in [
+            (&b"\r\n\r\nGET"[..], 4),
+            (b";x=y\r\n\r\nGET", 8),
+            (b" \r\n\r\nGET", 5),
+            (b"2\r\nab\r\n\r\n\r\nGET", 11),
+        ] {
+            let mut c = Chunked::default();
+            assert_eq!(c.scan(body), Scan::End(end), "{body:?}");
+            assert_eq!(bytewise(body), Ok(end), "{body:?}");
+        }
+    }
+
+    /// actix-http 3.11.2 (unlike 3.20) reads no trailer section: the first trailer byte is
+    /// malformed, and actix drops the connection there.
+    #[test]
+    fn a_trailer_section_is_malformed() {
+        let body = b"3;x=y\r\nabc\r\n0\r\nT: 1\r\n\r\nGET / HTTP/1.1\r\n";
         let mut c = Chunked::default();
-        assert_eq!(c.scan(b"1\nx"), Scan::Error(2));
-        let mut c = Chunked::default();
-        assert_eq!(c.scan(b"g"), Scan::Error(1));
-        let mut c = Chunked::default();
-        assert_eq!(c.scan(b"fffffffffffffffff\r\n"), Scan::Error(17));
+        assert_eq!(c.scan(body), Scan::Error(16), "at the T");
+        assert_eq!(bytewise(body), Err(16));
+        let mut r = RequestBytes::new(2, BodyKind::Chunked);
+        assert_eq!(r.take(&[b"hh", &body[..]].concat()), 18);
+        assert!(!r.ended());
+        assert_eq!(r.take(&body[16..]), body.len() - 16, "then everything");
     }
 
     #[test]

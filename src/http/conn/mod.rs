@@ -2,8 +2,9 @@
 //! answers the request with `sendfile` ([`crate::http::conn::fastpath`]) or hands exactly that request's
 //! bytes to actix-http ([`crate::http::conn::handoff`]), one request at a time, for the connection's life.
 //!
-//! One reader frames every request ([`crate::http::conn::http1`]: actix-http's rules, byte for byte), so
-//! the same bytes make the same requests whichever side answers them, and one set of limits
+//! One reader frames every request ([`crate::http::conn::http1`]: the rules of the actix-http
+//! `Cargo.lock` links, byte for byte), so the same bytes make the same requests whichever side
+//! answers them, and one set of limits
 //! bounds every connection:
 //! - **keep-alive**: a connection idle [`KEEP_ALIVE`] between requests is closed;
 //! - **head**: a request head must be complete [`HEAD_TIMEOUT`] after its first byte, however
@@ -14,12 +15,17 @@
 //!
 //! Heads actix refuses (400, 431), and requests whose body lasts until the connection closes
 //! (`Upgrade: websocket`, `CONNECT`), get the rest of the connection handed to actix as is.
+//! Every other request is handed to actix alone, never with the bytes after it: actix-http
+//! answers requests it has already read even after a response that closes the connection
+//! (RFC 9112 §9.6 forbids it), so it must not read them.
 //! With `fast_path = false` every connection is actix's from its first byte.
 //!
 //! Requests answered here are counted in the metrics and written to the access log like the
 //! actix side's ([`crate::http::access_log`]), cut-short ones included, with the
 //! body bytes actually handed to the kernel.
 
+#[cfg(test)]
+mod actix_parity;
 pub(crate) mod fastpath;
 pub(crate) mod handoff;
 pub(crate) mod http1;
@@ -240,9 +246,14 @@ where
             log::debug!("connection ended with an error: {e}");
             false
         }
-        // actix closed the connection (`Connection: close`, an unread body, …).
-        Some(Ok(())) => false,
-        None => {
+        // The response is complete (actix waits for a next request, or ended the connection
+        // itself): the connection goes on where the request's head keeps it, every byte of the
+        // request went to actix and the response does not close it. actix-http 3.11.2 also
+        // ends a connection, without saying so, when it answered before reading the body it
+        // then read; actix alone answers the requests it already holds then (pipelined ones),
+        // and the bytes after this request are the next request's: it is answered.
+        _ if !ex.answered() => false,
+        _ => {
             head.keep_alive()
                 && ex.request.ended()
                 && !ex.response.as_ref().is_some_and(|r| r.close)
