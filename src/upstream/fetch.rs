@@ -32,6 +32,7 @@
 //! orders across the two files of a pair.
 
 pub mod admit;
+mod expect;
 pub mod head;
 mod job;
 pub mod pair;
@@ -54,8 +55,9 @@ use crate::cache::index::CacheIndex;
 use crate::cache::inflight::{Download, EntryGuard, Failure, Joined, Phase, Registry};
 use crate::cache::store::Store;
 use crate::metrics::Metrics;
-use crate::repo::path::{FileKind, RepoPath};
+use crate::repo::path::RepoPath;
 use crate::upstream::pool::Pools;
+use expect::Expectation;
 
 pub use crate::cache::catalog::Expected;
 
@@ -202,23 +204,22 @@ impl Fetcher {
                     drop(guard);
                     return;
                 }
-                let expected = match expected {
-                    Some(e) => Some(e),
-                    None => match lookup_expected(&ctx, &download.path).await {
-                        Verification::Known(e) => Some(e),
-                        Verification::Unknown => None,
-                        Verification::Malformed(why) => {
-                            refuse_malformed(&download, &why);
-                            drop(guard);
-                            return;
-                        }
-                    },
+                // The upstream request does not wait for the catalog: what it does not know
+                // from memory is looked up beside the request (`expect`).
+                let expectation = match Expectation::start(&ctx, &download.path, expected) {
+                    Ok(e) => e,
+                    Err(why) => {
+                        refuse_malformed(&download, &why);
+                        drop(guard);
+                        return;
+                    }
                 };
                 let conditional = match revalidate {
                     true => conditional_for(&ctx, &download.path).await,
                     false => None,
                 };
-                job::Job::new(&ctx, &pool, client, &download, conditional, expected)
+                job::Job::new(&ctx, &pool, client, &download, conditional, None)
+                    .expecting(expectation)
                     .run()
                     .await;
                 drop(guard);
@@ -234,10 +235,7 @@ impl Fetcher {
 /// treat the db as if it did not list it. The client gets a 502 saying the entry is malformed
 /// (pacman then tries its next `Server`), the log names it; the mirror is not blamed.
 fn refuse_malformed(download: &Download, why: &str) {
-    let msg = format!(
-        "{}: its repo db entry is malformed ({why}); not serving it unverified",
-        download.path
-    );
+    let msg = expect::malformed_message(&download.path, why);
     log::warn!("{msg}");
     download.finish(Phase::Failed(Failure::Unverifiable(Arc::from(
         msg.as_str(),
@@ -246,15 +244,33 @@ fn refuse_malformed(download: &Download, why: &str) {
 
 /// Ask the catalog (off the event loop: it may parse a db) what a package must be.
 async fn lookup_expected(ctx: &FetchContext, path: &RepoPath) -> Verification {
-    if path.kind() != FileKind::Immutable {
-        return Verification::Unknown;
-    }
     let catalog = ctx.catalog.clone();
-    let Some(dir) = ctx.store.final_path(path).parent().map(|d| d.to_path_buf()) else {
+    let Some((dir, name)) = expect::lookup_target(ctx, path) else {
         return Verification::Unknown;
     };
-    let name = path.file_name().to_string();
-    tokio::task::spawn_blocking(move || catalog.verification(&dir, &name))
-        .await
-        .unwrap_or(Verification::Unknown)
+    unverifiable_if_unfinished(
+        tokio::task::spawn_blocking(move || catalog.verification(&dir, &name)).await,
+    )
+}
+
+/// A lookup that panicked (a db the parser chokes on) must not pass for "not listed": the
+/// package would be served unverified.
+fn unverifiable_if_unfinished(
+    lookup: Result<Verification, tokio::task::JoinError>,
+) -> Verification {
+    lookup.unwrap_or_else(|e| Verification::Malformed(format!("its db could not be read: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicked_db_lookup_is_no_licence_to_serve_unverified() {
+        let lookup = tokio::task::spawn_blocking(|| -> Verification { panic!("parser bug") });
+        match unverifiable_if_unfinished(lookup.await) {
+            Verification::Malformed(why) => assert!(why.contains("panic"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
 }
