@@ -418,7 +418,7 @@ class ScaleBench:
         if args.scale_factor != 1.0:
             params = params.scaled(args.scale_factor)
             params = archgen.Params(**{**params.__dict__, "lan_payload": self.sz.lan_payload})
-        base = Path(args.fixtures) if args.fixtures else archgen.default_base(self.repo)
+        base = Path(args.fixtures).resolve() if args.fixtures else archgen.default_base(self.repo)
         self.fx = archgen.Fixture(base, params)
         self.parts = args.parts.split(",") if args.parts else PARTS
         self.rng = random.Random(2121)

@@ -140,6 +140,7 @@ fn connection_service(
 /// Serve until SIGTERM/SIGINT (graceful: responses in progress get [`SHUTDOWN_GRACE`]).
 pub async fn run(state: AppState, listeners: Vec<TcpListener>) -> std::io::Result<()> {
     let data = web::Data::new(state);
+    crate::jobs::warm_up::start(&data.jobs);
     let auth = web::Data::new(AdminAuth::new(data.cfg.token.clone()));
     let mut builder = actix_server::Server::build().shutdown_timeout(SHUTDOWN_GRACE.as_secs());
     let mut addrs = Vec::new();

@@ -3,7 +3,10 @@
 //!
 //! It answers "what does the db say this package must be" (verification before publish, the
 //! `verify` command) and "what is the current version of name+arch" (prefetch, cleanup).
-//! Parsing is blocking work: callers run it off the async workers.
+//! Parsing is blocking work: callers run it off the async workers. What is already in memory
+//! can be asked without parsing ([`Catalog::verification_if_parsed`]: a download starts at
+//! once and asks the blocking way beside its upstream request only when that says "not
+//! parsed"), and every cached db is read at start-up, off the request path ([`Catalog::warm`]).
 //!
 //! A db that cannot be read (broken, hostile, over [`crate::repo::db::DB_LIMITS`]) is remembered
 //! like a parsed one, per mtime and size: it is parsed once per version, not on every package
@@ -166,13 +169,18 @@ impl Catalog {
             .insert(db.to_path_buf(), (mtime, len, Ok(index)));
     }
 
-    /// The db files (`*.db`) of directory `dir`, sorted.
+    /// The db files (`*.db`) of directory `dir`, sorted: listed again when the listing is
+    /// older than [`DB_LIST_TTL`]. Blocking (reads the directory).
     fn dbs_in(&self, dir: &Path) -> Arc<Vec<PathBuf>> {
-        if let Some((listed, list)) = self.db_files.lock().get(dir) {
-            if listed.elapsed() < DB_LIST_TTL {
-                return list.clone();
-            }
+        match self.db_files.lock().get(dir) {
+            Some((listed, list)) if listed.elapsed() < DB_LIST_TTL => return list.clone(),
+            _ => {}
         }
+        self.list(dir)
+    }
+
+    /// List the db files of `dir` now and remember them. Blocking.
+    fn list(&self, dir: &Path) -> Arc<Vec<PathBuf>> {
         let Ok(entries) = std::fs::read_dir(dir) else {
             return Arc::new(Vec::new());
         };
@@ -189,10 +197,12 @@ impl Catalog {
         dbs
     }
 
-    /// A db file was published at `db`: list its directory again next time.
+    /// A db file was published at `db`: its directory is listed again now, so that lookups
+    /// from memory ([`Catalog::verification_if_parsed`]) see it. Blocking (reads the
+    /// directory): call it off the event loop.
     pub(crate) fn db_published(&self, db: &Path) {
         if let Some(dir) = db.parent() {
-            self.db_files.lock().remove(dir);
+            self.list(dir);
         }
     }
 
@@ -206,23 +216,60 @@ impl Catalog {
 
     /// The first answer `f` gives for a readable db of directory `dir`, the Arch layout's
     /// (`<repo>/os/<arch>/<repo>.db`) first: it usually answers, without listing the directory.
-    fn find_in<T>(&self, dir: &Path, mut f: impl FnMut(&RepoIndex) -> Option<T>) -> Option<T> {
+    fn find_in<T>(&self, dir: &Path, f: impl FnMut(&RepoIndex) -> Option<T>) -> Option<T> {
+        let parse = |db: &Path| Some(self.index(db));
+        let list = |dir: &Path| Some(self.dbs_in(dir));
+        self.find_in_with(dir, parse, list, f).flatten()
+    }
+
+    /// [`Catalog::find_in`] with the ways to get a db's index and a directory's dbs: `None`
+    /// from either means "cannot tell now" and is the answer (`Some(None)`: no db answers).
+    fn find_in_with<T>(
+        &self,
+        dir: &Path,
+        mut index: impl FnMut(&Path) -> Option<Option<Arc<RepoIndex>>>,
+        list: impl FnOnce(&Path) -> Option<Arc<Vec<PathBuf>>>,
+        mut f: impl FnMut(&RepoIndex) -> Option<T>,
+    ) -> Option<Option<T>> {
         let guess = dir
             .parent()
             .and_then(Path::parent)
             .and_then(Path::file_name)
             .and_then(|repo| repo.to_str())
             .map(|repo| dir.join(format!("{repo}.db")));
-        if let Some(idx) = guess.as_deref().and_then(|db| self.index(db)) {
-            if let Some(t) = f(&idx) {
-                return Some(t);
+        if let Some(db) = guess.as_deref() {
+            if let Some(t) = index(db)?.and_then(|idx| f(&idx)) {
+                return Some(Some(t));
             }
         }
-        self.dbs_in(dir)
+        for db in list(dir)?
             .iter()
             .filter(|db| Some(db.as_path()) != guess.as_deref())
-            .filter_map(|db| self.index(db))
-            .find_map(|idx| f(&idx))
+        {
+            if let Some(t) = index(db)?.and_then(|idx| f(&idx)) {
+                return Some(Some(t));
+            }
+        }
+        Some(None)
+    }
+
+    /// The index of the db file at `db` if what is in memory is its current version (one
+    /// `stat`, no parse): `Some(None)` when there is no such file or it cannot be read, `None`
+    /// when it is not parsed in this version.
+    fn index_if_parsed(&self, db: &Path) -> Option<Option<Arc<RepoIndex>>> {
+        let Ok(meta) = std::fs::metadata(db) else {
+            return Some(None);
+        };
+        let mtime = meta.modified().ok()?;
+        self.cached(db, mtime, meta.len()).map(Result::ok)
+    }
+
+    /// The db files of `dir` as last listed, however long ago (`None`: never listed). Every
+    /// db published through the catalog is in it ([`Catalog::db_published`]); one put there
+    /// behind pkgstash's back is seen by the next blocking lookup after [`DB_LIST_TTL`] — and
+    /// every download ends with such a lookup before it is published.
+    fn dbs_if_listed(&self, dir: &Path) -> Option<Arc<Vec<PathBuf>>> {
+        self.db_files.lock().get(dir).map(|(_, list)| list.clone())
     }
 
     /// The db entry listing package file `file_name` in directory `dir`.
@@ -231,13 +278,40 @@ impl Catalog {
     }
 
     /// What package file `file_name` in directory `dir` must be, by the cached dbs there: a
-    /// readable entry wins over a malformed one in another db.
+    /// readable entry wins over a malformed one in another db. Blocking: it may parse dbs
+    /// (one parse per db version; callers wanting the same db wait for it).
     pub(crate) fn verification(&self, dir: &Path, file_name: &str) -> Verification {
+        let parse = |db: &Path| Some(self.index(db));
+        let list = |dir: &Path| Some(self.dbs_in(dir));
+        self.verification_with(dir, file_name, parse, list)
+            .unwrap_or(Verification::Unknown)
+    }
+
+    /// What [`Catalog::verification`] answers, when the dbs it needs are in memory in their
+    /// current version (a `stat` per db, no parse, no directory listing): `None` when only
+    /// [`Catalog::verification`] can tell.
+    pub(crate) fn verification_if_parsed(
+        &self,
+        dir: &Path,
+        file_name: &str,
+    ) -> Option<Verification> {
+        let parsed = |db: &Path| self.index_if_parsed(db);
+        let listed = |dir: &Path| self.dbs_if_listed(dir);
+        self.verification_with(dir, file_name, parsed, listed)
+    }
+
+    fn verification_with(
+        &self,
+        dir: &Path,
+        file_name: &str,
+        index: impl FnMut(&Path) -> Option<Option<Arc<RepoIndex>>>,
+        list: impl FnOnce(&Path) -> Option<Arc<Vec<PathBuf>>>,
+    ) -> Option<Verification> {
         if !is_package_name(file_name) {
-            return Verification::Unknown;
+            return Some(Verification::Unknown);
         }
         let mut malformed = None;
-        let listed = self.find_in(dir, |idx| match idx.listing(file_name) {
+        let listed = self.find_in_with(dir, index, list, |idx| match idx.listing(file_name) {
             Listing::Entry(e) => Some(match (e.csize, &e.sha256) {
                 (Some(size), Some(sha256)) => Verification::Known(Expected {
                     size,
@@ -250,10 +324,26 @@ impl Catalog {
                 None
             }
             Listing::Unlisted => None,
-        });
-        listed
-            .or(malformed.map(Verification::Malformed))
-            .unwrap_or(Verification::Unknown)
+        })?;
+        Some(
+            listed
+                .or(malformed.map(Verification::Malformed))
+                .unwrap_or(Verification::Unknown),
+        )
+    }
+
+    /// Read every db file of `dbs` now, and list their directories (blocking), so that no
+    /// request waits for a parse later: at start-up, off the request path. Returns how many
+    /// could be read.
+    pub fn warm(&self, dbs: &[PathBuf]) -> usize {
+        let dirs: std::collections::BTreeSet<&Path> =
+            dbs.iter().filter_map(|db| db.parent()).collect();
+        for dir in dirs {
+            self.list(dir);
+        }
+        dbs.iter()
+            .filter(|db| matches!(self.read(db), Some(Ok(_))))
+            .count()
     }
 }
 
@@ -320,6 +410,50 @@ mod tests {
             Verification::Unknown
         );
         assert_eq!(catalog.parses(), 2);
+    }
+
+    #[test]
+    fn a_published_db_answers_from_memory_malformed_entries_included() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = dir.path().join("core/os/x86_64");
+        std::fs::create_dir_all(&repo).expect("mkdir");
+        let db = repo.join("core.db");
+        let tar = tar_with(&[
+            ("good-1-1/desc", desc("good", "10")),
+            ("bad-1-1/desc", desc("bad", "99999999999999999999999")),
+        ]);
+        std::fs::write(&db, tar).expect("write");
+        let catalog = Catalog::default();
+        let (good, bad) = ("good-1-1-any.pkg.tar.zst", "bad-1-1-any.pkg.tar.zst");
+        assert_eq!(catalog.verification_if_parsed(&repo, good), None);
+        // What publishing a db does: its index remembered, its directory listed.
+        let index = catalog.index(&db).expect("parsed");
+        catalog.remember(&db, index);
+        catalog.db_published(&db);
+        assert!(matches!(
+            catalog.verification_if_parsed(&repo, good),
+            Some(Verification::Known(Expected { size: 10, .. }))
+        ));
+        // A malformed entry in the `<repo>.db` needs the other dbs of the directory (a readable
+        // entry there would win): the listing made at publish answers.
+        assert!(matches!(
+            catalog.verification_if_parsed(&repo, bad),
+            Some(Verification::Malformed(r)) if r.contains("CSIZE")
+        ));
+        assert_eq!(
+            catalog.verification_if_parsed(&repo, "other-1-1-any.pkg.tar.zst"),
+            Some(Verification::Unknown)
+        );
+        // Not a package: nothing to look up.
+        assert_eq!(
+            catalog.verification_if_parsed(&repo, "core.db.sig"),
+            Some(Verification::Unknown)
+        );
+        // Another db put beside it, not parsed yet: only the blocking lookup can tell.
+        std::fs::write(repo.join("extra.db"), tar_with(&[])).expect("write");
+        catalog.db_published(&repo.join("extra.db"));
+        assert_eq!(catalog.verification_if_parsed(&repo, bad), None);
+        assert_eq!(catalog.parses(), 1);
     }
 
     #[test]

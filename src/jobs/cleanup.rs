@@ -68,7 +68,10 @@ impl Cleaner {
     /// sorted by path. Pure apart from reading cached dbs through the catalog.
     pub fn plan(&self, files: &[(String, FileInfo)], now: u64) -> Vec<Removed> {
         let by_key: HashMap<&str, &FileInfo> = files.iter().map(|(k, f)| (k.as_str(), f)).collect();
-        let mut plan = Plan::default();
+        let mut plan = Plan {
+            reasons: Reasons::of(&self.policy),
+            ..Plan::default()
+        };
         for (dir_key, names) in &by_dir(files) {
             self.plan_dir(dir_key, names, &by_key, now, &mut plan);
         }
@@ -76,6 +79,7 @@ impl Cleaner {
             mut remove,
             evictable,
             protected,
+            ..
         } = plan;
         if let Some(max) = self.policy.max_size {
             let total: u64 = files.iter().map(|(_, f)| f.size).sum();
@@ -83,13 +87,16 @@ impl Cleaner {
             remove.extend(evict(max, size, evictable, protected));
         }
         // Signatures go with their package.
+        let mut sig = String::new();
         let sigs: Vec<Removed> = remove
             .iter()
             .filter_map(|r| {
-                let sig = format!("{}.sig", r.path);
+                sig.clear();
+                sig.push_str(&r.path);
+                sig.push_str(".sig");
                 let info = by_key.get(sig.as_str())?;
                 Some(Removed {
-                    path: sig,
+                    path: sig.clone(),
                     bytes: info.size,
                     reason: "signature of a removed package".into(),
                 })
@@ -98,13 +105,13 @@ impl Cleaner {
         remove.extend(sigs);
         // Never a file being downloaded.
         remove.retain(|r| !self.registry.contains_key(&r.path));
-        remove.sort_by(|a, b| a.path.cmp(&b.path));
+        remove.sort_unstable_by(|a, b| a.path.cmp(&b.path));
         remove
     }
 
     /// Steps 1 and 2 for the packages among `names` in directory `dir_key`: a version the
     /// directory's cached dbs list is kept (and counted as protected); the others go
-    /// ([`Cleaner::reason`]) or may go under `max_size`.
+    /// ([`Reasons::why`]) or may go under `max_size`.
     fn plan_dir(
         &self,
         dir_key: &str,
@@ -115,9 +122,14 @@ impl Cleaner {
     ) {
         let indexes = self.catalog.indexes_in(&self.store.root().join(dir_key));
         let listed = |f: &str| indexes.iter().any(|i| i.by_filename(f).is_some());
+        // One buffer for the keys looked up; a key is copied only for what may go.
+        let mut key = String::with_capacity(dir_key.len() + 64);
         for versions in versions(names).values() {
             for (rank, (_, name)) in versions.iter().enumerate() {
-                let key = format!("{dir_key}/{name}");
+                key.clear();
+                key.push_str(dir_key);
+                key.push('/');
+                key.push_str(name);
                 let Some(info) = by_key.get(key.as_str()) else {
                     continue;
                 };
@@ -126,36 +138,18 @@ impl Cleaner {
                     continue;
                 }
                 let idle = now.saturating_sub(info.last_served.max(info.mtime));
-                match self.reason(rank, idle) {
+                match plan.reasons.why(rank, idle) {
                     Some(reason) => plan.remove.push(Removed {
-                        path: key,
+                        path: key.clone(),
                         bytes: info.size,
-                        reason,
+                        reason: reason.to_string(),
                     }),
-                    None => plan.evictable.push((info.last_served, key, info.size)),
+                    None => plan
+                        .evictable
+                        .push((info.last_served, key.clone(), info.size)),
                 }
             }
         }
-    }
-
-    /// Why a version no db lists goes under steps 1–2, if it does: `rank` among its
-    /// package's cached versions (0: the newest), unused for `idle` seconds.
-    fn reason(&self, rank: usize, idle: u64) -> Option<String> {
-        if rank >= self.policy.keep_versions {
-            return Some(format!(
-                "older than the {} newest version(s)",
-                self.policy.keep_versions
-            ));
-        }
-        self.policy
-            .max_age
-            .filter(|age| idle > age.as_secs())
-            .map(|age| {
-                format!(
-                    "in no db and unused for more than {}",
-                    humantime::format_duration(age)
-                )
-            })
     }
 
     /// Plan and (unless `dry_run`) remove.
@@ -203,6 +197,47 @@ struct Plan {
     evictable: Vec<(u64, String, u64)>,
     /// Bytes of versions a cached db lists (never removed).
     protected: u64,
+    reasons: Reasons,
+}
+
+/// Why steps 1–2 remove a version no db lists, worded once per plan (not per file).
+#[derive(Default)]
+struct Reasons {
+    keep_versions: usize,
+    /// Past `keep_versions` newest.
+    older: String,
+    /// `max_age` (seconds) and the words for it.
+    unused: Option<(u64, String)>,
+}
+
+impl Reasons {
+    fn of(policy: &CleanupConfig) -> Reasons {
+        Reasons {
+            keep_versions: policy.keep_versions,
+            older: format!("older than the {} newest version(s)", policy.keep_versions),
+            unused: policy.max_age.map(|age| {
+                (
+                    age.as_secs(),
+                    format!(
+                        "in no db and unused for more than {}",
+                        humantime::format_duration(age)
+                    ),
+                )
+            }),
+        }
+    }
+
+    /// Why a version no db lists goes under steps 1–2, if it does: `rank` among its
+    /// package's cached versions (0: the newest), unused for `idle` seconds.
+    fn why(&self, rank: usize, idle: u64) -> Option<&str> {
+        if rank >= self.keep_versions {
+            return Some(&self.older);
+        }
+        self.unused
+            .as_ref()
+            .filter(|(age, _)| idle > *age)
+            .map(|(_, why)| why.as_str())
+    }
 }
 
 /// Step 3: from a cache of `size` bytes after steps 1–2, the `evictable` packages (last
@@ -215,7 +250,11 @@ fn evict(
     protected: u64,
 ) -> Vec<Removed> {
     let mut remove = Vec::new();
-    evictable.sort();
+    evictable.sort_unstable();
+    let reason = format!(
+        "cache over max_size ({}), least recently served",
+        bytesize::ByteSize(max)
+    );
     for (_, key, bytes) in evictable {
         if size <= max {
             break;
@@ -224,10 +263,7 @@ fn evict(
         remove.push(Removed {
             path: key,
             bytes,
-            reason: format!(
-                "cache over max_size ({}), least recently served",
-                bytesize::ByteSize(max)
-            ),
+            reason: reason.clone(),
         });
     }
     if size > max {

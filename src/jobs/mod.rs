@@ -1,6 +1,7 @@
 //! Background and on-demand jobs over the cache: db refresh and prefetch ([`refresh`]),
-//! retention ([`cleanup`]), verification against the dbs ([`verify`]); the cached packages
-//! as the cleanup and prefetch plans see them ([`packages`]).
+//! retention ([`cleanup`]), verification against the dbs ([`verify`]), the cached dbs read at
+//! start-up ([`warm_up`]); the cached packages as the cleanup and prefetch plans see them
+//! ([`packages`]).
 //!
 //! The jobs get what they need of the server as one [`Jobs`] handle (the cache's parts and the
 //! fetcher), never the faces' state: they sit below the faces that start them.
@@ -11,6 +12,7 @@ pub(crate) mod refresh;
 #[cfg(test)]
 mod test_cache;
 pub mod verify;
+pub mod warm_up;
 
 use std::sync::Arc;
 

@@ -6,10 +6,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::cache::catalog::is_package_name;
 use crate::cache::index::FileInfo;
-use crate::repo::vercmp::{parse_pkg_filename, vercmp};
+use crate::repo::vercmp::{split_pkg_filename, vercmp};
 
 /// Package name and arch: the files of one package in one directory differ in version only.
-pub type NameArch = (String, String);
+pub type NameArch<'n> = (&'n str, &'n str);
 
 /// Cached files (`upstream/dir/name` keys, as [`crate::cache::index::CacheIndex::snapshot`]
 /// gives them) grouped by directory key (`upstream/dir`) → file names there, directories in
@@ -26,19 +26,16 @@ pub fn by_dir(files: &[(String, FileInfo)]) -> BTreeMap<&str, Vec<&str>> {
 
 /// The package files among `names` (signatures and anything else left out), grouped by
 /// name + arch: each group's `(version, file name)`s newest first; equal versions keep the
-/// order of `names`.
-pub fn versions<'n>(names: &[&'n str]) -> HashMap<NameArch, Vec<(String, &'n str)>> {
-    let mut groups: HashMap<NameArch, Vec<(String, &str)>> = HashMap::new();
-    for name in names.iter().filter(|n| is_package_name(n)) {
-        if let Some(p) = parse_pkg_filename(name) {
-            groups
-                .entry((p.name, p.arch))
-                .or_default()
-                .push((p.version, name));
+/// order of `names`. Every string borrows from `names`.
+pub fn versions<'n>(names: &[&'n str]) -> HashMap<NameArch<'n>, Vec<(&'n str, &'n str)>> {
+    let mut groups: HashMap<NameArch, Vec<(&str, &str)>> = HashMap::new();
+    for &name in names.iter().filter(|n| is_package_name(n)) {
+        if let Some((pkg, version, arch)) = split_pkg_filename(name) {
+            groups.entry((pkg, arch)).or_default().push((version, name));
         }
     }
     for group in groups.values_mut() {
-        group.sort_by(|a, b| vercmp(&b.0, &a.0));
+        group.sort_by(|a, b| vercmp(b.0, a.0));
     }
     groups
 }
@@ -76,9 +73,9 @@ mod tests {
         );
         let groups = versions(&dirs["arch/core/os/x86_64"]);
         let of = |name: &str, arch: &str| {
-            groups[&(name.to_string(), arch.to_string())]
+            groups[&(name, arch)]
                 .iter()
-                .map(|(v, _)| v.as_str())
+                .map(|(v, _)| *v)
                 .collect::<Vec<_>>()
         };
         // The epoch wins, then 1.10 > 1.0 (vercmp, not string order); `.sig` and db left out.

@@ -6,6 +6,7 @@
 //! it is being prefetched joins that download. Concurrency is bounded by
 //! `refresh.prefetch_concurrency`; only one refresh runs at a time.
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
@@ -97,12 +98,14 @@ pub fn plan_prefetch(
         let Some((upstream, rel_dir)) = dir_key.split_once('/') else {
             continue;
         };
+        // A set: a directory holds thousands of files, each asked about twice.
+        let cached: HashSet<&str> = names.iter().copied().collect();
         // newest cached version per (name, arch), and whether its .sig is cached
-        let newest: Vec<(NameArch, (String, bool))> = versions(&names)
+        let newest: Vec<(NameArch, (&str, bool))> = versions(&names)
             .into_iter()
             .filter_map(|(k, v)| {
                 let (version, name) = v.into_iter().next()?;
-                let has_sig = names.contains(&format!("{name}.sig").as_str());
+                let has_sig = cached.contains(format!("{name}.sig").as_str());
                 Some((k, (version, has_sig)))
             })
             .collect();
@@ -111,11 +114,11 @@ pub fn plan_prefetch(
         }
         let indexes = catalog.indexes_in(&root.join(dir_key));
         for ((name, arch), (version, has_sig)) in newest {
-            let Some(entry) = indexes.iter().find_map(|i| i.by_name_arch(&name, &arch)) else {
+            let Some(entry) = indexes.iter().find_map(|i| i.by_name_arch(name, arch)) else {
                 continue;
             };
-            if vercmp(&entry.version, &version) != std::cmp::Ordering::Greater
-                || names.contains(&entry.filename.as_str())
+            if vercmp(&entry.version, version) != std::cmp::Ordering::Greater
+                || cached.contains(entry.filename.as_str())
             {
                 continue;
             }

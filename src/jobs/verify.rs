@@ -35,13 +35,21 @@ pub struct Checked {
     pub detail: String,
 }
 
-/// sha256 of a file, streamed.
+/// Bytes read at a time while hashing.
+const READ_BUF: usize = 256 * 1024;
+
+/// sha256 (lowercase hex) of the file at `path`, streamed.
 pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    sha256_file_with(path, &mut vec![0u8; READ_BUF])
+}
+
+/// [`sha256_file`] reading through `buf` (any length > 0): one buffer for every file of a
+/// run — a fresh zeroed 1 MiB buffer per file cost more than hashing the typical package.
+fn sha256_file_with(path: &Path, buf: &mut [u8]) -> std::io::Result<String> {
     let mut f = std::fs::File::open(path)?;
     let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = f.read(&mut buf)?;
+        let n = f.read(buf)?;
         if n == 0 {
             break;
         }
@@ -57,6 +65,7 @@ pub fn verify_cache(root: &Path, quarantine: bool) -> Vec<Checked> {
     let mut files = index.snapshot();
     files.sort_by(|a, b| a.0.cmp(&b.0));
     let mut out = Vec::new();
+    let mut buf = vec![0u8; READ_BUF];
     for (key, info) in files {
         let Some((dir, name)) = key.rsplit_once('/') else {
             continue;
@@ -77,7 +86,7 @@ pub fn verify_cache(root: &Path, quarantine: bool) -> Vec<Checked> {
             (Some(size), _) if size != info.size => {
                 Some(format!("size {} but the db says {size}", info.size))
             }
-            (_, Some(want)) => match sha256_file(&file) {
+            (_, Some(want)) => match sha256_file_with(&file, &mut buf) {
                 Ok(got) if got.eq_ignore_ascii_case(want) => None,
                 Ok(got) => Some(format!("sha256 {got} but the db says {want}")),
                 Err(e) => Some(format!("cannot read: {e}")),
@@ -149,4 +158,30 @@ pub fn print_report(rows: &[Checked], json: bool) -> usize {
         count(Verdict::Unknown)
     );
     mismatches
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_buffer_hashes_file_after_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (long, short) = (dir.path().join("long"), dir.path().join("short"));
+        std::fs::write(&long, b"0123456789".repeat(1000)).expect("write");
+        std::fs::write(&short, b"abc").expect("write");
+        // A buffer smaller than the files, and the long file's bytes left in it.
+        let mut buf = vec![0u8; 7];
+        let digest = |bytes: &[u8]| hex::encode(Sha256::digest(bytes));
+        assert_eq!(
+            sha256_file_with(&long, &mut buf).expect("long"),
+            digest(&b"0123456789".repeat(1000))
+        );
+        assert_eq!(
+            sha256_file_with(&short, &mut buf).expect("short"),
+            digest(b"abc")
+        );
+        assert_eq!(sha256_file(&short).expect("short"), digest(b"abc"));
+        assert!(sha256_file_with(&dir.path().join("none"), &mut buf).is_err());
+    }
 }

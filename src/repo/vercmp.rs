@@ -150,6 +150,18 @@ pub struct PkgFileName {
 
 /// Parse a package file name; `None` for anything else (signatures, dbs, …).
 pub fn parse_pkg_filename(file_name: &str) -> Option<PkgFileName> {
+    let (name, version, arch) = split_pkg_filename(file_name)?;
+    Some(PkgFileName {
+        name: name.to_string(),
+        version: version.to_string(),
+        arch: arch.to_string(),
+        ext: file_name[name.len() + version.len() + arch.len() + 3..].to_string(),
+    })
+}
+
+/// [`parse_pkg_filename`] without copying: `(name, [epoch:]pkgver-pkgrel, arch)` as slices
+/// of `file_name` (plans over 100,000 cached files parse each name).
+pub fn split_pkg_filename(file_name: &str) -> Option<(&str, &str, &str)> {
     let pos = file_name.rfind(".pkg.tar")?;
     let (stem, ext) = (&file_name[..pos], &file_name[pos + 1..]);
     let tail = &ext["pkg.tar".len()..];
@@ -168,12 +180,9 @@ pub fn parse_pkg_filename(file_name: &str) -> Option<PkgFileName> {
     if [name, ver, rel, arch].iter().any(|s| s.is_empty()) {
         return None;
     }
-    Some(PkgFileName {
-        name: name.to_string(),
-        version: format!("{ver}-{rel}"),
-        arch: arch.to_string(),
-        ext: ext.to_string(),
-    })
+    // `ver-rel` is one slice of the stem: `name-` before it, `-arch` after.
+    let version = &stem[name.len() + 1..stem.len() - arch.len() - 1];
+    Some((name, version, arch))
 }
 
 #[cfg(test)]
@@ -275,6 +284,10 @@ mod tests {
             (p.name.as_str(), p.arch.as_str(), p.ext.as_str()),
             ("python-foo-bar", "any", "pkg.tar")
         );
+        assert_eq!(
+            split_pkg_filename("lib32-libc++-1:19.1.7-1-x86_64.pkg.tar.xz"),
+            Some(("lib32-libc++", "1:19.1.7-1", "x86_64"))
+        );
         for bad in [
             "core.db",
             "a-1-1-any.pkg.tar.zst.sig",
@@ -284,6 +297,7 @@ mod tests {
             "lastsync",
         ] {
             assert_eq!(parse_pkg_filename(bad), None, "{bad}");
+            assert_eq!(split_pkg_filename(bad), None, "{bad}");
         }
     }
 }

@@ -32,6 +32,7 @@
 //! orders across the two files of a pair.
 
 pub(crate) mod admit;
+mod expect;
 pub(crate) mod head;
 mod job;
 pub(crate) mod pair;
@@ -53,8 +54,9 @@ use crate::cache::index::CacheIndex;
 use crate::cache::inflight::{Download, EntryGuard, Failure, Joined, Phase, Registry};
 use crate::cache::store::Store;
 use crate::metrics::Metrics;
-use crate::repo::path::{FileKind, RepoPath};
+use crate::repo::path::RepoPath;
 use crate::upstream::pool::Pools;
+use expect::Expectation;
 
 pub use crate::cache::catalog::Expected;
 
@@ -201,23 +203,22 @@ impl Fetcher {
                     drop(guard);
                     return;
                 }
-                let expected = match expected {
-                    Some(e) => Some(e),
-                    None => match lookup_expected(&ctx, &download.path).await {
-                        Verification::Known(e) => Some(e),
-                        Verification::Unknown => None,
-                        Verification::Malformed(why) => {
-                            refuse_malformed(&download, &why);
-                            drop(guard);
-                            return;
-                        }
-                    },
+                // The upstream request does not wait for the catalog: what it does not know
+                // from memory is looked up beside the request (`expect`).
+                let expectation = match Expectation::start(&ctx, &download.path, expected) {
+                    Ok(e) => e,
+                    Err(why) => {
+                        refuse_malformed(&download, &why);
+                        drop(guard);
+                        return;
+                    }
                 };
                 let conditional = match revalidate {
                     true => conditional_for(&ctx, &download.path).await,
                     false => None,
                 };
-                job::Job::new(&ctx, &pool, client, &download, conditional, expected)
+                job::Job::new(&ctx, &pool, client, &download, conditional, None)
+                    .expecting(expectation)
                     .run()
                     .await;
                 drop(guard);
@@ -233,10 +234,7 @@ impl Fetcher {
 /// treat the db as if it did not list it. The client gets a 502 saying the entry is malformed
 /// (pacman then tries its next `Server`), the log names it; the mirror is not blamed.
 fn refuse_malformed(download: &Download, why: &str) {
-    let msg = format!(
-        "{}: its repo db entry is malformed ({why}); not serving it unverified",
-        download.path
-    );
+    let msg = expect::malformed_message(&download.path, why);
     log::warn!("{msg}");
     download.finish(Phase::Failed(Failure::Unverifiable(Arc::from(
         msg.as_str(),
@@ -245,14 +243,10 @@ fn refuse_malformed(download: &Download, why: &str) {
 
 /// Ask the catalog (off the event loop: it may parse a db) what a package must be.
 async fn lookup_expected(ctx: &FetchContext, path: &RepoPath) -> Verification {
-    if path.kind() != FileKind::Immutable {
-        return Verification::Unknown;
-    }
     let catalog = ctx.catalog.clone();
-    let Some(dir) = ctx.store.final_path(path).parent().map(|d| d.to_path_buf()) else {
+    let Some((dir, name)) = expect::lookup_target(ctx, path) else {
         return Verification::Unknown;
     };
-    let name = path.file_name().to_string();
     unverifiable_if_unfinished(
         tokio::task::spawn_blocking(move || catalog.verification(&dir, &name)).await,
     )

@@ -8,7 +8,9 @@ use std::time::{Duration, SystemTime};
 
 use reqwest::header;
 
-use crate::support::{arch_config, client, get_body, sha256_hex, wait_for, Pkgstash};
+use crate::support::{
+    arch_config, assert_refused_whole, client, get_body, sha256_hex, wait_for, Pkgstash,
+};
 use crate::upstream::{payload, Behaviour, FakeMirror};
 
 const DIR: &str = "/core/os/x86_64";
@@ -401,19 +403,61 @@ fn a_malformed_db_entry_fails_closed_for_its_package_only() {
         .exists());
     // The rest of the db still verifies: wrong bytes for `good` are refused ...
     up.set(Behaviour::WrongBytes);
-    let r = client()
-        .get(p.url(&format!("/arch{DIR}/{}", pkg_name("good"))))
-        .send()
-        .expect("request");
-    assert!(
-        r.bytes().is_err(),
-        "a body that does not match the db is aborted"
+    assert_refused_whole(
+        &p.url(&format!("/arch{DIR}/{}", pkg_name("good"))),
+        "a body that does not match the db",
     );
     // ... and the right ones served and cached.
     up.set(Behaviour::Normal);
     std::thread::sleep(Duration::from_millis(100));
     let (status, body) = get(&p, &pkg_name("good"));
     assert_eq!((status, sha256_hex(&body)), (200, sha256_hex(&good)));
+}
+
+/// After a restart the cached dbs are read in the background (issue 21: no package miss
+/// waits for a parse before asking upstream), and packages are verified against them from
+/// the first request on: wrong bytes and a malformed entry refused, the right bytes served.
+#[test]
+fn after_a_restart_packages_are_verified_against_the_dbs_read_at_start_up() {
+    let up = FakeMirror::start();
+    let good = payload(30_000, 1);
+    let malformed = format!(
+        "%FILENAME%\n{}\n\n%NAME%\nbad\n\n%VERSION%\n1.0-1\n\n%CSIZE%\n12x\n",
+        pkg_name("bad")
+    );
+    let db = db_of(
+        &[("good", &good)],
+        &[("bad-1.0-1/desc", malformed.as_str())],
+    );
+    up.put(&format!("{DIR}/core.db"), db);
+    up.put(&format!("{DIR}/{}", pkg_name("good")), good.clone());
+    up.put(&format!("{DIR}/{}", pkg_name("bad")), payload(20_000, 2));
+    let p = Pkgstash::start(&config(&up, ""));
+    assert_eq!(get(&p, "core.db").0, 200);
+    let cache = p.cache_dir.clone();
+    let work = cache.parent().expect("work dir").to_path_buf();
+    let p = Pkgstash::start_in(&work, &cache, &config(&up, ""), &[], p.kill9());
+
+    up.set(Behaviour::WrongBytes);
+    let url = |name: &str| p.url(&format!("/arch{DIR}/{}", pkg_name(name)));
+    assert_refused_whole(&url("good"), "wrong bytes right after a restart");
+    up.set(Behaviour::Normal);
+    assert_refused_whole(
+        &url("bad"),
+        "a package with a malformed entry after a restart",
+    );
+    wait_for(
+        "the cached db read at start-up",
+        Duration::from_secs(10),
+        || p.log().contains("catalog: 1 of 1 cached repo db(s) read"),
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    let (status, body) = get(&p, &pkg_name("good"));
+    assert_eq!((status, sha256_hex(&body)), (200, sha256_hex(&good)));
+    p.wait_cached(&format!("arch{DIR}/{}", pkg_name("good")));
+    assert!(!cache
+        .join(format!("arch{DIR}/{}", pkg_name("bad")))
+        .exists());
 }
 
 #[test]

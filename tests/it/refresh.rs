@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::fixture::{tools_available, Repo};
-use crate::support::{arch_config, client, wait_for, Pkgstash};
+use crate::support::{arch_config, assert_refused_whole, client, wait_for, Pkgstash};
 use crate::upstream::{Behaviour, FakeMirror};
 
 const DIR: &str = "/core/os/x86_64";
@@ -79,11 +79,7 @@ fn package_with_wrong_bytes_is_never_published() {
 
     // Same length, other bytes: only the hash can tell. The client is aborted, nothing cached.
     bad.set(Behaviour::WrongBytes);
-    let resp = client()
-        .get(p.url(&url_path(pkg_name)))
-        .send()
-        .expect("request");
-    assert!(resp.bytes().is_err(), "client must see an aborted body");
+    assert_refused_whole(&p.url(&url_path(pkg_name)), "wrong bytes, right length");
     let cached = p.cache_dir.join(format!("arch{DIR}/{pkg_name}"));
     std::thread::sleep(Duration::from_millis(200));
     assert!(

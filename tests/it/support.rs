@@ -295,6 +295,18 @@ pub fn get(url: &str) -> (u16, Result<Vec<u8>, String>) {
     )
 }
 
+/// GET `url`, which pkgstash must refuse to deliver whole (wrong bytes for its repo db): a
+/// 200 whose body is cut short, or a 502 when the download was refused before the answer
+/// began (a small file from a local mirror is fetched and checked in a moment). Panics, with
+/// `what`, when the body arrives complete with a 200.
+pub fn assert_refused_whole(url: &str, what: &str) {
+    match get(url) {
+        (200, Ok(body)) => panic!("{what}: served whole ({} bytes)", body.len()),
+        (200, Err(_)) => {}
+        (status, _) => assert_eq!(status, 502, "{what}"),
+    }
+}
+
 /// GET `url`: the status and the body (empty when it was cut short).
 pub fn get_body(url: &str) -> (u16, Vec<u8>) {
     let (status, body) = get(url);

@@ -22,6 +22,7 @@ use std::time::Instant;
 use url::Url;
 
 use self::attempt::Attempt;
+use super::expect::{self, Expectation};
 use super::partial::PartialFile;
 use super::{Expected, FetchContext};
 use crate::cache::inflight::{Download, Failure, Phase};
@@ -53,7 +54,8 @@ pub(crate) struct Job<'a> {
     conditional: Option<Validators>,
     /// The validators of the body received.
     received: Validators,
-    expected: Option<Expected>,
+    /// What the body must be by the repo db (known, or being looked up beside the download).
+    expected: Expectation,
     partial: PartialFile<'a>,
     /// Mirror indices in the order they are tried.
     order: Vec<usize>,
@@ -86,7 +88,7 @@ impl<'a> Job<'a> {
             download,
             conditional: conditional.filter(|v| !v.is_empty()),
             received: Validators::default(),
-            expected,
+            expected: Expectation::given(expected),
             partial: PartialFile::new(download),
             order: pool.order(&download.path),
             slow: vec![false; pool.mirrors.len()],
@@ -95,6 +97,12 @@ impl<'a> Job<'a> {
             admitted: None,
             started: Instant::now(),
         }
+    }
+
+    /// What the body must be, or the lookup that will tell ([`expect`]).
+    pub(crate) fn expecting(mut self, expected: Expectation) -> Self {
+        self.expected = expected;
+        self
     }
 
     /// Ask only mirror `i` (the other file of a db pair comes from the same mirror).
@@ -113,9 +121,16 @@ impl<'a> Job<'a> {
         .filter(|v| !v.is_empty())
     }
 
-    /// sha256 (hex) of the body received so far.
-    pub(crate) fn body_sha256(&self) -> String {
-        self.partial.sha256()
+    /// sha256 (hex) of the body received so far: hashed while it arrived when a digest was
+    /// wanted then, else read back from the partial file (off the event loop).
+    pub(crate) async fn body_sha256(&self) -> std::io::Result<String> {
+        if let Some(digest) = self.partial.sha256() {
+            return Ok(digest);
+        }
+        let file = self.partial.reader()?;
+        actix_web::rt::task::spawn_blocking(move || super::partial::sha256_of(file))
+            .await
+            .map_err(std::io::Error::other)?
     }
 
     /// Fetch, verify, then publish and tell clients.
@@ -185,6 +200,7 @@ impl<'a> Job<'a> {
                     return self.failed(Failure::upstream(&why));
                 }
                 Attempt::Refused(e) => return self.failed(Failure::upstream(&e)),
+                Attempt::Unverifiable(why) => return self.unverifiable(&why),
                 Attempt::Storage(e) => return self.storage_failed(e),
             }
             if self.partial.written() > before {
@@ -267,6 +283,15 @@ impl<'a> Job<'a> {
             self.partial.written()
         );
         Fetched::Failed(failure)
+    }
+
+    /// The repo db entry of the package is malformed (`why`, found while the body came): the
+    /// download ends, no mirror is blamed, clients are refused (issue 16's fail-closed rule).
+    fn unverifiable(&mut self, why: &str) -> Fetched {
+        self.partial.discard();
+        let msg = expect::malformed_message(&self.download.path, why);
+        log::warn!("{msg}");
+        Fetched::Failed(Failure::Unverifiable(Arc::from(msg.as_str())))
     }
 
     /// The cache could not store the file: no mirror is blamed, the admin sees it in status

@@ -177,7 +177,13 @@ impl Both<'_> {
         match &self.sig_got {
             Fetched::Failed(e) => Some(about(e, &pair.sig)),
             _ if changed => {
-                let fetched = db_changed.then(|| self.db.body_sha256());
+                let fetched = match db_changed {
+                    true => match self.db.body_sha256().await {
+                        Ok(digest) => Some(digest),
+                        Err(e) => return Some(read_back_failed(&e)),
+                    },
+                    false => None,
+                };
                 let validators = self.db.validators(&self.db_got).cloned();
                 steady(ctx, pool, client, pair, i, validators, fetched).await
             }
@@ -271,6 +277,15 @@ fn drop_signature(ctx: &FetchContext, sig: &RepoPath) {
     }
 }
 
+/// Our own copy of a db could not be read back to hash it: the cache's fault.
+fn read_back_failed(e: &std::io::Error) -> Failure {
+    log::error!("cache storage error: read downloaded db back: {e}");
+    Failure::Storage(crate::cache::store::StorageError::new(
+        "read downloaded file",
+        e,
+    ))
+}
+
 /// `failure` of the file `what`: a mirror's failure says which file it was about.
 fn about(failure: &Failure, what: &RepoPath) -> Failure {
     match failure {
@@ -297,11 +312,14 @@ async fn steady(
     let mut job = Job::new(ctx, pool, client, &probe, Some(validators), None).only_from(i);
     match job.fetch().await {
         Fetched::NotModified(_) => None,
-        Fetched::Complete(_) if fetched == Some(job.body_sha256()) => None,
-        Fetched::Complete(_) => Some(Failure::upstream(&format!(
-            "{} changed on {} while its signature was fetched",
-            pair.db, pool.mirrors[i].url
-        ))),
+        Fetched::Complete(_) => match job.body_sha256().await {
+            Ok(again) if fetched.as_deref() == Some(again.as_str()) => None,
+            Ok(_) => Some(Failure::upstream(&format!(
+                "{} changed on {} while its signature was fetched",
+                pair.db, pool.mirrors[i].url
+            ))),
+            Err(e) => Some(read_back_failed(&e)),
+        },
         Fetched::NotFound => Some(Failure::upstream(&format!(
             "{} vanished from {}",
             pair.db, pool.mirrors[i].url

@@ -1,5 +1,7 @@
 //! The file a download is written into (in `<cache_dir>/.partial/`): bytes appended in order,
-//! hashed (sha256) on the way, and announced to the clients tailing it.
+//! hashed (sha256) on the way when the digest may be needed ([`PartialFile::set_hashing`]: a
+//! package a repo db lists, or may list; nobody else reads the digest, and hashing was a
+//! quarter of a herd's CPU), and announced to the clients tailing it.
 //!
 //! Clients hear of progress in steps, not per socket read (a read is often a few KiB: waking
 //! every tailing client for each would cost more than sending the bytes): the first bytes at
@@ -7,7 +9,7 @@
 //! asks [`PartialFile::notify_due`]). Dropping the file (or [`PartialFile::discard`]) deletes
 //! it: only [`PartialFile::finish`] hands it on for publishing.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -30,7 +32,9 @@ pub struct PartialFile<'a> {
     /// `written` as clients last heard it, and when.
     notified: u64,
     notified_at: Instant,
-    hasher: Sha256,
+    /// sha256 of every byte written, while it is wanted; `None` once it is not (or when it
+    /// was turned on after the first byte: it would not cover them all).
+    hasher: Option<Sha256>,
     meta: Option<BodyMeta>,
 }
 
@@ -49,7 +53,7 @@ impl<'a> PartialFile<'a> {
             written: 0,
             notified: 0,
             notified_at: Instant::now(),
-            hasher: Sha256::new(),
+            hasher: Some(Sha256::new()),
             meta: None,
         }
     }
@@ -100,7 +104,17 @@ impl<'a> PartialFile<'a> {
         Ok(())
     }
 
-    /// Append `bytes` (hashed, announced in steps).
+    /// Hash the bytes as they are written (`true`, the default) or not. Turned on after the
+    /// first byte it stays off: [`PartialFile::sha256`] must cover every byte.
+    pub fn set_hashing(&mut self, on: bool) {
+        match (on, &self.hasher) {
+            (false, _) => self.hasher = None,
+            (true, None) if self.written == 0 => self.hasher = Some(Sha256::new()),
+            (true, _) => {}
+        }
+    }
+
+    /// Append `bytes` (hashed when wanted, announced in steps).
     pub fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         let file = self
             .file
@@ -109,7 +123,9 @@ impl<'a> PartialFile<'a> {
         // A write into the page cache on the fetch task, as intended (a blocking-pool hop per
         // socket read would cost more); the fsync comes at publish, off the async worker.
         file.as_file_mut().write_all(bytes)?;
-        self.hasher.update(bytes);
+        if let Some(hasher) = &mut self.hasher {
+            hasher.update(bytes);
+        }
         self.written += bytes.len() as u64;
         if self.notified == 0 || self.written - self.notified >= NOTIFY_BYTES {
             self.notify();
@@ -141,9 +157,12 @@ impl<'a> PartialFile<'a> {
         Ok(buf == data)
     }
 
-    /// sha256 (hex) of the bytes written so far.
-    pub fn sha256(&self) -> String {
-        hex::encode(self.hasher.clone().finalize())
+    /// sha256 (hex) of the bytes written so far, when they were hashed on the way (else
+    /// [`sha256_of`] the file).
+    pub fn sha256(&self) -> Option<String> {
+        self.hasher
+            .as_ref()
+            .map(|h| hex::encode(h.clone().finalize()))
     }
 
     /// A new handle on the file for reading it, with its own file offset (the caller may move
@@ -169,5 +188,69 @@ impl<'a> PartialFile<'a> {
         });
         meta.total = Some(self.written);
         Some(Finished { file, meta })
+    }
+}
+
+/// Blocking: sha256 (hex) of `file` read from its start (a partial file that was not hashed
+/// on the way).
+pub fn sha256_of(mut file: std::fs::File) -> std::io::Result<String> {
+    use std::io::{Seek, SeekFrom};
+    file.seek(SeekFrom::Start(0))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => hasher.update(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repo::path::RepoPath;
+
+    fn hex_sha256(bytes: &[u8]) -> String {
+        hex::encode(Sha256::digest(bytes))
+    }
+
+    #[test]
+    fn the_digest_covers_every_byte_or_is_read_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("store");
+        let path = RepoPath::parse("/arch/core/os/x86_64/a-1-1-any.pkg.tar.zst").expect("path");
+        let download = Download::detached(path);
+        let body = b"0123456789".repeat(40_000);
+
+        // Hashed on the way (the default: a db may list it).
+        let mut p = PartialFile::new(&download);
+        p.open(&store, None, None, None).expect("open");
+        p.append(&body[..1000]).expect("append");
+        p.append(&body[1000..]).expect("append");
+        assert_eq!(p.sha256(), Some(hex_sha256(&body)));
+
+        // Not wanted (no db lists it): no digest kept; read back, it is the same.
+        let mut p = PartialFile::new(&download);
+        p.set_hashing(false);
+        p.open(&store, None, None, None).expect("open");
+        p.append(&body[..5]).expect("append");
+        // Wanted again after the first byte: a digest of part of the body would lie.
+        p.set_hashing(true);
+        p.append(&body[5..]).expect("append");
+        assert_eq!(p.sha256(), None);
+        let read_back = sha256_of(p.reader().expect("reader")).expect("read back");
+        assert_eq!(read_back, hex_sha256(&body));
+
+        // Off then on before any byte: hashed from the start.
+        let mut p = PartialFile::new(&download);
+        p.set_hashing(false);
+        p.set_hashing(true);
+        p.open(&store, None, None, None).expect("open");
+        p.append(&body).expect("append");
+        assert_eq!(p.sha256(), Some(hex_sha256(&body)));
     }
 }

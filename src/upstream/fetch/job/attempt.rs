@@ -32,6 +32,9 @@ pub(super) enum Attempt {
     Fatal(String),
     /// The file is refused by policy (`max_unknown_size`): ends the download, no mirror blamed.
     Refused(String),
+    /// The repo db entry of the package is malformed (the reason): ends the download, no
+    /// mirror blamed, clients refused.
+    Unverifiable(String),
     /// The cache could not store the body: ends the download, no mirror blamed, no retry.
     Storage(StorageError),
 }
@@ -49,7 +52,7 @@ impl Job<'_> {
             url,
             redirected,
         } = answer;
-        let plan = match self.check_head(&resp, path, written, from_base) {
+        let plan = match self.checked_head(&resp, path, written, from_base).await {
             Ok(plan) => plan,
             Err(end) => return end,
         };
@@ -117,6 +120,34 @@ impl Job<'_> {
         Ok((answer, from_base))
     }
 
+    /// [`Job::check_head`] with the repo db's answer when it is there, and waiting for it when
+    /// the size decides how the body is taken (a body of unknown length, or over
+    /// `max_unknown_size`): see [`crate::upstream::fetch::expect`].
+    async fn checked_head(
+        &mut self,
+        resp: &awc::ClientResponse,
+        path: &RepoPath,
+        written: u64,
+        from_base: bool,
+    ) -> Result<BodyPlan, Attempt> {
+        self.expected.poll().map_err(Attempt::Unverifiable)?;
+        self.partial.set_hashing(self.expected.wants_digest());
+        let checked = self.check_head(resp, path, written, from_base);
+        let size_decides = matches!(
+            checked,
+            Err(Attempt::Refused(_)) | Ok(BodyPlan { total: None, .. })
+        );
+        if !(size_decides && self.expected.is_pending()) {
+            return checked;
+        }
+        self.expected
+            .resolve()
+            .await
+            .map_err(Attempt::Unverifiable)?;
+        self.partial.set_hashing(self.expected.wants_digest());
+        self.check_head(resp, path, written, from_base)
+    }
+
     /// The checks on `resp`'s head ([`head::check`]) with what this download knows
     /// (`written` bytes so far): how to take its body, or how the attempt ends.
     fn check_head(
@@ -130,7 +161,7 @@ impl Job<'_> {
             written,
             conditional: self.conditional.is_some(),
             first_total: self.partial.total(),
-            expected_size: self.expected.as_ref().map(|e| e.size),
+            expected_size: self.expected.size(),
             kind: path.kind(),
             never_empty: admit::never_empty(path),
             max_unknown_size: self.ctx.max_unknown_size,
@@ -161,7 +192,10 @@ impl Job<'_> {
         // Without a length from upstream (a chunked body), the repo db's size is the
         // length clients are told (and held to: the body must end exactly there), so a
         // Range on the download in flight gets its 206 (issue 15).
-        let known = plan.total.or(self.expected.as_ref().map(|e| e.size));
+        let known = plan.total.or(self.expected.size());
+        // The digest is the verification of a package a db lists (or may list): nobody else
+        // reads it.
+        self.partial.set_hashing(self.expected.wants_digest());
         self.partial
             .open(&self.ctx.store, known, known, last_modified)
             .map_err(|(op, e)| self.storage(op, e))

@@ -1,7 +1,9 @@
 //! The download loop of one [`Attempt`]: an accepted response's body appended to the partial
 //! file — past the bytes a mirror that ignored our `Range` sends again (they must equal ours),
-//! never past the body's bound ([`head::bound`]), its rate measured against `min_rate` — then
-//! the checks on how the body ended (its announced length, [`admit::check_length`]).
+//! never past the body's bound ([`head::bound`]; the repo db's size once the lookup beside the
+//! download answers: [`crate::upstream::fetch::expect`]), its rate measured against
+//! `min_rate` — then the checks on how the body ended (its announced length,
+//! [`admit::check_length`]).
 
 use std::time::{Duration, Instant};
 
@@ -34,12 +36,7 @@ impl Job<'_> {
     ) -> Attempt {
         let mut skip = plan.skip;
         let total = plan.total.or(self.partial.total());
-        let (bound, over) = head::bound(
-            self.expected.as_ref().map(|e| e.size),
-            total,
-            self.ctx.max_unknown_size,
-        );
-        let bound = Bound { bound, over };
+        let mut bound = self.bound(total);
         let mut window = RateWindow::new();
         loop {
             let chunk = match self.next_chunk(resp).await {
@@ -47,6 +44,13 @@ impl Job<'_> {
                 Ok(None) => break,
                 Err(failed) => return failed,
             };
+            if self.expected.is_pending() {
+                match self.db_answered(total) {
+                    Ok(true) => bound = self.bound(total),
+                    Ok(false) => {}
+                    Err(end) => return end,
+                }
+            }
             let new = match self.past_resent(&mut skip, &chunk) {
                 Ok(Some(new)) => new,
                 Ok(None) => continue,
@@ -57,6 +61,38 @@ impl Job<'_> {
             }
         }
         self.ended(path, skip, total)
+    }
+
+    /// Where the body may go: the db's size when known, else the declared `total`, else
+    /// `max_unknown_size`.
+    fn bound(&self, total: Option<u64>) -> Bound {
+        let (bound, over) = head::bound(self.expected.size(), total, self.ctx.max_unknown_size);
+        Bound { bound, over }
+    }
+
+    /// Take the repo db's answer if the lookup beside the download has it (`Ok(true)`): a
+    /// size that the declared `total` or the bytes written contradict ends the download (the
+    /// bytes so far are suspect: not resumed elsewhere), and a body that no db lists is not
+    /// hashed any further.
+    fn db_answered(&mut self, total: Option<u64>) -> Result<bool, Attempt> {
+        if !self.expected.poll().map_err(Attempt::Unverifiable)? {
+            return Ok(false);
+        }
+        self.partial.set_hashing(self.expected.wants_digest());
+        let Some(size) = self.expected.size() else {
+            return Ok(true);
+        };
+        if let Some(t) = total.filter(|&t| t != size) {
+            return Err(Attempt::Fatal(format!(
+                "file is {t} bytes but the repo db says {size}"
+            )));
+        }
+        if self.partial.written() > size {
+            return Err(Attempt::Fatal(format!(
+                "body longer than the {size} bytes the repo db says"
+            )));
+        }
+        Ok(true)
     }
 
     /// The next chunk of `resp`'s body (`None`: it ended), within the upstream timeout. Bytes

@@ -4,7 +4,6 @@
 //! differently ([`crate::cache::republish`]), then the file is renamed into place with the mirror's
 //! validators, and clients are told.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::{Fetched, Job};
@@ -31,11 +30,19 @@ impl Job<'_> {
         let path = self.download.path.clone();
         let mirror = &self.pool.mirrors[i].url;
         let written = self.partial.written();
-        let digest = self.partial.sha256();
-        if let Some(exp) = &self.expected {
-            if exp.size != written || !exp.sha256.eq_ignore_ascii_case(&digest) {
+        // The lookup beside the download has its answer before any client has the last byte.
+        if let Err(why) = self.expected.resolve().await {
+            return self.unverifiable(&why);
+        }
+        let mut digest = None;
+        if let Some(exp) = self.expected.known().cloned() {
+            let got = match self.digest(&mut digest).await {
+                Ok(d) => d,
+                Err(failed) => return failed,
+            };
+            if exp.size != written || !exp.sha256.eq_ignore_ascii_case(&got) {
                 let why = format!(
-                    "{mirror} served {path} with {written} bytes / sha256 {digest}, but the repo db says {} bytes / sha256 {}; discarded",
+                    "{mirror} served {path} with {written} bytes / sha256 {got}, but the repo db says {} bytes / sha256 {}; discarded",
                     exp.size, exp.sha256
                 );
                 self.mirror_failed(i, "served a file that does not match the repo db");
@@ -43,8 +50,10 @@ impl Job<'_> {
                 return self.failed(Failure::upstream(&why));
             }
         }
-        if let Err(why) = self.still_listed_so(&path, &digest).await {
-            return self.failed(Failure::upstream(&why));
+        match self.still_listed_so(&path, &mut digest).await {
+            Ok(Ok(())) => {}
+            Ok(Err(why)) => return self.failed(Failure::upstream(&why)),
+            Err(failed) => return failed,
         }
         let file = match self.partial.reader() {
             Ok(f) => f,
@@ -76,23 +85,52 @@ impl Job<'_> {
         }
     }
 
+    /// The body's sha256, computed once (`digest` keeps it): `Err` ends the job (our own
+    /// copy could not be read back).
+    async fn digest(&mut self, digest: &mut Option<String>) -> Result<String, Fetched> {
+        if let Some(d) = digest {
+            return Ok(d.clone());
+        }
+        match self.body_sha256().await {
+            Ok(d) => Ok(digest.insert(d).clone()),
+            Err(e) => {
+                log::error!(
+                    "cache storage error for {}: read downloaded file: {e}",
+                    self.download.path
+                );
+                Err(self.storage_failed(StorageError::new("read downloaded file", &e)))
+            }
+        }
+    }
+
     /// Does the package still match what the cached db says now? A db published while the
     /// download ran may have changed the entry (a package re-published under the same name):
     /// then these bytes are an old build, and are not published (the mirror is not blamed).
-    async fn still_listed_so(&self, path: &RepoPath, digest: &str) -> Result<(), String> {
+    /// `digest`: the body's sha256 if computed already.
+    async fn still_listed_so(
+        &mut self,
+        path: &RepoPath,
+        digest: &mut Option<String>,
+    ) -> Result<Result<(), String>, Fetched> {
         if path.kind() != FileKind::Immutable {
-            return Ok(());
+            return Ok(Ok(()));
         }
-        match lookup_expected(self.ctx, path).await {
-            Verification::Known(e) if e.size != self.partial.written() || !e.sha256.eq_ignore_ascii_case(digest) => Err(format!(
-                "{path}: the repo db changed during the download (it now says {} bytes / sha256 {}); discarded",
-                e.size, e.sha256
-            )),
+        Ok(match lookup_expected(self.ctx, path).await {
+            Verification::Known(e) => {
+                let got = self.digest(digest).await?;
+                match e.size != self.partial.written() || !e.sha256.eq_ignore_ascii_case(&got) {
+                    true => Err(format!(
+                        "{path}: the repo db changed during the download (it now says {} bytes / sha256 {}); discarded",
+                        e.size, e.sha256
+                    )),
+                    false => Ok(()),
+                }
+            }
             Verification::Malformed(why) => Err(format!(
                 "{path}: its repo db entry became malformed during the download ({why}); discarded"
             )),
-            _ => Ok(()),
-        }
+            Verification::Unknown => Ok(()),
+        })
     }
 
     /// Before a new db (its index `new`, to be published at `path`) replaces the cached one:
@@ -142,12 +180,22 @@ impl Job<'_> {
         let store = self.ctx.store.clone();
         let (p2, mtime) = (path.clone(), meta.last_modified);
         let validators = (path.kind() == FileKind::Mutable).then(|| self.received.clone());
+        // A new db is in the catalog (its parse, its directory's listing) before anyone can
+        // ask for its packages: their lookups answer from memory.
+        let catalog = is_db.then(|| (self.ctx.catalog.clone(), index.clone()));
         let published = actix_web::rt::task::spawn_blocking(move || {
-            store.publish(partial, &p2, mtime, validators.as_ref())
+            let dest = store.publish(partial, &p2, mtime, validators.as_ref())?;
+            if let Some((catalog, index)) = catalog {
+                if let Some(index) = index {
+                    catalog.remember(&dest, index);
+                }
+                catalog.db_published(&dest);
+            }
+            Ok::<_, std::io::Error>(())
         })
         .await;
-        let dest: PathBuf = match published {
-            Ok(Ok(dest)) => dest,
+        match published {
+            Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 log::error!("cache storage error for {path}: publish into the cache: {e}");
                 let failed = self.storage_failed(StorageError::new("publish into the cache", &e));
@@ -158,14 +206,8 @@ impl Job<'_> {
                 let failed = self.failed(Failure::Internal(Arc::from(why.as_str())));
                 return self.conclude_failed(failed);
             }
-        };
-        self.ctx.store.mark_validated(path);
-        if is_db {
-            self.ctx.catalog.db_published(&dest);
-            if let Some(index) = index {
-                self.ctx.catalog.remember(&dest, index);
-            }
         }
+        self.ctx.store.mark_validated(path);
         self.ctx
             .index
             .insert(&path.key(), written, meta.last_modified);
