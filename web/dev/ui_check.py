@@ -2,9 +2,10 @@
 """Drive the web interface in headless Chromium against the mock server and write a
 screenshot of every view at desktop and phone width.
 
-    python3 web/dev/ui_check.py [--out target/ui-screenshots] [--url http://HOST:PORT --token T]
+    python3 web/dev/ui_check.py [--out target/ui-screenshots]
 
-Without --url it starts web/dev/mock_server.py on a free port. It walks the issue's browser
+It starts web/dev/mock_server.py on a free port (--url points it at another server that has
+the same fixture data). It walks the issue's browser
 scenarios (sign in with a wrong then the right token, a download in flight that moves, evict,
 cleanup dry run then run, upload through the file picker, remove, approve and watch the build
 log stream, reject, open a past build's log, charts with points) and fails on the first step

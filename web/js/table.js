@@ -8,7 +8,8 @@ import { h, replace } from "./dom.js";
  *             cls?, narrow?: false (hidden on phones), title? }]
  * opts: { label (accessible name), rowKey: row => string, empty: text, filter: (row, q) => bool,
  *         initialSort: { key, dir: 1|-1 }, pageSize, rowClass: row => string,
- *         tall: scroll inside (header stays visible) instead of growing the page }
+ *         tall: scroll inside (header stays visible) instead of growing the page,
+ *         stackNarrow: false to keep a wide table on phones (default: one labelled block per row) }
  */
 export class DataTable {
   constructor(columns, opts = {}) {
@@ -22,7 +23,7 @@ export class DataTable {
     this.tbody = h("tbody");
     this.head = h("tr");
     this.foot = h("div", { class: "more" });
-    this.table = h("table", { "aria-label": opts.label }, h("thead", null, this.head), this.tbody);
+    this.table = h("table", { "aria-label": opts.label, class: opts.stackNarrow === false ? null : "stack-narrow" }, h("thead", null, this.head), this.tbody);
     this.el = h("div", null, h("div", { class: "table-wrap" + (opts.tall ? " tall" : "") }, this.table), this.foot);
     this.renderHead();
   }
@@ -88,7 +89,7 @@ export class DataTable {
       const tr = h("tr", { class: this.opts.rowClass?.(r) ?? null, dataset: this.opts.rowKey ? { key: this.opts.rowKey(r) } : null });
       for (const c of this.columns) {
         const v = c.render ? c.render(r) : r[c.key];
-        tr.append(h("td", { class: [c.num ? "num" : "", c.cls ?? "", c.narrow === false ? "hide-narrow" : ""].join(" ").trim() || null }, v ?? ""));
+        tr.append(h("td", { "data-label": c.label ?? "", class: [c.num ? "num" : "", c.cls ?? "", c.narrow === false ? "hide-narrow" : ""].join(" ").trim() || null }, Array.isArray(v) ? h("span", null, v) : v ?? ""));
       }
       return tr;
     });

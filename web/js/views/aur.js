@@ -81,7 +81,7 @@ function detailView(box) {
     { key: "name", label: "package", cls: "mono", render: (p) => h("span", { title: p.pkgbase && p.pkgbase !== p.name ? "package base " + p.pkgbase : null }, p.name) },
     { key: "state", label: "state", render: (p) => h("span", { class: "tag " + (STATE_TAG[p.state] ?? "mute") }, p.state) },
     { key: "repo_version", label: "in repo", cls: "mono" },
-    { key: "approved", label: "approved", sort: (p) => p.approved?.at, render: (p) => (p.approved
+    { key: "approved", label: "approved", cls: "wide", sort: (p) => p.approved?.at, render: (p) => (p.approved
       ? h("span", { title: p.approved.rev }, `${p.approved.version} by ${p.approved.by}, ${ago(p.approved.at)}`) : "–") },
     { key: "last_build", label: "last build", narrow: false, sort: (p) => p.last_build?.id, render: (p) => (p.last_build
       ? [buildTag(p.last_build), " ", ago(p.last_build.ended_at ?? p.last_build.started_at)] : "–") },
@@ -91,7 +91,7 @@ function detailView(box) {
     { key: "pkgbase", label: "package", cls: "mono" },
     { key: "version", label: "version", cls: "mono" },
     { key: "rev", label: "revision", cls: "mono", narrow: false, render: (b) => h("span", { title: b.rev }, shortRev(b.rev)) },
-    { key: "state", label: "result", render: (b) => [buildTag(b), b.error ? h("div", { class: "mute" }, b.error) : null] },
+    { key: "state", label: "result", cls: "wide", render: (b) => [buildTag(b), b.error ? h("div", { class: "mute" }, b.error) : null] },
     { key: "ended_at", label: "ended", sort: (b) => b.ended_at ?? b.started_at, render: (b) => (b.ended_at ? h("span", { title: datetime(b.ended_at) }, ago(b.ended_at)) : "running") },
     { key: "duration_secs", label: "took", num: true, narrow: false, render: (b) => (b.duration_secs == null ? "–" : duration(b.duration_secs)) },
     { key: "act", label: "", sortable: false, cls: "act", render: (b) => h("button", { type: "button", class: "btn small", onclick: () => openLogDialog(b) }, "Log") },

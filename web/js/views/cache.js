@@ -31,10 +31,10 @@ export function mount(el, ctx) {
     { key: "name", label: "name", cls: "mono", sort: (r) => r.name ?? r.file, render: (r) => h("span", { title: r.path }, r.name ?? r.file) },
     { key: "version", label: "version", cls: "mono nowrap" },
     { key: "arch", label: "arch", narrow: false },
-    { key: "dir", label: "directory", cls: "mono", narrow: false },
+    { key: "dir", label: "directory", cls: "mono wide", narrow: false },
     { key: "size", label: "size", num: true, render: (r) => h("span", { title: r.sig ? `+ ${bytes(r.sig_size)} signature` : null }, bytes(r.size)) },
     { key: "hits", label: "hits", num: true, render: (r) => int(r.hits) },
-    { key: "last_served", label: "last served", render: (r) => timeAgo(h, r.last_served, now) },
+    { key: "last_served", label: "last served", narrow: false, render: (r) => timeAgo(h, r.last_served, now) },
     { key: "db", label: "in db", sort: dbRank, render: dbCell },
     { key: "act", label: "", sortable: false, cls: "act", render: (r) => actionButton("Evict", () => evict(r), { cls: "btn small danger", title: "Remove this file from the cache" }) },
   ], {

@@ -39,7 +39,8 @@ export function mount(el) {
   const note = h("span", { class: "mute", id: "charts-note" });
   const reqBox = h("div", { class: "chart", id: "chart-requests", role: "img", "aria-label": "Requests per minute by result" });
   const byteBox = h("div", { class: "chart", id: "chart-bytes", role: "img", "aria-label": "Bytes per second, averaged per minute: served from cache, fetched upstream, served while downloading" });
-  const reqTotals = h("tbody"), byteTotals = h("tbody");
+  const reqTotals = h("dl", { class: "totals", id: "totals-requests", "aria-label": "Requests in range" });
+  const byteTotals = h("dl", { class: "totals", id: "totals-bytes", "aria-label": "Bytes in range" });
   const error = h("p", { class: "error", role: "alert" });
 
   el.append(
@@ -47,9 +48,9 @@ export function mount(el) {
     error,
     h("section", { class: "card chart-card", "aria-label": "Requests per minute" },
       h("div", { class: "card-head" }, h("h2", null, "Requests per minute, by result")), reqBox,
-      h("div", { class: "table-wrap" }, h("table", { class: "totals", id: "totals-requests", "aria-label": "Requests in range" }, reqTotals))),
+      reqTotals),
     card("Bytes per second (average of each minute)", null, byteBox,
-      h("div", { class: "table-wrap" }, h("table", { class: "totals", id: "totals-bytes", "aria-label": "Bytes in range" }, byteTotals))));
+      byteTotals));
 
   const charts = { requests: null, bytes: null };
   const sync = uPlot.sync("pkgstash");
@@ -106,12 +107,12 @@ export function mount(el) {
     const all = Object.values(req).reduce((a, b) => a + b, 0);
     const local = req.hit + req.revalidated + req.stale;
     const answered = local + req.miss + req.joined;
+    const item = (key, label, value, id) => h("div", null, h("dt", null, key ? h("span", { class: `dot c-${key}` }) : null, label), h("dd", { id }, value));
     replace(reqTotals,
-      h("tr", null, h("td", null, "requests in range"), h("td", { class: "num", id: "total-requests" }, int(all)),
-        h("td", null, "hit ratio"), h("td", { class: "num" }, answered ? pct(local / answered) : "–")),
-      chunk(REQUESTS.map(([k, label]) => [h("td", null, h("span", { class: `dot c-${k}` }), label), h("td", { class: "num" }, int(req[k]))]), 2));
-    replace(byteTotals, h("tr", null, BYTES.map(([k, label]) => [
-      h("td", null, h("span", { class: `dot c-${k}` }), label), h("td", { class: "num" }, bytes(sum(s.bytes[k])))])));
+      item(null, "requests in range", int(all), "total-requests"),
+      item(null, "hit ratio", answered ? pct(local / answered) : "–"),
+      REQUESTS.map(([k, label]) => item(k, label, int(req[k]))));
+    replace(byteTotals, BYTES.map(([k, label]) => item(k, label, bytes(sum(s.bytes[k])))));
   }
 
   poller.start();
@@ -119,11 +120,4 @@ export function mount(el) {
     statusInterval: 5000,
     unmount() { poller.stop(); ro.disconnect(); for (const c of Object.values(charts)) c?.destroy(); },
   };
-}
-
-/** Rows of `n` label/value pairs. */
-function chunk(pairs, n) {
-  const rows = [];
-  for (let i = 0; i < pairs.length; i += n) rows.push(h("tr", null, pairs.slice(i, i + n)));
-  return rows;
 }

@@ -57,7 +57,7 @@ function report(r) {
   const t = new DataTable([
     { key: "path", label: "file", cls: "path" },
     { key: "bytes", label: "size", num: true, render: (x) => bytes(x.bytes) },
-    { key: "reason", label: "reason" },
+    { key: "reason", label: "reason", cls: "wide" },
   ], { label: r.dry_run ? "Files the cleanup would remove" : "Files removed", initialSort: { key: "bytes", dir: -1 }, pageSize: 100, tall: true });
   t.setRows(r.removed);
   return t;

@@ -29,11 +29,11 @@ function build(box, mirrors, ctx) {
   if (!byUp.size) { replace(box, h("p", { class: "mute" }, "no mirrors configured")); return; }
   replace(box, [...byUp].map(([up, list]) => h("section", { class: "card", "aria-label": "Mirrors of " + up },
     h("div", { class: "card-head" }, h("h2", null, up), h("span", { class: "mute" }, `${list.length} mirror${list.length > 1 ? "s" : ""}, in preference order`)),
-    h("div", { class: "table-wrap" }, h("table", { "aria-label": "Mirrors of " + up },
+    h("div", { class: "table-wrap" }, h("table", { "aria-label": "Mirrors of " + up, class: "stack-narrow" },
       h("thead", null, h("tr", null,
         h("th", null, "mirror"), h("th", null, "health"), h("th", { class: "num" }, "recent rate"),
         h("th", { class: "num" }, "received"), h("th", { class: "num" }, "ok / failed"),
-        h("th", { class: "hide-narrow" }, "last ok / failure"), h("th", null, "last error"), h("th", null, ""))),
+        h("th", null, "last ok / failure"), h("th", null, "last error"), h("th", null, ""))),
       h("tbody", null, list.map((m) => row(m, ctx))))))));
 }
 
@@ -47,29 +47,29 @@ function row(m, ctx) {
     } catch (e) { const msg = failure("Clear cooldown", e); if (msg) toast(msg, { error: true }); }
   }, { cls: "btn small", title: "Try this mirror again now instead of waiting for its cooldown to end" });
   return h("tr", { dataset: { url: m.upstream + " " + m.url } },
-    h("td", { class: "path" }, m.url),
-    h("td", { class: "health nowrap" }),
-    h("td", { class: "num rate nowrap" }),
-    h("td", { class: "num bytes nowrap" }),
-    h("td", { class: "num count nowrap" }),
-    h("td", { class: "when hide-narrow nowrap" }),
-    h("td", { class: "err" }),
-    h("td", { class: "act" }, reset));
+    h("td", { class: "path", "data-label": "mirror" }, m.url),
+    h("td", { class: "health nowrap", "data-label": "health" }),
+    h("td", { class: "num rate nowrap", "data-label": "recent rate" }),
+    h("td", { class: "num bytes nowrap", "data-label": "received" }),
+    h("td", { class: "num count nowrap", "data-label": "ok / failed" }),
+    h("td", { class: "when nowrap wide", "data-label": "last ok / failure" }),
+    h("td", { class: "err", "data-label": "last error" }),
+    h("td", { class: "act", "data-label": "" }, reset));
 }
 
 function update(box, m, now) {
   const tr = [...box.querySelectorAll("tr[data-url]")].find((r) => r.dataset.url === m.upstream + " " + m.url);
   if (!tr) return;
   const cell = (c) => tr.querySelector("." + c);
-  replace(cell("health"), m.healthy
+  replace(cell("health"), h("span", null, m.healthy
     ? [h("span", { class: "dot ok" }), "healthy"]
     : [h("span", { class: "dot bad" }), `cooling down ${duration(m.cooldown_secs)}`,
-       h("div", { class: "mute" }, `${m.consecutive_failures} failure${m.consecutive_failures === 1 ? "" : "s"} in a row`)]);
+       h("div", { class: "mute" }, `${m.consecutive_failures} failure${m.consecutive_failures === 1 ? "" : "s"} in a row`)]));
   cell("rate").textContent = m.recent_rate_bps == null ? "–" : rate(m.recent_rate_bps);
   cell("bytes").textContent = bytes(m.bytes);
   cell("count").textContent = `${int(m.successes)} / ${int(m.failures)}`;
   replace(cell("when"), `${m.last_success_at ? ago(m.last_success_at, now) : "never"} / ${m.last_failure_at ? ago(m.last_failure_at, now) : "never"}`);
-  cell("err").textContent = m.last_error ?? "";
+  cell("err").textContent = m.last_error ?? "–";
   cell("err").className = "err" + (m.last_error && !m.healthy ? " error" : "");
   const btn = tr.querySelector(".act button");
   btn.hidden = m.healthy && !m.consecutive_failures;

@@ -48,11 +48,11 @@ export function mount(el) {
     const table = new DataTable([
       { key: "name", label: "name", cls: "mono", render: (p) => h("span", { title: p.desc }, p.name) },
       { key: "version", label: "version", cls: "mono nowrap" },
-      { key: "arch", label: "arch" },
+      { key: "arch", label: "arch", narrow: false },
       { key: "csize", label: "size", num: true, render: (p) => bytes(p.csize) },
       { key: "builddate", label: "built", narrow: false, sort: (p) => Number(p.builddate) || 0, render: (p) => datetime(Number(p.builddate) || null) },
       { key: "packager", label: "packager", narrow: false },
-      { key: "pgpsig", label: "signed", sort: (p) => (p.pgpsig ? 1 : 0), render: (p) => (p.pgpsig ? h("span", { class: "tag ok" }, "yes") : h("span", { class: "tag mute" }, "no")) },
+      { key: "pgpsig", label: "signed", narrow: false, sort: (p) => (p.pgpsig ? 1 : 0), render: (p) => (p.pgpsig ? h("span", { class: "tag ok" }, "yes") : h("span", { class: "tag mute" }, "no")) },
       { key: "act", label: "", sortable: false, cls: "act", render: (p) => actionButton("Remove", () => remove(repo, p), { cls: "btn small danger" }) },
     ], { label: "Packages in " + repo.name, rowKey: (p) => p.name, empty: "no packages yet: upload one",
       initialSort: { key: "name", dir: 1 },
