@@ -161,6 +161,18 @@ def run(c: Check, phone_only=False):
     b.wait("the upload done", lambda: "added hello 2.12.3-1 (x86_64) to custom, replacing 2.12.1-1" in (b.text_of("#upload-list") or ""), timeout=20)
     b.wait("the new version listed", lambda: "2.12.3-1" in (b.text_of("#view table[aria-label='Packages in custom']") or ""))
     assert any(p["version"] == "2.12.3-1" and p["pgpsig"] for p in c.api("repos/custom/packages") if p["name"] == "hello")
+    c.step("custom repos: drag and drop a package with its signature")
+    b.js("""
+        const dt = new DataTransfer();
+        const head = new Uint8Array([0x28, 0xb5, 0x2f, 0xfd, 1, 2, 3, 4]);
+        dt.items.add(new File([head, new Uint8Array(200000)], "dropped-1.0-1-any.pkg.tar.zst"));
+        dt.items.add(new File([new Uint8Array(310)], "dropped-1.0-1-any.pkg.tar.zst.sig"));
+        const zone = document.getElementById("upload-drop");
+        for (const t of ["dragenter", "dragover", "drop"]) zone.dispatchEvent(new DragEvent(t, { dataTransfer: dt, bubbles: true, cancelable: true }));
+    """)
+    b.wait("the dropped package staged", lambda: "signature: dropped-1.0-1-any.pkg.tar.zst.sig" in (b.text_of("#upload-list") or ""))
+    b.click(b.find("#upload-go"))
+    b.wait("the dropped package added", lambda: "added dropped 1.0-1 (any) to custom" in (b.text_of("#upload-list") or ""), timeout=20)
     b.click(b.find("tr[data-key='python-foo'] td.act button"))
     c.confirm()
     c.toast("removed python-foo 0.9-1 from custom")
@@ -195,6 +207,24 @@ def run(c: Check, phone_only=False):
     b.wait("the log dialog", lambda: "==> " in (b.text_of("#logview pre.log") or "") and b.text_of("#logview .log-bar .tag") != "building", timeout=20)
     c.shot("desktop-10-build-log", "#logview")
     b.click(b.find("#logview-close"))
+
+
+def no_token_server(b, out):
+    """A server without PKGSTASH_TOKEN: the interface says so, and an action explains the 403."""
+    mock = subprocess.Popen([sys.executable, str(Path(__file__).with_name("mock_server.py")), "--port", "0", "--quiet", "--no-token"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        url = mock.stdout.readline().split(" on ")[1].split("/_pkgstash")[0]
+        b.js("sessionStorage.clear()")
+        b.go(url + "/_pkgstash/#overview")
+        b.wait("the disabled notice", lambda: "admin API disabled" in (b.text_of("#who-state") or ""))
+        assert b.js("return document.getElementById('btn-signin').hidden")
+        b.click(b.wait_css(".view-head button"))
+        b.wait("the 403 explanation", lambda: "no admin token configured (403)" in (b.text_of("#toasts") or ""))
+        assert not b.js("return document.getElementById('signin').open"), "nobody can sign in: the form must not open"
+        b.screenshot(str(out / "desktop-11-no-token-server.png"))
+    finally:
+        mock.terminate()
 
 
 def phone(c: Check):
@@ -236,6 +266,8 @@ def main():
         phone(c)
         errors = c.console_errors()
         assert not errors, "browser console errors:\n" + "\n".join(e["message"] for e in errors)
+        c.step("a server without a token")
+        no_token_server(b, out)
         ok = True
     except (AssertionError, WebDriverError) as e:
         print(f"FAILED at step {c.step_no}: {e}", file=sys.stderr)

@@ -2,7 +2,7 @@
 // (GET api/status), kept in sessionStorage only (this tab, until it closes or signs out).
 // It is only ever sent in an `Authorization: Bearer` header.
 
-import { $, replace } from "./dom.js";
+import { $, replace, toast } from "./dom.js";
 
 const KEY = "pkgstash-token";
 const listeners = new Set();
@@ -103,8 +103,20 @@ function h_code(text) {
   return c;
 }
 
-/** The token, asking for it when the tab has none. `null` when the user cancels. */
+let adminEnabled = true;
+
+/** What status.json says about the server's admin API (`admin_enabled`). */
+export function setAdminEnabled(on) {
+  adminEnabled = on;
+}
+
+/** The token, asking for it when the tab has none. `null` when the user cancels, or when the
+ *  server has no token at all (then nobody can sign in: say so instead of asking). */
 export async function requireToken(why) {
   if (signedIn()) return token();
+  if (!adminEnabled) {
+    toast(authMessage(403), { error: true });
+    return null;
+  }
   return (await promptSignIn(why)) ? token() : null;
 }

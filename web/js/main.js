@@ -3,7 +3,7 @@
 
 import { $, replace } from "./dom.js";
 import { getPublic } from "./api.js";
-import { onAuthChange, promptSignIn, signOut, signedIn } from "./auth.js";
+import { onAuthChange, promptSignIn, signOut, signedIn, setAdminEnabled } from "./auth.js";
 import { duration } from "./format.js";
 import { Poller } from "./live.js";
 import * as overview from "./views/overview.js";
@@ -42,6 +42,7 @@ const statusPoller = new Poller(async () => {
 
 function renderHeader(s) {
   adminEnabled = s.admin_enabled;
+  setAdminEnabled(adminEnabled);
   renderWho();
   replace($("meta"), `v${s.version} · up ${duration(s.uptime_secs)} · ${location.host}`);
   const n = s.aur?.pending ?? 0;

@@ -87,7 +87,7 @@ function detailView(box) {
       ? [buildTag(p.last_build), " ", ago(p.last_build.ended_at ?? p.last_build.started_at)] : "–") },
   ], { label: "Tracked packages", empty: "no packages tracked (aur.packages)", rowKey: (p) => p.name });
   const history = new DataTable([
-    { key: "id", label: "#", num: true },
+    { key: "id", label: "#", num: true, render: (b) => "#" + b.id },
     { key: "pkgbase", label: "package", cls: "mono" },
     { key: "version", label: "version", cls: "mono" },
     { key: "rev", label: "revision", cls: "mono", narrow: false, render: (b) => h("span", { title: b.rev }, shortRev(b.rev)) },
