@@ -26,6 +26,7 @@ export function mount(el, ctx) {
   const title = h("h2", null, "Files");
   let now = Date.now() / 1000;
   let prefix = null;
+  let seq = 0; // only the answer to the latest listing request is shown
 
   const table = new DataTable([
     { key: "name", label: "name", cls: "mono", sort: (r) => r.name ?? r.file, render: (r) => h("span", { title: r.path }, r.name ?? r.file) },
@@ -90,8 +91,10 @@ export function mount(el, ctx) {
 
   async function loadFiles() {
     title.textContent = "Files in " + prefix;
+    const mine = ++seq;
     try {
       const r = await admin("GET", "cache/" + encPath(prefix));
+      if (mine !== seq) return;
       now = r.now ?? Date.now() / 1000;
       table.setRows(r.files);
       if (r.truncated) toast(`Only the first ${int(r.files.length)} files are listed: pick a directory.`);
