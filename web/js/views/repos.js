@@ -67,12 +67,18 @@ export function mount(el) {
       } catch (e) { const m = failure("Listing " + repo.name, e); if (m) toast(m, { error: true }); }
     };
     const server = `${location.origin}/${repo.name}/os/$arch`;
+    const size = h("dd", { id: "repo-size" }, `${int(repo.packages)}, ${bytes(repo.bytes)}`);
+    const refreshSummary = async () => {
+      try { repos = await admin("GET", "repos"); } catch { return; }
+      const now = repos.find((x) => x.name === repo.name);
+      if (now) size.textContent = `${int(now.packages)}, ${bytes(now.bytes)}`;
+    };
     replace(body,
       tabs ? h("div", { class: "toolbar" }, tabs) : null,
       h("div", { class: "grid" },
         card(repo.name, null, h("dl", { class: "kv" },
           h("dt", null, "architectures"), h("dd", null, repo.arch.join(", ")),
-          h("dt", null, "packages"), h("dd", null, `${int(repo.packages)}, ${bytes(repo.bytes)}`),
+          h("dt", null, "packages"), size,
           h("dt", null, "signing"), h("dd", null, repo.signed ? "packages and dbs signed by the server" : "off (no sign_key)"),
           h("dt", null, "largest upload"), h("dd", null, bytes(repo.max_upload)),
           repo.aur ? [h("dt", null, "AUR"), h("dd", null, "the build server publishes here")] : []),
@@ -100,10 +106,6 @@ export function mount(el) {
         refreshSummary();
       } catch (e) { const m = failure("Remove", e); if (m) toast(m, { error: true }); }
     }
-  }
-
-  async function refreshSummary() {
-    try { repos = await admin("GET", "repos"); } catch { /* the table is what matters */ }
   }
 
   load();
