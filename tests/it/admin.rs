@@ -366,10 +366,15 @@ fn status_page_and_json_are_public() {
     let r = client().get(p.url("/_pkgstash/")).send().expect("page");
     assert_eq!(r.status().as_u16(), 200);
     let html = r.text().expect("html");
+    // The web interface (web/index.html), its module script and stylesheet under ui/.
     assert!(
-        html.contains("<progress") || html.contains("progress"),
-        "page"
+        html.contains("src=\"ui/js/main.js\"") && html.contains("href=\"ui/css/app.css\""),
+        "the interface is served:\n{html}"
     );
+    for asset in ["/_pkgstash/ui/js/main.js", "/_pkgstash/ui/css/app.css"] {
+        let r = client().get(p.url(asset)).send().expect("asset");
+        assert_eq!(r.status().as_u16(), 200, "{asset}");
+    }
     assert!(
         !html.contains("http://") && !html.contains("https://"),
         "no external assets"

@@ -31,3 +31,4 @@ mod support;
 mod systemd;
 mod trixie;
 mod upstream;
+mod webui;
