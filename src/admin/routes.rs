@@ -1,5 +1,5 @@
-//! The `/_pkgstash/` routes: the public web status page, `status.json` and Prometheus metrics
-//! ([`crate::admin::page`]), and the token-protected admin API under `/_pkgstash/api/` (JSON),
+//! The `/_pkgstash/` routes: the web interface's files ([`crate::admin::ui`]), the public
+//! `status.json`, `stats.json` and Prometheus metrics ([`crate::admin::page`]), and the token-protected admin API under `/_pkgstash/api/` (JSON),
 //! whose one route table is [`API_ROUTES`]: both the registration ([`configure`]) and the
 //! `405 Method Not Allowed` answers with their `Allow` header (RFC 9110 §15.5.6) come from it.
 //!
@@ -10,9 +10,9 @@ use std::sync::OnceLock;
 
 use actix_web::dev::ResourceDef;
 use actix_web::http::Method;
-use actix_web::{web, HttpRequest, HttpResponse, Route};
+use actix_web::{guard, web, HttpRequest, HttpResponse, Route};
 
-use crate::admin::{aur, cache, page, repos};
+use crate::admin::{aur, cache, cache_browser, page, repos, ui};
 use crate::http::error::ApiError;
 
 // Wire names the CLI client imports from here.
@@ -57,9 +57,29 @@ pub const API_ROUTES: &[ApiRoute] = &[
         handler: |r| r.to(cache::mirrors),
     },
     ApiRoute {
+        method: Method::POST,
+        path: "/mirrors/reset-cooldown",
+        handler: |r| r.to(cache::reset_cooldown),
+    },
+    ApiRoute {
+        method: Method::GET,
+        path: "/cache",
+        handler: |r| r.to(cache_browser::tree),
+    },
+    ApiRoute {
+        method: Method::GET,
+        path: "/cache/{path:.*}",
+        handler: |r| r.to(cache_browser::list),
+    },
+    ApiRoute {
         method: Method::DELETE,
         path: "/cache/{path:.*}",
         handler: |r| r.to(cache::evict),
+    },
+    ApiRoute {
+        method: Method::GET,
+        path: "/repos",
+        handler: |r| r.to(repos::summary),
     },
     ApiRoute {
         method: Method::GET,
@@ -75,6 +95,26 @@ pub const API_ROUTES: &[ApiRoute] = &[
         method: Method::DELETE,
         path: "/repos/{repo}/packages/{name}",
         handler: |r| r.to(repos::remove),
+    },
+    ApiRoute {
+        method: Method::GET,
+        path: "/aur",
+        handler: |r| r.to(aur::overview),
+    },
+    ApiRoute {
+        method: Method::GET,
+        path: "/aur/builds",
+        handler: |r| r.to(aur::builds),
+    },
+    ApiRoute {
+        method: Method::GET,
+        path: "/aur/builds/{id}",
+        handler: |r| r.to(aur::build),
+    },
+    ApiRoute {
+        method: Method::GET,
+        path: "/aur/builds/{id}/log",
+        handler: |r| r.to(aur::build_log),
     },
     ApiRoute {
         method: Method::GET,
@@ -100,9 +140,12 @@ pub const API_ROUTES: &[ApiRoute] = &[
 
 /// Register the `/_pkgstash` routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    let get_or_head = || web::route().guard(guard::Any(guard::Get()).or(guard::Head()));
     cfg.route("/_pkgstash", web::get().to(page::redirect_to_page))
-        .route("/_pkgstash/", web::get().to(page::page))
+        .route("/_pkgstash/", get_or_head().to(ui::index))
+        .route("/_pkgstash/ui/{path:.*}", get_or_head().to(ui::asset))
         .route("/_pkgstash/status.json", web::get().to(page::public_status))
+        .route("/_pkgstash/stats.json", web::get().to(page::stats))
         .route("/_pkgstash/metrics", web::get().to(page::metrics))
         .service(
             web::scope(API)
@@ -160,7 +203,12 @@ mod tests {
         for (path, allow) in [
             ("/status", Some("GET")),
             ("/mirrors", Some("GET")),
+            ("/mirrors/reset-cooldown", Some("POST")),
             ("/aur/pending", Some("GET")),
+            ("/aur", Some("GET")),
+            ("/aur/builds", Some("GET")),
+            ("/aur/builds/7", Some("GET")),
+            ("/aur/builds/7/log", Some("GET")),
             ("/refresh", Some("POST")),
             ("/cleanup", Some("POST")),
             ("/aur/check", Some("POST")),
@@ -168,10 +216,12 @@ mod tests {
             ("/aur/reject/foo", Some("POST")),
             (
                 "/cache/arch/core/os/x86_64/x-1-1-any.pkg.tar.zst",
-                Some("DELETE"),
+                Some("GET, DELETE"),
             ),
-            // Routed to the DELETE handler too (which answers 404 for it).
-            ("/cache/x", Some("DELETE")),
+            // Routed to the handlers too (which answer 404 for it).
+            ("/cache/x", Some("GET, DELETE")),
+            ("/cache", Some("GET")),
+            ("/repos", Some("GET")),
             ("/repos/custom/packages", Some("GET, PUT")),
             ("/repos/custom/packages/foo", Some("DELETE")),
             ("", None),

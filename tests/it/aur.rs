@@ -26,7 +26,7 @@ const BUILD_USER: &str = "pkgstash-build";
 const PATIENCE: Duration = Duration::from_secs(120);
 
 /// makepkg, fakeroot, bsdtar, git, repo-add, pacman here, and (as root) the build user.
-fn tools() -> bool {
+pub(crate) fn tools() -> bool {
     let mut ok = true;
     for t in [
         "makepkg", "fakeroot", "bsdtar", "git", "repo-add", "pacman", "setpriv",
@@ -89,14 +89,14 @@ fn respond(mut stream: &TcpStream, status: &str, body: &[u8]) {
 }
 
 /// A tiny fake AUR RPC: `GET /rpc/v5/info?arg[]=…` answers from `packages`.
-struct FakeAur {
+pub(crate) struct FakeAur {
     port: u16,
     /// name → (package base, version)
     packages: Arc<Mutex<BTreeMap<String, (String, String)>>>,
 }
 
 impl FakeAur {
-    fn start() -> FakeAur {
+    pub(crate) fn start() -> FakeAur {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let packages: Arc<Mutex<BTreeMap<String, (String, String)>>> = Arc::default();
@@ -140,11 +140,11 @@ impl FakeAur {
         FakeAur { port, packages }
     }
 
-    fn rpc_url(&self) -> String {
+    pub(crate) fn rpc_url(&self) -> String {
         format!("http://127.0.0.1:{}/rpc/v5", self.port)
     }
 
-    fn set(&self, name: &str, version: &str) {
+    pub(crate) fn set(&self, name: &str, version: &str) {
         self.packages
             .lock()
             .expect("lock")
@@ -153,7 +153,7 @@ impl FakeAur {
 }
 
 /// Records every JSON body POSTed to it.
-struct Webhook {
+pub(crate) struct Webhook {
     port: u16,
     received: Arc<Mutex<Vec<Value>>>,
 }
@@ -193,7 +193,7 @@ impl Webhook {
 }
 
 /// A package's git repo on the fake AUR: a bare repo and a work tree to commit from.
-struct AurRepo {
+pub(crate) struct AurRepo {
     work: PathBuf,
 }
 
@@ -211,7 +211,7 @@ fn git(dir: &Path, args: &[&str]) -> String {
 
 impl AurRepo {
     /// `<root>/<name>.git` (bare) with a work tree `<root>/<name>.work`.
-    fn create(root: &Path, name: &str) -> AurRepo {
+    pub(crate) fn create(root: &Path, name: &str) -> AurRepo {
         let bare = root.join(format!("{name}.git"));
         let work = root.join(format!("{name}.work"));
         std::fs::create_dir_all(&bare).expect("mkdir");
@@ -226,7 +226,7 @@ impl AurRepo {
     }
 
     /// Commit `files` (path, content) and push; returns the commit id.
-    fn commit(&self, files: &[(&str, String)], msg: &str) -> String {
+    pub(crate) fn commit(&self, files: &[(&str, String)], msg: &str) -> String {
         for (path, content) in files {
             std::fs::write(self.work.join(path), content).expect("write");
         }
@@ -238,7 +238,7 @@ impl AurRepo {
 }
 
 /// A tiny PKGBUILD without sources: `package()` writes one file naming the version.
-fn pkgbuild(name: &str, ver: &str, rel: u32, build_body: &str) -> String {
+pub(crate) fn pkgbuild(name: &str, ver: &str, rel: u32, build_body: &str) -> String {
     format!(
         "# Maintainer: pkgstash tests\npkgname={name}\npkgver={ver}\npkgrel={rel}\n\
          pkgdesc=\"pkgstash AUR test package\"\narch=('any')\nlicense=('MIT')\n\n\
@@ -253,7 +253,12 @@ fn srcinfo(name: &str, ver: &str, rel: u32) -> String {
     )
 }
 
-fn package_files(name: &str, ver: &str, rel: u32, build_body: &str) -> Vec<(&'static str, String)> {
+pub(crate) fn package_files(
+    name: &str,
+    ver: &str,
+    rel: u32,
+    build_body: &str,
+) -> Vec<(&'static str, String)> {
     vec![
         ("PKGBUILD", pkgbuild(name, ver, rel, build_body)),
         (".SRCINFO", srcinfo(name, ver, rel)),
@@ -261,21 +266,21 @@ fn package_files(name: &str, ver: &str, rel: u32, build_body: &str) -> Vec<(&'st
 }
 
 /// One test's world: fake AUR, webhook, git repos, pkgstash.
-struct World {
-    aur: FakeAur,
-    hook: Webhook,
-    git_root: tempfile::TempDir,
-    work: tempfile::TempDir,
-    server: Option<Pkgstash>,
-    timeout: &'static str,
+pub(crate) struct World {
+    pub(crate) aur: FakeAur,
+    pub(crate) hook: Webhook,
+    pub(crate) git_root: tempfile::TempDir,
+    pub(crate) work: tempfile::TempDir,
+    pub(crate) server: Option<Pkgstash>,
+    pub(crate) timeout: &'static str,
     /// The `arch` upstream's mirror.
-    mirror: String,
+    pub(crate) mirror: String,
     /// More `[aur.builder]` lines.
-    builder_extra: String,
+    pub(crate) builder_extra: String,
 }
 
 impl World {
-    fn new() -> World {
+    pub(crate) fn new() -> World {
         World {
             aur: FakeAur::start(),
             hook: Webhook::start(),
@@ -288,11 +293,11 @@ impl World {
         }
     }
 
-    fn cache_dir(&self) -> PathBuf {
+    pub(crate) fn cache_dir(&self) -> PathBuf {
         self.work.path().join("cache")
     }
 
-    fn config(&self, packages: &[&str]) -> String {
+    pub(crate) fn config(&self, packages: &[&str]) -> String {
         let list: Vec<String> = packages.iter().map(|p| format!("\"{p}\"")).collect();
         format!(
             "[upstreams.arch]\nmirrors = [\"{}\"]\n\n\
@@ -312,7 +317,7 @@ impl World {
         )
     }
 
-    fn start(&mut self, packages: &[&str]) {
+    pub(crate) fn start(&mut self, packages: &[&str]) {
         let cfg = self.config(packages);
         self.server = Some(Pkgstash::start_in(
             self.work.path(),
@@ -323,29 +328,29 @@ impl World {
         ));
     }
 
-    fn server(&self) -> &Pkgstash {
+    pub(crate) fn server(&self) -> &Pkgstash {
         self.server.as_ref().expect("server running")
     }
 
-    fn repo(&self, name: &str) -> AurRepo {
+    pub(crate) fn repo(&self, name: &str) -> AurRepo {
         AurRepo::create(self.git_root.path(), name)
     }
 
     /// The custom repo's db (the build server publishes into `[repos.custom]`).
-    fn db_path(&self) -> PathBuf {
+    pub(crate) fn db_path(&self) -> PathBuf {
         self.work.path().join("repo/x86_64/custom.db.tar.gz")
     }
 
     /// The `Server =` line pacman installs the custom repo from: pkgstash itself.
-    fn pacman_server(&self) -> String {
+    pub(crate) fn pacman_server(&self) -> String {
         self.server().url("/custom/os/$arch")
     }
 
-    fn status(&self) -> Value {
+    pub(crate) fn status(&self) -> Value {
         self.server().status_json_or_null()
     }
 
-    fn api(&self, method: reqwest::Method, path: &str) -> (u16, Value) {
+    pub(crate) fn api(&self, method: reqwest::Method, path: &str) -> (u16, Value) {
         let resp = client()
             .request(method, self.server().url(&format!("/_pkgstash/api/{path}")))
             .bearer_auth(TOKEN)
@@ -356,7 +361,7 @@ impl World {
     }
 
     /// Run a `pkgstash` client command against the server.
-    fn cli(&self, args: &[&str]) -> std::process::Output {
+    pub(crate) fn cli(&self, args: &[&str]) -> std::process::Output {
         Command::new(bin())
             .arg("-c")
             .arg(&self.server().config_path)
@@ -369,14 +374,14 @@ impl World {
             .expect("run pkgstash")
     }
 
-    fn pending(&self) -> Vec<Value> {
+    pub(crate) fn pending(&self) -> Vec<Value> {
         match self.api(reqwest::Method::GET, "aur/pending").1 {
             Value::Array(v) => v,
             _ => Vec::new(),
         }
     }
 
-    fn wait_pending(&self, name: &str, rev: &str) -> Value {
+    pub(crate) fn wait_pending(&self, name: &str, rev: &str) -> Value {
         let mut found = None;
         wait_for(&format!("{name} {rev} pending"), PATIENCE, || {
             found = self
@@ -389,7 +394,7 @@ impl World {
     }
 
     /// The last build of `name` (from status.json), once it is for `version`.
-    fn wait_build(&self, name: &str, version: &str) -> Value {
+    pub(crate) fn wait_build(&self, name: &str, version: &str) -> Value {
         let mut found = None;
         wait_for(&format!("a build of {name} {version}"), PATIENCE, || {
             found = self.status()["aur"]["builds"].as_array().and_then(|b| {
@@ -403,7 +408,7 @@ impl World {
     }
 
     /// Versions the repo's db holds (via `bsdtar -t` of the db: `name-version/` entries).
-    fn repo_entries(&self) -> Vec<String> {
+    pub(crate) fn repo_entries(&self) -> Vec<String> {
         let db = self.db_path();
         if !db.is_file() {
             return Vec::new();
@@ -422,7 +427,7 @@ impl World {
         v
     }
 
-    fn logs(&self) -> Vec<PathBuf> {
+    pub(crate) fn logs(&self) -> Vec<PathBuf> {
         let dir = self.cache_dir().join(".state/aur/logs");
         let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
             .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
@@ -432,7 +437,7 @@ impl World {
     }
 
     /// Approve `name`'s first revision and wait for its build.
-    fn approve_first(&self, name: &str, rev: &str, version: &str) {
+    pub(crate) fn approve_first(&self, name: &str, rev: &str, version: &str) {
         let p = self.wait_pending(name, rev);
         assert!(p["approved_rev"].is_null(), "first review: {p}");
         let (st, a) = self.api(

@@ -1,6 +1,9 @@
 //! Integration tests: one binary, one module per area. They start the real
 //! `pkgstash` binary and real upstream servers on 127.0.0.1.
 mod admin;
+mod admin_aur;
+mod admin_cache;
+mod admin_repos;
 mod answers;
 mod aur;
 mod aur_install;
@@ -32,3 +35,4 @@ mod support;
 mod systemd;
 mod trixie;
 mod upstream;
+mod webui;
