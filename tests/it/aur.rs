@@ -501,11 +501,19 @@ fn aur_version_bump_is_auto_approved_built_and_installable() {
     );
     let log = w.server().log();
     assert!(log.contains("auto-approved"), "{log}");
-    // The approval record names the exact revision built.
-    let state: Value = serde_json::from_slice(
-        &std::fs::read(w.cache_dir().join(".state/aur/state.json")).expect("state"),
-    )
-    .expect("json");
+    // The approval record names the exact revision built. The state file is written off the
+    // async worker right after the build is recorded in memory (what the API shows): wait for
+    // the write that carries this build.
+    let state_file = w.cache_dir().join(".state/aur/state.json");
+    let read_state = || -> Value {
+        serde_json::from_slice(&std::fs::read(&state_file).expect("state")).expect("json")
+    };
+    wait_for(
+        "the build saved in the AUR state",
+        Duration::from_secs(10),
+        || read_state()["packages"]["hello-aur"]["last_build"]["rev"] == rev2.as_str(),
+    );
+    let state = read_state();
     let last = &state["history"][1];
     assert_eq!(
         (last["rev"].as_str(), last["by"].as_str()),
