@@ -449,7 +449,12 @@ fn last_served_times_survive_a_sigterm_restart() {
         .expect("last-served times written at stop");
     let served_at: u64 = saved
         .lines()
-        .find_map(|l| l.strip_suffix(KEY)?.strip_suffix('\t')?.parse().ok())
+        // `served_at \t hits \t key` (hits since issue 19; the older two-column form loads too).
+        .find_map(|l| {
+            let mut cols = l.split('\t');
+            let served_at = cols.next()?.parse().ok()?;
+            (cols.last()? == KEY).then_some(served_at)
+        })
         .unwrap_or_else(|| panic!("{KEY} not in the saved index:\n{saved}"));
     assert!(served_at >= started, "{served_at} < {started}");
 
