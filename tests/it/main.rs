@@ -9,6 +9,7 @@ mod cli;
 mod custom_repo;
 mod dbs;
 mod failover;
+mod fake_aur;
 mod fixture;
 mod framing;
 mod makepkg;
