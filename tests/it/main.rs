@@ -32,3 +32,4 @@ mod support;
 mod systemd;
 mod trixie;
 mod upstream;
+mod web_ui;
