@@ -1,6 +1,6 @@
 //! The `/_pkgstash/` face: the route table and its registration ([`routes`]), the admin token
-//! check ([`auth`]), the status snapshot ([`status`]), and the handlers: the public status page
-//! and metrics ([`page`]), the cache's admin endpoints ([`cache`]), the custom repos' ([`repos`])
+//! check ([`auth`]), the status snapshot ([`status`]), and the handlers: the web interface's
+//! embedded files ([`ui`]), the public status, per-minute stats and metrics ([`page`]), the cache's admin endpoints ([`cache`]), the custom repos' ([`repos`])
 //! and the AUR build server's ([`aur`]).
 
 pub(crate) mod aur;
@@ -10,6 +10,7 @@ pub(crate) mod page;
 pub(crate) mod repos;
 pub(crate) mod routes;
 pub(crate) mod status;
+pub(crate) mod ui;
 
 use actix_web::http::header;
 use actix_web::HttpResponse;

@@ -1,15 +1,16 @@
-//! The public part of `/_pkgstash/` (no token): the status web page, the read-only
-//! `status.json` behind it, and Prometheus metrics (text exposition format 0.0.4).
+//! The public part of `/_pkgstash/` (no token) besides the interface's files
+//! ([`crate::admin::ui`]): the read-only `status.json` and `stats.json` behind it, and
+//! Prometheus metrics (text exposition format 0.0.4).
 
 use actix_web::http::header;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
 
 use super::json;
 use crate::admin::status::Status;
+use crate::http::error::ApiError;
+use crate::metrics::minutes::MINUTES;
 use crate::state::AppState;
-
-/// The status page, embedded in the binary.
-const STATUS_PAGE: &str = include_str!("status_page.html");
 
 /// `GET /_pkgstash`: a permanent redirect to the page.
 pub(super) async fn redirect_to_page() -> HttpResponse {
@@ -18,22 +19,32 @@ pub(super) async fn redirect_to_page() -> HttpResponse {
         .finish()
 }
 
-/// `GET /_pkgstash/`: the status web page.
-pub(super) async fn page() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .insert_header((header::CACHE_CONTROL, "no-cache"))
-        .insert_header((
-            header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
-             connect-src 'self'; img-src 'self' data:",
-        ))
-        .body(STATUS_PAGE)
-}
-
 /// Read-only status behind the web page: no token needed.
 pub(super) async fn public_status(state: web::Data<AppState>) -> HttpResponse {
     json(&Status::collect(&state))
+}
+
+/// Query of `stats.json`.
+#[derive(Debug, Deserialize)]
+struct StatsQuery {
+    range: Option<String>,
+}
+
+/// `GET /_pkgstash/stats.json?range=1h|24h`: requests by result and bytes by source, per
+/// minute ([`crate::metrics::minutes`]); `1h` (60 buckets) by default.
+pub(super) async fn stats(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let bad = || ApiError::BadRequest("range must be 1h or 24h".into());
+    let q = web::Query::<StatsQuery>::from_query(req.query_string()).map_err(|_| bad())?;
+    let minutes = match q.range.as_deref() {
+        None | Some("1h") => 60,
+        Some("24h") => MINUTES,
+        Some(_) => return Err(bad()),
+    };
+    let range = if minutes == 60 { "1h" } else { "24h" };
+    Ok(json(&state.metrics.minutes.snapshot(range, minutes)))
 }
 
 /// `GET /_pkgstash/metrics`: Prometheus metrics, the gauges updated now.

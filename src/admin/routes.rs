@@ -1,5 +1,5 @@
-//! The `/_pkgstash/` routes: the public web status page, `status.json` and Prometheus metrics
-//! ([`crate::admin::page`]), and the token-protected admin API under `/_pkgstash/api/` (JSON),
+//! The `/_pkgstash/` routes: the web interface's files ([`crate::admin::ui`]), the public
+//! `status.json`, `stats.json` and Prometheus metrics ([`crate::admin::page`]), and the token-protected admin API under `/_pkgstash/api/` (JSON),
 //! whose one route table is [`API_ROUTES`]: both the registration ([`configure`]) and the
 //! `405 Method Not Allowed` answers with their `Allow` header (RFC 9110 §15.5.6) come from it.
 //!
@@ -10,9 +10,9 @@ use std::sync::OnceLock;
 
 use actix_web::dev::ResourceDef;
 use actix_web::http::Method;
-use actix_web::{web, HttpRequest, HttpResponse, Route};
+use actix_web::{guard, web, HttpRequest, HttpResponse, Route};
 
-use crate::admin::{aur, cache, page, repos};
+use crate::admin::{aur, cache, page, repos, ui};
 use crate::http::error::ApiError;
 
 // Wire names the CLI client imports from here.
@@ -100,9 +100,12 @@ pub const API_ROUTES: &[ApiRoute] = &[
 
 /// Register the `/_pkgstash` routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    let get_or_head = || web::route().guard(guard::Any(guard::Get()).or(guard::Head()));
     cfg.route("/_pkgstash", web::get().to(page::redirect_to_page))
-        .route("/_pkgstash/", web::get().to(page::page))
+        .route("/_pkgstash/", get_or_head().to(ui::index))
+        .route("/_pkgstash/ui/{path:.*}", get_or_head().to(ui::asset))
         .route("/_pkgstash/status.json", web::get().to(page::public_status))
+        .route("/_pkgstash/stats.json", web::get().to(page::stats))
         .route("/_pkgstash/metrics", web::get().to(page::metrics))
         .service(
             web::scope(API)

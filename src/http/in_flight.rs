@@ -72,7 +72,7 @@ impl TailSource {
         let metrics = self.metrics.clone();
         Box::pin(tail.into_stream().inspect(move |chunk| {
             if let Ok(b) = chunk {
-                metrics.bytes_from_upstream.inc_by(b.len() as u64);
+                metrics.served_from_download(b.len() as u64);
             }
         }))
     }

@@ -284,7 +284,7 @@ fn serve_opened(
     meta: &Metadata,
 ) -> Result<HttpResponse, ApiError> {
     let (resp, sent) = crate::http::file_response::respond(req, file, meta)?;
-    state.metrics.bytes_from_cache.inc_by(sent);
+    state.metrics.served_from_cache(sent);
     Ok(resp)
 }
 

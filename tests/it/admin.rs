@@ -1,6 +1,6 @@
 //! Admin side: the token-protected API (auth matrix on every route, rate limit, evict), the
 //! `pkgstash` client commands against a running server, Prometheus counters and the public
-//! status JSON. The web interface in a real browser is [`crate::web_ui`]'s.
+//! status JSON. The web interface in a real browser is [`crate::browser`]'s.
 
 use std::io::Read;
 use std::process::Command;
@@ -364,10 +364,15 @@ fn status_page_and_json_are_public() {
     let r = client().get(p.url("/_pkgstash/")).send().expect("page");
     assert_eq!(r.status().as_u16(), 200);
     let html = r.text().expect("html");
+    // The web interface (web/index.html), its module script and stylesheet under ui/.
     assert!(
-        html.contains("<progress") || html.contains("progress"),
-        "page"
+        html.contains("src=\"ui/js/main.js\"") && html.contains("href=\"ui/css/app.css\""),
+        "the interface is served:\n{html}"
     );
+    for asset in ["/_pkgstash/ui/js/main.js", "/_pkgstash/ui/css/app.css"] {
+        let r = client().get(p.url(asset)).send().expect("asset");
+        assert_eq!(r.status().as_u16(), 200, "{asset}");
+    }
     assert!(
         !html.contains("http://") && !html.contains("https://"),
         "no external assets"

@@ -1,7 +1,7 @@
 //! A fake AUR for the build server's tests: the RPC (`/rpc/v5/info`) from a tiny HTTP server,
 //! package git repos as local bare repos (for `git_url`), a webhook receiver that records what
 //! pkgstash notifies, and tiny source-less PKGBUILDs. Used by [`crate::aur`] and
-//! [`crate::web_ui`].
+//! [`crate::browser`].
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;

@@ -7,7 +7,7 @@ scenarios of issue 19 and write a screenshot of every view at desktop and phone 
 
 Without `--world` it starts web/dev/mock_server.py on a free port and checks against the
 mock's fixture (MOCK_WORLD below). With `--world` it checks a running pkgstash described by a
-JSON file: the integration test tests/it/web_ui.rs sets up that world (an nginx mirror, a
+JSON file: the integration test tests/it/browser.rs sets up that world (an nginx mirror, a
 trickling mirror, a custom repo, a fake AUR with held revisions) and writes the file. The
 keys are MOCK_WORLD's; a key that is null or missing skips the step that needs it.
 

@@ -106,8 +106,7 @@ pub async fn serve(sock: &TcpStream, state: &AppState, plain: &Plain) -> Option<
     let limit = state.cfg.send_timeout;
     if let Some(open) = state.open_files.get(&plain.key, &file) {
         let mut sent = 0;
-        let error = send_hit(sock, plain, &open, limit, &mut sent).await.err();
-        state.metrics.bytes_from_cache.inc_by(sent);
+        let error = send_hit(sock, state, plain, &open, &mut sent).await.err();
         state.index.touch(&plain.key);
         return Some(Served {
             status: 200,
@@ -218,14 +217,16 @@ async fn send_file_range(
     Ok(sent as u64)
 }
 
-/// Write the head, then the file with `sendfile`, counting body bytes in `sent`.
+/// Write the head, then the file with `sendfile`, counting body bytes in `sent` (and in the
+/// metrics as they go).
 async fn send_hit(
     sock: &TcpStream,
+    state: &AppState,
     plain: &Plain,
     open: &OpenFile,
-    limit: Duration,
     sent: &mut u64,
 ) -> io::Result<()> {
+    let limit = state.cfg.send_timeout;
     let meta = &open.meta;
     let len = meta.len();
     let head = ok_head(
@@ -240,7 +241,9 @@ async fn send_hit(
         return Ok(());
     }
     while *sent < len {
-        *sent += send_file_range(sock, &open.file, *sent, len - *sent, limit).await?;
+        let n = send_file_range(sock, &open.file, *sent, len - *sent, limit).await?;
+        state.metrics.served_from_cache(n);
+        *sent += n;
     }
     Ok(())
 }
@@ -312,7 +315,7 @@ async fn serve_miss(
         match send_file_range(sock, tail.file(), range.0, range.1, limit).await {
             Ok(n) => {
                 tail.consumed(n);
-                state.metrics.bytes_from_upstream.inc_by(n);
+                state.metrics.served_from_download(n);
                 served.sent += n;
             }
             Err(e) => {

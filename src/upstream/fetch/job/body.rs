@@ -133,9 +133,7 @@ impl Job<'_> {
         self.pool.add_bytes(i, new.len() as u64);
         self.ctx
             .metrics
-            .upstream_bytes
-            .with_label_values(&[&self.pool.upstream])
-            .inc_by(new.len() as u64);
+            .fetched(&self.pool.upstream, new.len() as u64);
         if let (Some(min), Some(rate)) = (self.ctx.min_rate, window.add(new.len())) {
             if rate < min && self.faster_candidate(i).is_some() {
                 return Some(Attempt::Slow(rate));

@@ -3,6 +3,13 @@
 //! Hot-path counters are pre-resolved label children (`IntCounter`), so counting a hit is one
 //! atomic add — no label lookup, no lock. Gauges that describe state (in-flight downloads,
 //! cache size) are set when `/_pkgstash/metrics` is scraped.
+//!
+//! Requests and body bytes are also counted per minute ([`minutes`], behind `stats.json`):
+//! [`Metrics::request`], [`Metrics::served_from_cache`], [`Metrics::served_from_download`] and
+//! [`Metrics::fetched`] feed both, so both front ends (actix and the fast path) count the
+//! same events in both places.
+
+pub(crate) mod minutes;
 
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
@@ -54,11 +61,12 @@ const OUTCOMES: [Outcome; 7] = [
 pub struct Metrics {
     pub registry: Registry,
     requests: Vec<IntCounter>,
-    /// Body bytes sent to clients from finished cache files.
+    /// Body bytes sent to clients from finished cache files ([`Metrics::served_from_cache`]).
     pub bytes_from_cache: IntCounter,
-    /// Body bytes sent to clients from downloads in flight.
+    /// Body bytes sent to clients from downloads in flight
+    /// ([`Metrics::served_from_download`]).
     pub bytes_from_upstream: IntCounter,
-    /// Body bytes received from mirrors, by upstream.
+    /// Body bytes received from mirrors, by upstream ([`Metrics::fetched`]).
     pub upstream_bytes: IntCounterVec,
     /// Failed mirror attempts, by upstream.
     pub mirror_failures: IntCounterVec,
@@ -69,6 +77,8 @@ pub struct Metrics {
     pub inflight: IntGauge,
     pub cache_bytes: IntGauge,
     pub cache_files: IntGauge,
+    /// The same request and byte counts, per minute over the last 24 hours.
+    pub minutes: minutes::MinuteRing,
 }
 
 impl Metrics {
@@ -128,6 +138,7 @@ impl Metrics {
                 .expect("static metric definition"),
             requests,
             registry,
+            minutes: minutes::MinuteRing::new(),
         };
         // Exported at 0 from the start, so a dashboard sees the series before the first error.
         for kind in ["no_space", "read_only", "other"] {
@@ -151,7 +162,7 @@ impl Metrics {
         m
     }
 
-    /// Count one request.
+    /// Count one request (when its response head is sent).
     pub fn request(&self, outcome: Outcome) {
         if let Some(c) = OUTCOMES
             .iter()
@@ -160,6 +171,25 @@ impl Metrics {
         {
             c.inc();
         }
+        self.minutes.request(outcome);
+    }
+
+    /// Count `n` body bytes sent to a client from a finished cache file.
+    pub fn served_from_cache(&self, n: u64) {
+        self.bytes_from_cache.inc_by(n);
+        self.minutes.bytes(minutes::Bytes::ServedCache, n);
+    }
+
+    /// Count `n` body bytes sent to a client from a download in flight.
+    pub fn served_from_download(&self, n: u64) {
+        self.bytes_from_upstream.inc_by(n);
+        self.minutes.bytes(minutes::Bytes::ServedInflight, n);
+    }
+
+    /// Count `n` body bytes received from a mirror of `upstream`.
+    pub fn fetched(&self, upstream: &str, n: u64) {
+        self.upstream_bytes.with_label_values(&[upstream]).inc_by(n);
+        self.minutes.bytes(minutes::Bytes::FetchedUpstream, n);
     }
 
     /// Requests counted for `outcome` so far.

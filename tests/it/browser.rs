@@ -10,7 +10,8 @@
 //! install from the custom repo. Screenshots of every view, desktop and phone width, land in
 //! `target/ui-screenshots/server/`.
 //!
-//! Run only this: `cargo test --test it web_ui`.
+//! Run only this: `cargo test --test it browser_`. The interface's HTTP side (types, headers,
+//! `stats.json`) is [`crate::webui`]'s.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -102,7 +103,7 @@ fn slow_reader(url: String, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()
 }
 
 #[test]
-fn web_ui_in_chromium_against_a_real_server() {
+fn browser_admin_interface_in_chromium_against_a_real_server() {
     if !tools() {
         return;
     }
