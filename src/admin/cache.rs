@@ -1,14 +1,21 @@
-//! The cache's admin endpoints (token required): the status snapshot, mirror health, a
-//! refresh, a cleanup and the eviction of one cached file.
+//! The cache's admin endpoints (token required): the status snapshot, mirror health and the
+//! clearing of a mirror's cooldown, a refresh, a cleanup and the eviction of one cached file.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use super::json;
 use crate::admin::status::Status;
+use crate::cache::inflight::{Download, Phase};
 use crate::http::error::ApiError;
 use crate::repo::path::RepoPath;
 use crate::state::AppState;
+
+/// How long an eviction waits for a download whose body is complete to be published.
+const PUBLISH_WAIT: Duration = Duration::from_secs(60);
 
 /// `GET status`: the [`Status`] snapshot.
 pub(super) async fn api_status(
@@ -27,6 +34,34 @@ pub(super) async fn mirrors(
     crate::admin::auth::require(&req)?;
     let all: Vec<_> = state.pools.iter().flat_map(|p| p.status()).collect();
     Ok(json(&all))
+}
+
+/// Query of `POST mirrors/reset-cooldown`.
+#[derive(Debug, Deserialize)]
+struct ResetCooldownQuery {
+    upstream: String,
+    /// A `MirrorStatus::url` (credentials shown redacted).
+    url: String,
+}
+
+/// `POST mirrors/reset-cooldown?upstream=U&url=URL`: clear a mirror's cooldown and
+/// consecutive failures; answers its status. `404` for an unknown upstream or URL.
+pub(super) async fn reset_cooldown(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    crate::admin::auth::require(&req)?;
+    let q = web::Query::<ResetCooldownQuery>::from_query(req.query_string())
+        .map_err(|e| ApiError::BadRequest(format!("query: {e} (need ?upstream=U&url=URL)")))?;
+    let status = state
+        .pools
+        .get(&q.upstream)
+        .and_then(|pool| pool.reset_cooldown(&q.url))
+        .ok_or_else(|| {
+            ApiError::NotFoundWhy(format!("no mirror {} in upstream {}", q.url, q.upstream))
+        })?;
+    log::info!("admin: cooldown of {} cleared", status.url);
+    Ok(json(&status))
 }
 
 /// `POST refresh`: revalidate dbs, prefetch updates, cleanup; answers the report. `409` while
@@ -66,6 +101,36 @@ pub(super) async fn cleanup(
     Ok(json(&report))
 }
 
+/// Wait until `download` has an outcome (published, failed, …), as long as only its
+/// publication is left: its body complete (verified, or every announced byte written). `false`
+/// while the body is still arriving (or upstream has not answered), or when the outcome did
+/// not come within `limit`.
+async fn settled(download: &Arc<Download>, limit: Duration) -> bool {
+    let mut rx = download.subscribe();
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let arriving = {
+            let p = rx.borrow_and_update();
+            match &p.phase {
+                Phase::Connecting => true,
+                Phase::Streaming(meta) => {
+                    !(p.verified || meta.total.is_some_and(|total| p.written >= total))
+                }
+                _ => return true,
+            }
+        };
+        if arriving {
+            return false;
+        }
+        match tokio::time::timeout_at(deadline, rx.changed()).await {
+            Ok(Ok(())) => {}
+            // The task is gone (its outcome was sent before): nothing runs any more.
+            Ok(Err(_)) => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
 /// Answer of `DELETE cache/...`.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Evicted {
@@ -88,15 +153,10 @@ pub(super) async fn evict(
     if state.pools.get(path.upstream()).is_none() {
         return Err(ApiError::NotFound);
     }
-    // A download that has published (its task is just ending) is no conflict.
-    let downloading = state.registry.get(&path).is_some_and(|d| {
-        matches!(
-            d.progress().phase,
-            crate::cache::inflight::Phase::Connecting | crate::cache::inflight::Phase::Streaming(_)
-        )
-    });
-    if downloading {
-        return Err(ApiError::Conflict(format!("{path} is being downloaded")));
+    if let Some(d) = state.registry.get(&path) {
+        if !settled(&d, PUBLISH_WAIT).await {
+            return Err(ApiError::Conflict(format!("{path} is being downloaded")));
+        }
     }
     // A stat and the unlink of a file that may be large (some filesystems take their time
     // to free it): off the async worker.
@@ -124,4 +184,63 @@ pub(super) async fn evict(
         path: path.to_string(),
         bytes,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::inflight::BodyMeta;
+
+    fn download() -> Arc<Download> {
+        let path = RepoPath::parse("/arch/core/os/x86_64/a-1-1-any.pkg.tar.zst").expect("path");
+        Arc::new(Download::detached(path))
+    }
+
+    fn meta(total: Option<u64>) -> BodyMeta {
+        BodyMeta {
+            total,
+            last_modified: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_still_arriving_is_a_conflict() {
+        let d = download();
+        assert!(!settled(&d, Duration::from_secs(5)).await, "connecting");
+        d.set_streaming(meta(Some(100)), 10);
+        assert!(!settled(&d, Duration::from_secs(5)).await, "streaming");
+        d.set_streaming(meta(None), 100);
+        assert!(!settled(&d, Duration::from_secs(5)).await, "length unknown");
+    }
+
+    #[tokio::test]
+    async fn a_complete_body_is_waited_for_until_published() {
+        for verified in [true, false] {
+            let d = download();
+            d.set_streaming(meta(Some(100)), 100);
+            if verified {
+                d.set_verified();
+            }
+            let publisher = d.clone();
+            let t0 = tokio::time::Instant::now();
+            let task = tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                publisher.finish(Phase::Done(Arc::new(meta(Some(100)))));
+            });
+            assert!(settled(&d, Duration::from_secs(10)).await);
+            assert!(
+                t0.elapsed() >= Duration::from_millis(300),
+                "waited for Done"
+            );
+            task.await.expect("task");
+        }
+        // Never published within the limit: still a conflict.
+        let d = download();
+        d.set_streaming(meta(Some(100)), 100);
+        d.set_verified();
+        assert!(!settled(&d, Duration::from_millis(100)).await);
+        // Failed or done: no conflict.
+        d.finish(Phase::NotFound);
+        assert!(settled(&d, Duration::from_millis(100)).await);
+    }
 }

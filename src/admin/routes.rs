@@ -12,7 +12,7 @@ use actix_web::dev::ResourceDef;
 use actix_web::http::Method;
 use actix_web::{guard, web, HttpRequest, HttpResponse, Route};
 
-use crate::admin::{aur, cache, page, repos, ui};
+use crate::admin::{aur, cache, cache_browser, page, repos, ui};
 use crate::http::error::ApiError;
 
 // Wire names the CLI client imports from here.
@@ -55,6 +55,21 @@ pub const API_ROUTES: &[ApiRoute] = &[
         method: Method::GET,
         path: "/mirrors",
         handler: |r| r.to(cache::mirrors),
+    },
+    ApiRoute {
+        method: Method::POST,
+        path: "/mirrors/reset-cooldown",
+        handler: |r| r.to(cache::reset_cooldown),
+    },
+    ApiRoute {
+        method: Method::GET,
+        path: "/cache",
+        handler: |r| r.to(cache_browser::tree),
+    },
+    ApiRoute {
+        method: Method::GET,
+        path: "/cache/{path:.*}",
+        handler: |r| r.to(cache_browser::list),
     },
     ApiRoute {
         method: Method::DELETE,
@@ -163,6 +178,7 @@ mod tests {
         for (path, allow) in [
             ("/status", Some("GET")),
             ("/mirrors", Some("GET")),
+            ("/mirrors/reset-cooldown", Some("POST")),
             ("/aur/pending", Some("GET")),
             ("/refresh", Some("POST")),
             ("/cleanup", Some("POST")),
@@ -171,10 +187,11 @@ mod tests {
             ("/aur/reject/foo", Some("POST")),
             (
                 "/cache/arch/core/os/x86_64/x-1-1-any.pkg.tar.zst",
-                Some("DELETE"),
+                Some("GET, DELETE"),
             ),
-            // Routed to the DELETE handler too (which answers 404 for it).
-            ("/cache/x", Some("DELETE")),
+            // Routed to the handlers too (which answer 404 for it).
+            ("/cache/x", Some("GET, DELETE")),
+            ("/cache", Some("GET")),
             ("/repos/custom/packages", Some("GET, PUT")),
             ("/repos/custom/packages/foo", Some("DELETE")),
             ("", None),

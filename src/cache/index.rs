@@ -1,11 +1,14 @@
-//! The cache index: every published file (key `upstream/rel`) with its size, mtime and when it
-//! was last served. Built by one directory walk at start, then kept current by the code that
-//! publishes and removes files, so status, cleanup and refresh never walk the disk.
+//! The cache index: every published file (key `upstream/rel`) with its size, mtime, when it
+//! was last served and how many times. Built by one directory walk at start, then kept current
+//! by the code that publishes and removes files, so status, cleanup and refresh never walk the
+//! disk.
 //!
-//! Last-served times live in memory (a hit costs one short lock and no write) and are
-//! persisted in batches to `<cache_dir>/.state/last-served.tsv` by [`CacheIndex::persist`]
-//! (every few minutes, after each refresh, and when the server stops), so a restart keeps the
-//! LRU order that `max_size` cleanup relies on.
+//! Last-served times and hit counts live in memory (a hit costs one short lock and no write)
+//! and are persisted in batches to `<cache_dir>/.state/last-served.tsv` (lines
+//! `<unix secs>\t<hits>\t<key>`; the older `<unix secs>\t<key>` is read too) by
+//! [`CacheIndex::persist`] (every few minutes, after each refresh, and when the server stops),
+//! so a restart keeps the LRU order that `max_size` cleanup relies on, and the counts the
+//! admin interface shows.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -27,6 +30,9 @@ pub struct FileInfo {
     pub mtime: u64,
     /// Last time a client was served this file (or it was published), Unix seconds.
     pub last_served: u64,
+    /// `GET` requests answered with this file since it was cached (hits, the clients of its
+    /// download, revalidated and stale answers).
+    pub hits: u64,
 }
 
 /// Files and bytes in the cache of one upstream.
@@ -91,6 +97,7 @@ impl CacheIndex {
                                     size: m.len(),
                                     mtime,
                                     last_served: mtime,
+                                    hits: 0,
                                 },
                             );
                         }
@@ -118,14 +125,20 @@ impl CacheIndex {
         };
         let mut files = self.files.lock();
         for line in text.lines() {
-            let Some((secs, key)) = line.split_once('\t') else {
+            let Some((secs, rest)) = line.split_once('\t') else {
                 continue;
             };
             let Ok(secs) = secs.parse::<u64>() else {
                 continue;
             };
+            // Keys never hold a tab (`RepoPath` refuses control characters).
+            let (hits, key) = match rest.split_once('\t') {
+                Some((hits, key)) => (hits.parse::<u64>().unwrap_or(0), key),
+                None => (0, rest),
+            };
             if let Some(f) = files.get_mut(key) {
                 f.last_served = f.last_served.max(secs);
+                f.hits = hits;
             }
         }
     }
@@ -140,7 +153,7 @@ impl CacheIndex {
         }
         let mut out = String::new();
         for (key, f) in self.files.lock().iter() {
-            let _ = writeln!(out, "{}\t{key}", f.last_served);
+            let _ = writeln!(out, "{}\t{}\t{key}", f.last_served, f.hits);
         }
         let written = crate::durable::write(&self.state_file(), out.as_bytes());
         if written.is_err() {
@@ -170,9 +183,18 @@ impl CacheIndex {
                 size,
                 mtime: mtime.map(unix_secs).unwrap_or(now),
                 last_served: now,
+                hits: 0,
             },
         );
         self.dirty.store(true, Ordering::Relaxed);
+    }
+
+    /// Add `n` hits to `key` (the clients of the download that published it).
+    pub(crate) fn add_hits(&self, key: &str, n: u64) {
+        if let Some(f) = self.files.lock().get_mut(key) {
+            f.hits += n;
+            self.dirty.store(true, Ordering::Relaxed);
+        }
     }
 
     /// A file was removed.
@@ -181,10 +203,14 @@ impl CacheIndex {
         self.files.lock().remove(key)
     }
 
-    /// A client was served `key` from the cache.
-    pub(crate) fn touch(&self, key: &str) {
+    /// A client was served `key` from the cache; a `GET` (`get`) counts as a hit of it.
+    pub(crate) fn served(&self, key: &str, get: bool) {
         let now = now_secs();
         if let Some(f) = self.files.lock().get_mut(key) {
+            if get {
+                f.hits += 1;
+                self.dirty.store(true, Ordering::Relaxed);
+            }
             if f.last_served != now {
                 f.last_served = now;
                 self.dirty.store(true, Ordering::Relaxed);
@@ -280,5 +306,35 @@ mod tests {
             idx.get("arch/x/f").expect("indexed").last_served,
             before + 1000
         );
+    }
+
+    #[test]
+    fn hits_are_counted_for_gets_and_survive_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("arch/x")).expect("mkdir");
+        std::fs::write(root.join("arch/x/f"), b"f").expect("write");
+        std::fs::write(root.join("arch/x/g"), b"g").expect("write");
+        let idx = CacheIndex::scan(root);
+        assert_eq!(idx.get("arch/x/f").expect("indexed").hits, 0);
+        idx.served("arch/x/f", true);
+        idx.served("arch/x/f", true);
+        idx.served("arch/x/f", false); // a HEAD
+        idx.served("arch/x/nothing", true);
+        idx.insert("arch/x/h", 1, None);
+        idx.add_hits("arch/x/h", 3);
+        assert_eq!(idx.get("arch/x/f").expect("indexed").hits, 2);
+        idx.persist().expect("persist");
+        std::fs::write(root.join("arch/x/h"), b"h").expect("write");
+        let idx = CacheIndex::scan(root);
+        assert_eq!(idx.get("arch/x/f").expect("indexed").hits, 2);
+        assert_eq!(idx.get("arch/x/g").expect("indexed").hits, 0);
+        assert_eq!(idx.get("arch/x/h").expect("indexed").hits, 3);
+        // The older format (no hits column) still loads its times.
+        let old = format!("{}\tarch/x/g\n", 4_000_000_000u64);
+        std::fs::write(root.join(STATE_DIR).join(LAST_SERVED_FILE), old).expect("write");
+        let idx = CacheIndex::scan(root);
+        let g = idx.get("arch/x/g").expect("indexed");
+        assert_eq!((g.last_served, g.hits), (4_000_000_000, 0));
     }
 }

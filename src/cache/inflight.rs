@@ -91,6 +91,9 @@ impl Progress {
     }
 }
 
+/// The flag of `Download::served` saying the count went to the cache index.
+const HANDED_OVER: u64 = 1 << 63;
+
 /// One download of one file, shared by its fetch task and its clients.
 #[derive(Debug)]
 pub struct Download {
@@ -100,6 +103,9 @@ pub struct Download {
     file: OnceLock<Arc<File>>,
     tx: watch::Sender<Progress>,
     clients: AtomicUsize,
+    /// `GET` requests answered from the growing file (the index counts them as hits of the
+    /// file once it is published), and [`HANDED_OVER`] once the count went to the index.
+    served: AtomicU64,
     /// Index of the mirror currently streaming (for status pages).
     pub mirror: AtomicU64,
 }
@@ -117,6 +123,7 @@ impl Download {
             file: OnceLock::new(),
             tx,
             clients: AtomicUsize::new(0),
+            served: AtomicU64::new(0),
             mirror: AtomicU64::new(0),
         }
     }
@@ -143,6 +150,22 @@ impl Download {
     }
 
     /// Clients currently attached.
+    /// Count a `GET` answered from this download's file; `false` when the count was already
+    /// handed to the cache index ([`Download::hand_over_served`]): count it there.
+    pub(crate) fn count_served(&self) -> bool {
+        self.served
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n & HANDED_OVER == 0).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// The `GET`s counted so far, for the cache index (the file is in it now); later ones are
+    /// refused by [`Download::count_served`], so each is counted exactly once.
+    pub(crate) fn hand_over_served(&self) -> u64 {
+        self.served.fetch_or(HANDED_OVER, Ordering::AcqRel) & !HANDED_OVER
+    }
+
     pub(crate) fn clients(&self) -> usize {
         self.clients.load(Ordering::Relaxed)
     }
@@ -285,6 +308,15 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn served_gets_are_counted_once_before_or_after_the_hand_over() {
+        let d = Download::detached(RepoPath::parse("/a/x-1-1-any.pkg.tar.zst").expect("path"));
+        assert!(d.count_served());
+        assert!(d.count_served());
+        assert_eq!(d.hand_over_served(), 2);
+        assert!(!d.count_served(), "later ones go to the index");
+    }
 
     #[test]
     fn one_download_per_key_and_guard_removes_it() {

@@ -130,7 +130,7 @@ async fn lookup(
     if is_mirrored_package(state, path) {
         match open_file(final_path) {
             Ok((file, meta)) if meta.is_file() => {
-                state.index.touch(&path.key());
+                state.index.served(&path.key(), req.method() == Method::GET);
                 return Ok(Lookup::Hit(serve_opened(req, state, file, &meta)?));
             }
             Ok(_) => return Err(ApiError::NotFound),
@@ -149,7 +149,7 @@ async fn lookup(
         let Some(resp) = serve_file(req, state, final_path).await? else {
             return Ok(Lookup::Vanished);
         };
-        state.index.touch(&path.key());
+        state.index.served(&path.key(), req.method() == Method::GET);
         return Ok(Lookup::Hit(resp));
     }
     if cached.is_none() && state.store.recently_not_found(path, state.cfg.db_max_age) {
@@ -187,7 +187,10 @@ async fn miss(
     });
     let Some((download, outcome)) = joined else {
         let resp = serve_file(req, state, final_path).await?;
-        return Ok(resp.map(|r| (r, Outcome::Hit)));
+        return Ok(resp.map(|r| {
+            state.index.served(&path.key(), req.method() == Method::GET);
+            (r, Outcome::Hit)
+        }));
     };
     answer(req, state, path, &download, outcome).await
 }
@@ -208,24 +211,37 @@ async fn answer(
         // would make pacman and curl give up resuming).
         progress = length_known(state, progress, &mut rx).await?;
     }
+    // A GET answered with this file counts as one of its hits: through the download while it
+    // grows (the index takes the count when it publishes), through the index after.
+    let get = req.method() == Method::GET;
+    let served = || state.index.served(&path.key(), get);
     let answer = match progress.phase {
-        Phase::Streaming(meta) => Some((tail_response(req, state, download, &meta, rx)?, outcome)),
+        Phase::Streaming(meta) => {
+            let resp = tail_response(req, state, download, &meta, rx)?;
+            if get && !download.count_served() {
+                served();
+            }
+            Some((resp, outcome))
+        }
         // Served from the download's own file: the published one, even if it is removed
         // from the cache by now.
         Phase::Done(_) => match download.file().and_then(|f| reopen(&f).ok()) {
             Some(file) => {
+                served();
                 let meta = file
                     .metadata()
                     .map_err(|e| ApiError::Internal(format!("cannot stat downloaded file: {e}")))?;
                 Some((serve_opened(req, state, file, &meta)?, outcome))
             }
-            None => serve_file(req, state, &final_path)
-                .await?
-                .map(|r| (r, outcome)),
+            None => serve_file(req, state, &final_path).await?.map(|r| {
+                served();
+                (r, outcome)
+            }),
         },
-        Phase::NotModified => serve_file(req, state, &final_path)
-            .await?
-            .map(|r| (r, Outcome::Revalidated)),
+        Phase::NotModified => serve_file(req, state, &final_path).await?.map(|r| {
+            served();
+            (r, Outcome::Revalidated)
+        }),
         Phase::NotFound => return Err(ApiError::NotFound),
         Phase::Failed(reason) => {
             let stale = match path.kind() == FileKind::Mutable && final_path.is_file() {
@@ -236,6 +252,7 @@ async fn answer(
                 return Err(ApiError::from(&reason));
             };
             log::warn!("serving stale {path}: its download failed ({reason})");
+            served();
             Some((resp, Outcome::Stale))
         }
         Phase::Connecting => return Err(ApiError::Internal("download not answered".into())),

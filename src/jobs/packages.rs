@@ -52,6 +52,7 @@ mod tests {
             size: 1,
             mtime: 0,
             last_served: 0,
+            hits: 0,
         }
     }
 

@@ -50,6 +50,7 @@ impl TestCache {
             size,
             mtime: last_served,
             last_served,
+            hits: 0,
         };
         self.files.push((format!("{dir}/{name}"), info));
     }

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -21,6 +21,49 @@ use crate::repo::path::{FileKind, RepoPath};
 const BASE_COOLDOWN: Duration = Duration::from_secs(5);
 /// Longest cooldown.
 const MAX_COOLDOWN: Duration = Duration::from_secs(600);
+/// The window of a mirror's recent rate, seconds.
+const RECENT_SECS: u64 = 300;
+/// Buckets of that window (10 s each).
+const RECENT_BUCKETS: usize = 30;
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Body bytes received over the last [`RECENT_SECS`], in 10-second buckets (each remembers
+/// which 10 seconds it holds, so an idle mirror costs nothing and reads as 0).
+#[derive(Debug, Default)]
+struct RecentBytes {
+    /// (Unix seconds ÷ 10, bytes).
+    buckets: [(u64, u64); RECENT_BUCKETS],
+}
+
+impl RecentBytes {
+    fn add(&mut self, now: u64, n: u64) {
+        let slot = now / 10;
+        let b = &mut self.buckets[(slot % RECENT_BUCKETS as u64) as usize];
+        if b.0 != slot {
+            *b = (slot, 0);
+        }
+        b.1 += n;
+    }
+
+    /// Bytes per second over the window ending at `now`.
+    fn rate(&self, now: u64) -> u64 {
+        let slot = now / 10;
+        let oldest = slot.saturating_sub(RECENT_BUCKETS as u64 - 1);
+        let bytes: u64 = self
+            .buckets
+            .iter()
+            .filter(|(s, _)| *s >= oldest && *s <= slot)
+            .map(|(_, n)| n)
+            .sum();
+        bytes / RECENT_SECS
+    }
+}
 
 /// Cooldown after `consecutive` failures (1 → 5 s, 2 → 10 s, … capped at 10 min).
 pub fn backoff(consecutive: u32) -> Duration {
@@ -54,6 +97,9 @@ struct Health {
     last_error: Option<String>,
     successes: u64,
     failures: u64,
+    /// Unix seconds of the last success and failure.
+    last_success_at: Option<u64>,
+    last_failure_at: Option<u64>,
 }
 
 /// One mirror base URL and what we know about it.
@@ -66,6 +112,7 @@ pub struct Mirror {
     redirects_to: Mutex<Option<String>>,
     /// Body bytes received from this mirror.
     pub bytes: AtomicU64,
+    recent: Mutex<RecentBytes>,
 }
 
 /// A mirror's health, for status output.
@@ -85,6 +132,14 @@ pub struct MirrorStatus {
     pub failures: u64,
     pub bytes: u64,
     pub last_error: Option<String>,
+    /// Body bytes received over the last 5 minutes ÷ 300 (0 when idle).
+    #[serde(default)]
+    pub recent_rate_bps: u64,
+    /// Unix seconds of the last success, of the last failure.
+    #[serde(default)]
+    pub last_success_at: Option<u64>,
+    #[serde(default)]
+    pub last_failure_at: Option<u64>,
 }
 
 /// The mirrors of one upstream.
@@ -107,6 +162,7 @@ impl MirrorPool {
                     health: Mutex::new(Health::default()),
                     redirects_to: Mutex::new(None),
                     bytes: AtomicU64::new(0),
+                    recent: Mutex::new(RecentBytes::default()),
                 })
                 .collect(),
             db_affinity: Mutex::new(HashMap::new()),
@@ -148,6 +204,7 @@ impl MirrorPool {
             h.consecutive_failures = 0;
             h.cooldown_until = None;
             h.successes += 1;
+            h.last_success_at = Some(unix_now());
         }
         if path.kind() == FileKind::Mutable {
             self.db_affinity.lock().insert(path.dir().to_string(), i);
@@ -162,6 +219,7 @@ impl MirrorPool {
         let cool = backoff(h.consecutive_failures);
         h.cooldown_until = Some(Instant::now() + cool);
         h.last_error = Some(error.to_string());
+        h.last_failure_at = Some(unix_now());
         log::warn!(
             "mirror {} failed ({error}); cooling down for {}",
             self.mirrors[i].url,
@@ -172,6 +230,20 @@ impl MirrorPool {
     /// Count body bytes received from mirror `i`.
     pub fn add_bytes(&self, i: usize, n: u64) {
         self.mirrors[i].bytes.fetch_add(n, Ordering::Relaxed);
+        self.mirrors[i].recent.lock().add(unix_now(), n);
+    }
+
+    /// An admin clears the cooldown of the mirror shown as `url` (a [`MirrorStatus::url`]) and
+    /// its consecutive failures (the backoff starts over): it is tried in its configured place
+    /// again. Its status, or `None` when no mirror of this pool is shown as `url`.
+    pub fn reset_cooldown(&self, url: &str) -> Option<MirrorStatus> {
+        let i = self.mirrors.iter().position(|m| m.url.to_string() == url)?;
+        {
+            let mut h = self.mirrors[i].health.lock();
+            h.consecutive_failures = 0;
+            h.cooldown_until = None;
+        }
+        self.status().into_iter().nth(i)
     }
 
     /// Is mirror `i` out of cooldown?
@@ -187,6 +259,7 @@ impl MirrorPool {
     /// Health of every mirror.
     pub fn status(&self) -> Vec<MirrorStatus> {
         let now = Instant::now();
+        let unix = unix_now();
         self.mirrors
             .iter()
             .map(|m| {
@@ -206,6 +279,9 @@ impl MirrorPool {
                     failures: h.failures,
                     bytes: m.bytes.load(Ordering::Relaxed),
                     last_error: h.last_error,
+                    recent_rate_bps: m.recent.lock().rate(unix),
+                    last_success_at: h.last_success_at,
+                    last_failure_at: h.last_failure_at,
                 }
             })
             .collect()
@@ -296,6 +372,45 @@ mod tests {
             pool.url(1, &pkg),
             "http://b/core/os/x86_64/a-1-1-any.pkg.tar.zst"
         );
+    }
+
+    #[test]
+    fn recent_rate_is_the_last_five_minutes() {
+        let mut r = RecentBytes::default();
+        let t = 1_000_000;
+        assert_eq!(r.rate(t), 0);
+        r.add(t, 300_000);
+        r.add(t + 150, 300_000);
+        assert_eq!(r.rate(t + 150), 2000);
+        // 300 s later the first 300 kB left the window; 600 s later all did.
+        assert_eq!(r.rate(t + 300), 1000);
+        assert_eq!(r.rate(t + 460), 0);
+        // A bucket reused for a later slot starts from 0.
+        r.add(t + 3000, 3000);
+        assert_eq!(r.rate(t + 3000), 10);
+    }
+
+    #[test]
+    fn reset_cooldown_clears_the_backoff() {
+        let urls = ["http://u:pw@a", "http://b"].map(|u| MirrorUrl::parse(u).expect("url"));
+        let pool = MirrorPool::new("arch", &urls);
+        pool.record_failure(0, "boom");
+        pool.record_failure(0, "boom");
+        let st = &pool.status()[0];
+        assert!(!st.healthy && st.consecutive_failures == 2);
+        assert!(st.last_failure_at.is_some() && st.last_success_at.is_none());
+        assert!(
+            pool.reset_cooldown("http://u:pw@a").is_none(),
+            "shown redacted"
+        );
+        let st = pool.reset_cooldown("http://u:***@a").expect("known");
+        assert!(st.healthy);
+        assert_eq!((st.cooldown_secs, st.consecutive_failures), (0, 0));
+        assert_eq!(st.failures, 2, "history stays");
+        assert_eq!(st.last_error.as_deref(), Some("boom"));
+        // The next failure starts the backoff over (5 s).
+        pool.record_failure(0, "again");
+        assert!(pool.status()[0].cooldown_secs <= 5);
     }
 
     #[test]

@@ -36,6 +36,18 @@ const ROUTES: &[(&str, &str, u16)] = &[
         404,
     ),
     ("GET", "no-such-route", 404),
+    ("GET", "cache", 200),
+    ("GET", "cache/arch", 404),
+    (
+        "POST",
+        "mirrors/reset-cooldown?upstream=arch&url=http%3A%2F%2Fnowhere",
+        404,
+    ),
+    ("GET", "repos", 200),
+    ("GET", "aur", 409),
+    ("GET", "aur/builds", 409),
+    ("GET", "aur/builds/1", 409),
+    ("GET", "aur/builds/1/log", 409),
 ];
 
 fn call(p: &Pkgstash, method: &str, path: &str, auth: Option<&str>) -> reqwest::blocking::Response {
@@ -85,9 +97,9 @@ fn admin_auth_matrix_on_every_route() {
         ("GET", "refresh", "POST"),
         ("POST", "status", "GET"),
         (
-            "GET",
+            "POST",
             "cache/arch/core/os/x86_64/x-1-1-any.pkg.tar.zst",
-            "DELETE",
+            "GET, DELETE",
         ),
     ] {
         let r = call(&p, method, path, Some(&right));

@@ -107,7 +107,7 @@ pub async fn serve(sock: &TcpStream, state: &AppState, plain: &Plain) -> Option<
     if let Some(open) = state.open_files.get(&plain.key, &file) {
         let mut sent = 0;
         let error = send_hit(sock, state, plain, &open, &mut sent).await.err();
-        state.index.touch(&plain.key);
+        state.index.served(&plain.key, !plain.head_only);
         return Some(Served {
             status: 200,
             sent,
@@ -301,6 +301,9 @@ async fn serve_miss(
     let Some(file) = file else {
         return Some(served); // a HEAD
     };
+    if !download.count_served() {
+        state.index.served(&plain.key, true);
+    }
     let stall = crate::http::miss::tail_stall_limit(state);
     let mut tail = Tail::new(file, rx, 0, Some(total), stall, Some(download.attach()));
     loop {

@@ -169,6 +169,9 @@ impl Job<'_> {
         self.ctx
             .index
             .insert(&path.key(), written, meta.last_modified);
+        // In the index first, then its clients' count: a client counted later goes there.
+        let served = self.download.hand_over_served();
+        self.ctx.index.add_hits(&path.key(), served);
         pool.record_success(i, path);
         let secs = self.started.elapsed().as_secs_f64();
         self.ctx.metrics.download_seconds.observe(secs);
