@@ -259,10 +259,10 @@ def charts(c):
     stats = json.loads(urllib.request.urlopen(c.base + "/_pkgstash/stats.json?range=1h", timeout=10).read())
     last = sum((v[-1] or 0) for v in stats["requests"].values())
     assert last > 0 or sum((v[-2] or 0) for v in stats["requests"].values()) > 0, f"no requests in the last minutes: {stats['requests']}"
-    c.shot("desktop-2-charts-1h")
+    c.shot("desktop-4-charts-1h")
     b.click('.seg button[data-range="24h"]')
     b.wait("24 h of buckets", lambda: "1440 one-minute" in (b.text_of("#charts-note") or ""))
-    c.shot("desktop-2-charts-24h")
+    c.shot("desktop-4-charts-24h")
 
 
 def sign_in(c):
@@ -272,8 +272,10 @@ def sign_in(c):
         c.step("mirrors; clearing a cooldown asks for the token: a wrong one is refused, the right one works")
         c.view("mirrors")
         row = f"#mirrors tr[data-url='{m['upstream']} {m['url']}']"
-        b.wait("the mirror cooling down", lambda: "cooling down" in (b.text_of(row + " td.health") or ""))
-        c.shot("desktop-3-mirrors")
+        # Failures in a row (the button shows) last until a success or the reset; the
+        # cooldown itself may be over by now.
+        b.wait("the mirror's failure shown", lambda: b.js(f"const e = document.querySelector(\"{row} td.act button\"); return !!e && !e.hidden"))
+        c.shot("desktop-2-mirrors")
         b.click(row + " td.act button")
     else:
         c.step("sign in: a wrong token is refused, the right one works")
@@ -283,7 +285,7 @@ def sign_in(c):
     b.click("#signin-submit")
     b.wait("the wrong-token message", lambda: "Wrong token" in (b.text_of("#signin-error") or ""))
     assert b.js("return sessionStorage.getItem('pkgstash-token')") is None
-    c.shot("desktop-4-signin-wrong-token")
+    c.shot("desktop-3-signin-wrong-token")
     b.type("#signin-token", w["token"], clear=True)
     b.click("#signin-submit")
     if m:
@@ -293,6 +295,7 @@ def sign_in(c):
             mm = next(x for x in c.api("mirrors") if x["url"] == m["url"])
             return mm["cooldown_secs"] == 0 and mm["consecutive_failures"] == 0
         b.wait("the mirror's cooldown cleared on the server", cleared)
+        b.wait("the Clear cooldown button gone", lambda: b.js(f"return document.querySelector(\"{row} td.act button\").hidden"))
     b.wait("signed in", lambda: b.text_of("#who-state") == "signed in")
     assert b.js("return sessionStorage.getItem('pkgstash-token')") == w["token"]
     assert w["token"] not in b.js("return document.cookie") and w["token"] not in b.js("return location.href")
@@ -518,8 +521,8 @@ def main():
     started = time.monotonic()
     try:
         overview(c)
-        charts(c)
         sign_in(c)
+        charts(c)
         cache(c)
         repos(c)
         aur(c)
