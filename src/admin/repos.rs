@@ -1,11 +1,12 @@
-//! The custom repos' admin endpoints (token required): upload, list and remove packages of a
-//! [`crate::custom_repo`]. Errors map to statuses: no such repo or package `404`; a bad
+//! The custom repos' admin endpoints (token required): the repos' summary, upload, list and
+//! remove packages of a [`crate::custom_repo`]. The web interface and `pkgstash repo add`
+//! upload through the same `PUT` (the same checks, the same messages). Errors map to statuses: no such repo or package `404`; a bad
 //! package, architecture or signature `400`; an upload over the repo's `max_upload` `413`;
 //! storage or signing failures `500`.
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::json;
 use crate::custom_repo::CustomRepoError;
@@ -26,6 +27,45 @@ impl From<CustomRepoError> for ApiError {
             R::Io { .. } | R::Sign { .. } => ApiError::Internal(e.to_string()),
         }
     }
+}
+
+/// One repo in `GET repos`.
+#[derive(Debug, Serialize)]
+struct RepoSummary {
+    name: String,
+    arch: Vec<String>,
+    packages: usize,
+    /// Sum of the packages' archive sizes (`csize`).
+    bytes: u64,
+    /// A `sign_key` is configured: the server signs uploads and dbs.
+    signed: bool,
+    max_upload: u64,
+    /// The AUR build server publishes into this repo.
+    aur: bool,
+}
+
+/// `GET repos`: every custom repo with its package count and settings, by name.
+pub(super) async fn summary(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    crate::admin::auth::require(&req)?;
+    let aur_repo = state.cfg.aur.as_ref().map(|a| a.repo.as_str());
+    let mut out = Vec::new();
+    for repo in state.repos.iter() {
+        let name = repo.cfg.name.clone();
+        let packages = state.repos.list(&name)?;
+        out.push(RepoSummary {
+            arch: repo.cfg.arch.clone(),
+            packages: packages.len(),
+            bytes: packages.iter().map(|p| p.csize).sum(),
+            signed: repo.cfg.sign_key.is_some(),
+            max_upload: repo.cfg.max_upload,
+            aur: aur_repo == Some(name.as_str()),
+            name,
+        });
+    }
+    Ok(json(&out))
 }
 
 /// Query of the upload.

@@ -78,6 +78,11 @@ pub const API_ROUTES: &[ApiRoute] = &[
     },
     ApiRoute {
         method: Method::GET,
+        path: "/repos",
+        handler: |r| r.to(repos::summary),
+    },
+    ApiRoute {
+        method: Method::GET,
         path: "/repos/{repo}/packages",
         handler: |r| r.to(repos::list),
     },
@@ -192,6 +197,7 @@ mod tests {
             // Routed to the handlers too (which answer 404 for it).
             ("/cache/x", Some("GET, DELETE")),
             ("/cache", Some("GET")),
+            ("/repos", Some("GET")),
             ("/repos/custom/packages", Some("GET, PUT")),
             ("/repos/custom/packages/foo", Some("DELETE")),
             ("", None),

@@ -98,6 +98,11 @@ impl CustomRepos {
         self.repos.get(name)
     }
 
+    /// Every repo, by name.
+    pub fn iter(&self) -> impl Iterator<Item = &CustomRepo> {
+        self.repos.values()
+    }
+
     fn repo(&self, name: &str) -> Result<&CustomRepo, CustomRepoError> {
         self.get(name)
             .ok_or_else(|| CustomRepoError::NoSuchRepo(name.to_string()))

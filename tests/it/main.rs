@@ -2,6 +2,7 @@
 //! `pkgstash` binary and real upstream servers on 127.0.0.1.
 mod admin;
 mod admin_cache;
+mod admin_repos;
 mod answers;
 mod aur;
 mod aur_install;
