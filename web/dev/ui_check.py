@@ -197,9 +197,15 @@ class Check:
         self.step_no += 1
         print(f"[{self.step_no:2d}] {name}", flush=True)
 
-    def shot(self, name, css=None):
+    def shot(self, name, css=None, toasts=False):
+        """Screenshot `name`.png; unless `toasts`, the messages in the corner (already
+        checked) are hidden while it is taken, so they do not cover the view."""
         path = self.out / f"{name}.png"
-        self.b.screenshot(path, css)
+        self.b.js("document.getElementById('toasts').style.visibility = arguments[0] ? '' : 'hidden'", toasts)
+        try:
+            self.b.screenshot(path, css)
+        finally:
+            self.b.js("document.getElementById('toasts').style.visibility = ''")
         self.shots.append(path)
 
     def api(self, path, method="GET"):
@@ -486,7 +492,7 @@ def no_token_server(c):
     b.click(".view-head button")
     b.wait("the 403 explanation", lambda: "no admin token configured (403)" in (b.text_of("#toasts") or ""))
     assert not b.js("return document.getElementById('signin').open"), "nobody can sign in: the form must not open"
-    c.shot("desktop-11-no-token-server")
+    c.shot("desktop-11-no-token-server", toasts=True)
 
 
 def start_mock(*args):
@@ -537,7 +543,7 @@ def main():
     except (AssertionError, Failed, WebDriverException, urllib.error.URLError) as e:
         print(f"FAILED at step {c.step_no}: {type(e).__name__}: {e}", file=sys.stderr)
         try:
-            c.shot("failure")
+            c.shot("failure", toasts=True)
             c.collect_console()
             for e in c.console:
                 print("console:", e.get("level"), e.get("message"), file=sys.stderr)
