@@ -113,9 +113,10 @@ class Browser:
     def text_of(self, css):
         return self.js("const e = document.querySelector(arguments[0]); return e ? e.textContent : null;", css)
 
-    def wait(self, what, fn, timeout=15):
+    def wait(self, what, fn, timeout=30):
         """Poll `fn()` until it returns something truthy (WebDriver errors count as not yet,
-        e.g. an element replaced while it was read); fail naming `what`."""
+        e.g. an element replaced while it was read); fail naming `what`. The timeouts are
+        generous (a loaded CI machine): a passing wait returns as soon as it holds."""
         deadline = time.monotonic() + timeout
         last = None
         while True:
@@ -135,7 +136,7 @@ class Browser:
     def all(self, css):
         return self.d.find_elements(By.CSS_SELECTOR, css)
 
-    def click(self, css, what=None, timeout=15):
+    def click(self, css, what=None, timeout=30):
         """Click the first visible, enabled `css` once there is one (found again on every try,
         so a re-rendered element is no problem)."""
         def attempt():
@@ -223,7 +224,7 @@ class Check:
         self.b.click("#confirm-ok")
         self.b.wait("the confirmation dialog closed", lambda: not self.b.js("return document.getElementById('confirm').open"))
 
-    def toast(self, contains, timeout=15):
+    def toast(self, contains, timeout=30):
         return self.b.wait(f"a message containing {contains!r}",
                            lambda: next((t for t in self.b.js("return [...document.querySelectorAll('.toast .msg')].map(e => e.textContent)") if contains in t), None),
                            timeout)
@@ -248,7 +249,7 @@ def overview(c):
         done = ("const r = [...document.querySelectorAll('#inflight tr[data-path]')].find(r => r.dataset.path.includes(arguments[0]));"
                 "return r ? Number(r.querySelector('progress.download').dataset.done) : null;")
         first = b.wait(f"a progress bar for {want or 'a download'}", lambda: b.js(done, want))
-        second = b.wait("the progress bar to move", lambda: (lambda v: v if v and v > first else None)(b.js(done, want)), timeout=10)
+        second = b.wait("the progress bar to move", lambda: (lambda v: v if v and v > first else None)(b.js(done, want)), timeout=20)
         assert second > first, f"the progress bar did not move: {first} then {second}"
     assert b.text_of("#who-state") == "read-only", b.text_of("#who-state")
     c.shot("desktop-1-overview")
@@ -370,7 +371,7 @@ def repos(c):
     if up.get("progress"):
         b.wait("upload progress", lambda: b.js("const p = document.querySelector('#upload-list li[data-state=uploading] progress'); return p && p.value > 0"))
         c.shot("desktop-7-repos-uploading")
-    b.wait("the upload done", lambda: up["added"] in (b.text_of("#upload-list") or ""), timeout=30)
+    b.wait("the upload done", lambda: up["added"] in (b.text_of("#upload-list") or ""), timeout=60)
     assert b.js(f"const p = document.querySelector(\"#upload-list li[data-file='{pkg}'] progress\"); return p.value === p.max")
     table = f"#view table[aria-label='Packages in {up['repo']}']"
     b.wait("the new version listed", lambda: up["version"] in (b.text_of(table) or ""))
@@ -390,7 +391,7 @@ def repos(c):
         """)
         b.wait("the dropped package staged", lambda: "signature: dropped-1.0-1-any.pkg.tar.zst.sig" in (b.text_of("#upload-list") or ""))
         b.click("#upload-go")
-        b.wait("the dropped package added", lambda: "added dropped 1.0-1 (any) to custom" in (b.text_of("#upload-list") or ""), timeout=20)
+        b.wait("the dropped package added", lambda: "added dropped 1.0-1 (any) to custom" in (b.text_of("#upload-list") or ""), timeout=30)
     rm = w.get("remove")
     if rm:
         b.click(f"{table} tr[data-key='{rm['name']}'] td.act button")
@@ -438,10 +439,10 @@ def aur(c):
     approved = next(p for p in c.api("aur")["packages"] if p["pkgbase"] == ap["pkgbase"])["approved"]
     assert approved["rev"] == rev and approved["by"] == "admin", approved
     # The build runs: its log streams into the page while the state says building.
-    first = b.wait(f"the {ap['pkgbase']} build in progress", lambda: (lambda x: x if x and x["state"] == "building" and "==> " in x["text"] else None)(b.js(LOG_BOX, ap["pkgbase"])), timeout=30)
+    first = b.wait(f"the {ap['pkgbase']} build in progress", lambda: (lambda x: x if x and x["state"] == "building" and "==> " in x["text"] else None)(b.js(LOG_BOX, ap["pkgbase"])), timeout=60)
     c.shot("desktop-9c-aur-building", "#aur-building")
-    b.wait("the build log to grow while it runs", lambda: len((b.js(LOG_BOX, ap["pkgbase"]) or {"text": ""})["text"]) > len(first["text"]), timeout=20)
-    done = b.wait(f"the {ap['pkgbase']} build done", lambda: (lambda x: x if x and x["state"] == "built" and ap["log_has"] in x["text"] else None)(b.js(LOG_BOX, ap["pkgbase"])), timeout=90)
+    b.wait("the build log to grow while it runs", lambda: len((b.js(LOG_BOX, ap["pkgbase"]) or {"text": ""})["text"]) > len(first["text"]), timeout=30)
+    done = b.wait(f"the {ap['pkgbase']} build done", lambda: (lambda x: x if x and x["state"] == "built" and ap["log_has"] in x["text"] else None)(b.js(LOG_BOX, ap["pkgbase"])), timeout=120)
     assert "failed" not in done["state"], done
     in_repo = c.api(f"repos/{ap['repo']}/packages")
     assert any(p["name"] == ap["pkgbase"] and p["version"] == ap["version"] for p in in_repo), \
@@ -456,7 +457,7 @@ def aur(c):
     history = "#view table[aria-label='Build history'] tbody tr"
     b.wait(f"the {ap['pkgbase']} build in the history", lambda: b.js(f"return [...document.querySelectorAll(\"{history}\")].some(r => r.textContent.includes(arguments[0]) && r.textContent.includes('built'))", ap["pkgbase"]))
     b.click(history + " td.act button")
-    b.wait("the log dialog", lambda: "==> " in (b.text_of("#logview pre.log") or "") and b.text_of("#logview .log-bar .tag") != "building", timeout=20)
+    b.wait("the log dialog", lambda: "==> " in (b.text_of("#logview pre.log") or "") and b.text_of("#logview .log-bar .tag") != "building", timeout=30)
     c.shot("desktop-10-build-log", "#logview")
     b.click("#logview-close")
 
