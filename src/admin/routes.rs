@@ -98,6 +98,26 @@ pub const API_ROUTES: &[ApiRoute] = &[
     },
     ApiRoute {
         method: Method::GET,
+        path: "/aur",
+        handler: |r| r.to(aur::overview),
+    },
+    ApiRoute {
+        method: Method::GET,
+        path: "/aur/builds",
+        handler: |r| r.to(aur::builds),
+    },
+    ApiRoute {
+        method: Method::GET,
+        path: "/aur/builds/{id}",
+        handler: |r| r.to(aur::build),
+    },
+    ApiRoute {
+        method: Method::GET,
+        path: "/aur/builds/{id}/log",
+        handler: |r| r.to(aur::build_log),
+    },
+    ApiRoute {
+        method: Method::GET,
         path: "/aur/pending",
         handler: |r| r.to(aur::pending),
     },
@@ -185,6 +205,10 @@ mod tests {
             ("/mirrors", Some("GET")),
             ("/mirrors/reset-cooldown", Some("POST")),
             ("/aur/pending", Some("GET")),
+            ("/aur", Some("GET")),
+            ("/aur/builds", Some("GET")),
+            ("/aur/builds/7", Some("GET")),
+            ("/aur/builds/7/log", Some("GET")),
             ("/refresh", Some("POST")),
             ("/cleanup", Some("POST")),
             ("/aur/check", Some("POST")),

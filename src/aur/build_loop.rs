@@ -94,8 +94,12 @@ impl AurService {
             self.done_building(&job);
             return;
         }
+        let id = self
+            .update(|s| s.builds.start(&job, log_path.clone(), queue::now()))
+            .await;
+        builder::signal(&self.log_signal);
         log::info!(
-            "aur: building {} {} (rev {}, approved {:?}); log {}",
+            "aur: building {} {} (build {id}, rev {}, approved {:?}); log {}",
             job.pkgbase,
             job.version,
             job.rev,
@@ -114,8 +118,14 @@ impl AurService {
             pkgnames: job.pkgnames.clone(),
             old_version: job.old_version.clone(),
         };
-        self.update(|s| s.finish(&job, record)).await;
+        let log_bytes = std::fs::metadata(&log_path).map_or(0, |m| m.len());
+        self.update(|s| {
+            s.builds.finish(id, &record, log_bytes);
+            s.finish(&job, record)
+        })
+        .await;
         self.done_building(&job);
+        builder::signal(&self.log_signal);
         let log_tail = match &result {
             Ok(_) => None,
             Err(_) => {
@@ -160,7 +170,7 @@ impl AurService {
         if let Some(url) = self.server_url.get() {
             builder_cfg.server_url = url.clone();
         }
-        builder::run_makepkg(ws, &builder_cfg, log_path).await?;
+        builder::run_makepkg(ws, &builder_cfg, log_path, &self.log_signal).await?;
         let mut published = Vec::new();
         for (pkg, sig) in ws.packages() {
             let publisher = self.publisher.clone();

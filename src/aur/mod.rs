@@ -31,8 +31,10 @@ pub(crate) mod builder;
 mod check;
 pub(crate) mod deps;
 pub(crate) mod git;
+pub(crate) mod history;
 pub(crate) mod notify;
 pub(crate) mod overlay;
+pub(crate) mod overview;
 mod pkgbuild;
 pub(crate) mod process_group;
 pub(crate) mod publish;
@@ -99,6 +101,8 @@ pub struct AurService {
     /// This server's own URL (its first bound listener, a wildcard made loopback): builds
     /// download their dependencies through it. Set by [`run`].
     server_url: std::sync::OnceLock<String>,
+    /// Bumped when build output is appended to a log, and when a build starts or ends.
+    log_signal: builder::LogSignal,
 }
 
 impl AurService {
@@ -111,7 +115,16 @@ impl AurService {
             }
         }
         let file = StateFile::new(&dir);
-        let state = file.load();
+        let mut state = file.load();
+        let last_builds: Vec<(String, queue::BuildRecord)> = state
+            .packages
+            .iter()
+            .filter_map(|(base, p)| p.last_build.clone().map(|b| (base.clone(), b)))
+            .collect();
+        state
+            .builds
+            .adopt(last_builds.iter().map(|(base, b)| (base, b)));
+        state.builds.interrupted(queue::now());
         Arc::new(AurService {
             cfg,
             dir,
@@ -124,6 +137,7 @@ impl AurService {
             building: Mutex::new(Vec::new()),
             last_check: Mutex::new((None, None)),
             server_url: std::sync::OnceLock::new(),
+            log_signal: Arc::new(tokio::sync::watch::channel(0).0),
         })
     }
 
@@ -169,9 +183,9 @@ impl AurService {
         Ok(approval)
     }
 
-    /// An admin rejects `name`'s pending revision.
-    pub async fn reject(&self, name: &str) -> Result<Pending, DecisionError> {
-        let p = self.update(|s| s.reject_pending(name)).await?;
+    /// An admin rejects `name`'s pending revision (`rev`, when given, must be it).
+    pub async fn reject(&self, name: &str, rev: Option<&str>) -> Result<Pending, DecisionError> {
+        let p = self.update(|s| s.reject_pending(name, rev)).await?;
         log::info!(
             "aur: admin rejected {} {} (rev {})",
             p.pkgbase,

@@ -1,7 +1,7 @@
 //! The build server's persisted state, `<cache_dir>/.state/aur/state.json`: per package base
 //! the last approved revision (the baseline of the next diff), the revision waiting for an
-//! admin, the last rejected revision and the last build; the build queue; and the approval
-//! history. Written atomically (temp file + rename) after every change, read at start, so the
+//! admin, the last rejected revision and the last build; the build queue; the approval
+//! history; and the build history ([`super::history`]). Written atomically (temp file + rename) after every change, read at start, so the
 //! queue survives restarts.
 //!
 //! Invariant: a [`Job`] only enters the queue through [`AurState::approve_pending`] or
@@ -109,6 +109,9 @@ pub struct AurState {
     pub queue: VecDeque<Job>,
     #[serde(default)]
     pub history: Vec<Approval>,
+    /// Every recent build, with ids.
+    #[serde(default)]
+    pub builds: super::history::BuildHistory,
 }
 
 /// Why an approve/reject request cannot be done.
@@ -264,8 +267,13 @@ impl AurState {
         Ok(approval)
     }
 
-    /// An admin rejects the pending revision of `name`: it is dropped and not held again.
-    pub fn reject_pending(&mut self, name: &str) -> Result<Pending, DecisionError> {
+    /// An admin rejects the pending revision of `name` (which must be `rev` when given): it is
+    /// dropped and not held again.
+    pub fn reject_pending(
+        &mut self,
+        name: &str,
+        rev: Option<&str>,
+    ) -> Result<Pending, DecisionError> {
         let base = self
             .resolve(name)
             .ok_or_else(|| DecisionError::NothingPending(name.to_string()))?;
@@ -277,6 +285,15 @@ impl AurState {
             .pending
             .take()
             .ok_or_else(|| DecisionError::NothingPending(name.to_string()))?;
+        if let Some(asked) = rev.filter(|r| !r.eq_ignore_ascii_case(&pending.rev)) {
+            let mismatch = DecisionError::RevMismatch {
+                name: name.to_string(),
+                pending: pending.rev.clone(),
+                asked: asked.to_string(),
+            };
+            pkg.pending = Some(pending);
+            return Err(mismatch);
+        }
         pkg.rejected_rev = Some(pending.rev.clone());
         Ok(pending)
     }
@@ -477,11 +494,16 @@ mod tests {
     fn reject_remembers_the_revision() {
         let mut s = AurState::default();
         s.hold(pending("aaaa"));
-        let p = s.reject_pending("hello").expect("reject");
+        assert!(matches!(
+            s.reject_pending("hello", Some("bbbb")),
+            Err(DecisionError::RevMismatch { .. })
+        ));
+        assert_eq!(s.pending().len(), 1, "a stale revision rejects nothing");
+        let p = s.reject_pending("hello", Some("AAAA")).expect("reject");
         assert_eq!(p.rev, "aaaa");
         assert!(s.pending().is_empty());
         assert!(s.handled("hello", "aaaa"));
-        assert!(s.reject_pending("hello").is_err());
+        assert!(s.reject_pending("hello", None).is_err());
     }
 
     #[test]

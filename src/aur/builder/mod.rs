@@ -13,7 +13,8 @@
 //! - **Bounded.** makepkg runs in its own process group; after `aur.builder.timeout` the
 //!   whole group is killed and the build fails; a build step dropped mid-way (the server
 //!   stops) kills its whole group too ([`super::process_group`]).
-//! - **Logged.** stdout and stderr go to the log file the caller names (kept after the build).
+//! - **Logged.** stdout and stderr go to the log file the caller names (kept after the build)
+//!   as they come, waking its followers ([`output`]).
 //! - **Dependencies** the host lacks (`pacman -T`) are installed first, from the repos pkgstash
 //!   serves, into the build's own root ([`super::deps`]), which makepkg then sees overlaid on
 //!   `/usr` ([`super::overlay`]); makepkg itself runs with `--nodeps`. With
@@ -22,6 +23,7 @@
 //! The blocking setup (user, isolation, which dependencies, the dependency root) is [`setup`],
 //! run off the async worker; this module runs the steps (dependency install, makepkg).
 
+mod output;
 pub(crate) mod sandbox;
 mod setup;
 
@@ -30,6 +32,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use self::output::Output;
+pub use self::output::{signal, LogSignal};
 use self::sandbox::{wrapped, BuildUser};
 use crate::aur::overlay::Overlay;
 use crate::aur::process_group::GroupKiller;
@@ -134,11 +138,13 @@ fn log_line(log: &Path, msg: &str) {
     }
 }
 
-/// Run makepkg in `ws` with `cfg`, output to `log`. Packages are in [`Workspace::packages`].
+/// Run makepkg in `ws` with `cfg`, output to `log` as it comes (each write bumps `signal`).
+/// Packages are in [`Workspace::packages`].
 pub async fn run_makepkg(
     ws: &Workspace,
     cfg: &BuilderConfig,
     log: &Path,
+    signal: &LogSignal,
 ) -> Result<(), BuildError> {
     // The setup runs processes (`id`, `pacman -T`, a bwrap probe) and walks the build
     // directory: off the async worker.
@@ -147,11 +153,11 @@ pub async fn run_makepkg(
         .await
         .map_err(|e| BuildError::Setup(format!("the build setup did not finish: {e}")))??;
     let overlay = match &setup.deps {
-        Some(d) => install_dependencies(ws, cfg, d, setup.user, setup.bwrap, log).await?,
+        Some(d) => install_dependencies(ws, cfg, d, (setup.user, setup.bwrap), log, signal).await?,
         None => None,
     };
     let argv = command_line(ws.root(), setup.user, setup.bwrap);
-    run_logged(ws, &argv, overlay, cfg.timeout, log).await?;
+    run_logged(ws, &argv, overlay, cfg.timeout, (log, signal)).await?;
     if ws.packages().is_empty() {
         return Err(BuildError::NoPackage);
     }
@@ -164,9 +170,9 @@ async fn install_dependencies(
     ws: &Workspace,
     cfg: &BuilderConfig,
     deps: &setup::DepInstall,
-    user: Option<BuildUser>,
-    bwrap: bool,
+    (user, bwrap): (Option<BuildUser>, bool),
     log: &Path,
+    signal: &LogSignal,
 ) -> Result<Option<std::sync::Arc<Overlay>>, BuildError> {
     let install = wrapped(
         ws.root(),
@@ -174,7 +180,7 @@ async fn install_dependencies(
         bwrap,
         &deps.root.install_command(&deps.missing),
     );
-    run_logged(ws, &install, None, cfg.timeout, log)
+    run_logged(ws, &install, None, cfg.timeout, (log, signal))
         .await
         .map_err(|e| match e {
             BuildError::Failed(status) => BuildError::Dependencies(status),
@@ -190,22 +196,20 @@ async fn install_dependencies(
 }
 
 /// Run `argv` in `ws` (its own process group, a clean environment, stdout/stderr appended to
-/// `log`), inside `overlay` when given; killed after `timeout`.
+/// `log` as they come, bumping `signal`), inside `overlay` when given; killed after `timeout`.
 async fn run_logged(
     ws: &Workspace,
     argv: &[String],
     overlay: Option<std::sync::Arc<Overlay>>,
     timeout: Duration,
-    log: &Path,
+    (log, signal): (&Path, &LogSignal),
 ) -> Result<(), BuildError> {
     log_line(log, &argv.join(" "));
-    let file = std::fs::OpenOptions::new()
-        .append(true)
-        .open(log)
-        .map_err(|e| BuildError::Setup(format!("cannot open log {}: {e}", log.display())))?;
-    let stderr = file
-        .try_clone()
-        .map_err(|e| BuildError::Setup(format!("log: {e}")))?;
+    let Output {
+        stdout,
+        stderr,
+        copying,
+    } = Output::to_log(log, signal)?;
     let root = ws.root();
     let mut cmd = tokio::process::Command::new(&argv[0]);
     cmd.args(&argv[1..])
@@ -221,8 +225,8 @@ async fn run_logged(
         .env("SRCDEST", root.join("srcdest"))
         .env("TMPDIR", root.join("tmp"))
         .stdin(Stdio::null())
-        .stdout(Stdio::from(file))
-        .stderr(Stdio::from(stderr))
+        .stdout(stdout)
+        .stderr(stderr)
         .process_group(0)
         .kill_on_drop(true);
     if let Some(o) = &overlay {
@@ -239,6 +243,8 @@ async fn run_logged(
         )),
         None => BuildError::Setup(format!("cannot start {}: {e}", argv[0])),
     })?;
+    // Our copies of the output's write end go: the copy ends when the step's do.
+    drop(cmd);
     // Until the step has ended by itself, the whole process group (makepkg's children too)
     // is killed when this goes: at the time limit, or when the server stops mid-build.
     let mut group = GroupKiller::of(child.id());
@@ -247,12 +253,15 @@ async fn run_logged(
         group.disarm();
     }
     drop(group);
+    if waited.is_err() {
+        let _ = child.kill().await;
+    }
+    copying.finish().await;
     match waited {
         Ok(Ok(status)) if status.success() => Ok(()),
         Ok(Ok(status)) => Err(BuildError::Failed(status.to_string())),
         Ok(Err(e)) => Err(BuildError::Failed(e.to_string())),
         Err(_) => {
-            let _ = child.kill().await;
             let limit = humantime::format_duration(Duration::from_secs(timeout.as_secs()));
             log_line(log, &format!("killed after {limit}"));
             Err(BuildError::Timeout(limit.to_string()))
