@@ -10,7 +10,7 @@
 //! install from the custom repo. Screenshots of every view, desktop and phone width, land in
 //! `target/ui-screenshots/server/`.
 //!
-//! Run only this: `cargo test --test it browser_`. The interface's HTTP side (types, headers,
+//! Run only this: `cargo test --test it browser::`. The interface's HTTP side (types, headers,
 //! `stats.json`) is [`crate::webui`]'s.
 
 use std::io::Read;
@@ -225,7 +225,7 @@ fn browser_admin_interface_in_chromium_against_a_real_server() {
         "remove": { "name": "retired", "message": "removed retired 0.1-1 from custom" },
         "approve": {
             "pkgbase": "greeter", "version": "1.0-1", "repo": "custom",
-            "log_has": "Finished making: greeter",
+            "running_has": "compiling part", "log_has": "Finished making: greeter",
         },
         "reject": { "pkgbase": "sketchy", "message": "rejected sketchy 0.1-1" },
         "no_token_url": no_token.url(""),

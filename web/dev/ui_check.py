@@ -64,8 +64,9 @@ MOCK_WORLD = {
     "drop": True,  # also drag and drop a made-up package (the mock does not read it)
     "remove": {"name": "python-foo", "message": "removed python-foo 0.9-1 from custom"},
     "building_before": True,  # a build is already streaming when the AUR view opens
-    "approve": {"pkgbase": "hello", "version": "2.12.2-1", "log_has": "Finished making: hello",
-                "repo": "custom", "bidi": True},
+    # `running_has`: a line the build prints as it runs (several times); `log_has`: at its end
+    "approve": {"pkgbase": "hello", "version": "2.12.2-1", "running_has": "==> ",
+                "log_has": "Finished making: hello", "repo": "custom", "bidi": True},
     "reject": {"pkgbase": "bar-bin", "message": "rejected bar-bin 4.2.0-1"},
     "no_token_url": None,  # a server without PKGSTASH_TOKEN (the mock starts one)
 }
@@ -438,10 +439,14 @@ def aur(c):
     c.toast(f"approved {ap['pkgbase']} {ap['version']} (rev {rev}); the build is queued")
     approved = next(p for p in c.api("aur")["packages"] if p["pkgbase"] == ap["pkgbase"])["approved"]
     assert approved["rev"] == rev and approved["by"] == "admin", approved
-    # The build runs: its log streams into the page while the state says building.
-    first = b.wait(f"the {ap['pkgbase']} build in progress", lambda: (lambda x: x if x and x["state"] == "building" and "==> " in x["text"] else None)(b.js(LOG_BOX, ap["pkgbase"])), timeout=60)
+    # The build runs: its log streams into the page, and grows, while the state says building.
+    running = ap.get("running_has") or "==> "
+    box = lambda: b.js(LOG_BOX, ap["pkgbase"]) or {"text": "", "state": None}  # noqa: E731
+    first = b.wait(f"the {ap['pkgbase']} build in progress, its log showing {running!r}",
+                   lambda: (lambda x: x if x["state"] == "building" and running in x["text"] else None)(box()), timeout=60)
     c.shot("desktop-9c-aur-building", "#aur-building")
-    b.wait("the build log to grow while it runs", lambda: len((b.js(LOG_BOX, ap["pkgbase"]) or {"text": ""})["text"]) > len(first["text"]), timeout=30)
+    b.wait("the build log to grow while the build runs",
+           lambda: (lambda x: x["state"] == "building" and x["text"].count(running) > first["text"].count(running))(box()), timeout=30)
     done = b.wait(f"the {ap['pkgbase']} build done", lambda: (lambda x: x if x and x["state"] == "built" and ap["log_has"] in x["text"] else None)(b.js(LOG_BOX, ap["pkgbase"])), timeout=120)
     assert "failed" not in done["state"], done
     in_repo = c.api(f"repos/{ap['repo']}/packages")
