@@ -229,7 +229,13 @@ fn mirrors_show_rates_and_times_and_a_cooldown_can_be_cleared() {
     };
     let p = start(&[dead.clone(), up.url()]);
     assert_eq!(p.get(&format!("/arch{pkg}")).1.expect("get"), data);
-    let mirrors = api_json(&p, "GET", "mirrors");
+    // The client has every byte once it is verified; the mirror's success is recorded when the
+    // file is published, a moment later.
+    let mut mirrors = Value::Null;
+    wait_for("the success recorded", Duration::from_secs(10), || {
+        mirrors = api_json(&p, "GET", "mirrors");
+        mirrors[1]["last_success_at"].is_u64()
+    });
     let (d, good) = (&mirrors[0], &mirrors[1]);
     assert_eq!(d["url"], dead);
     assert_eq!(d["healthy"], false);

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::fake_aur::{build_tools as tools, package_files, AurRepo, FakeAur, Webhook, BUILD_USER};
+/// The fake AUR's pieces that [`crate::admin_aur`] takes from here along with [`World`].
+pub(crate) use crate::fake_aur::{build_tools as tools, package_files};
+use crate::fake_aur::{AurRepo, FakeAur, Webhook, BUILD_USER};
 use crate::sandbox::Sandbox;
 use crate::support::{assert_success, bin, client, is_root, must, wait_for, Pkgstash};
 
@@ -20,21 +22,21 @@ const TOKEN: &str = "aur-t0ken-for-tests";
 const PATIENCE: Duration = Duration::from_secs(120);
 
 /// One test's world: fake AUR, webhook, git repos, pkgstash.
-struct World {
-    aur: FakeAur,
-    hook: Webhook,
-    git_root: tempfile::TempDir,
-    work: tempfile::TempDir,
-    server: Option<Pkgstash>,
-    timeout: &'static str,
+pub(crate) struct World {
+    pub(crate) aur: FakeAur,
+    pub(crate) hook: Webhook,
+    pub(crate) git_root: tempfile::TempDir,
+    pub(crate) work: tempfile::TempDir,
+    pub(crate) server: Option<Pkgstash>,
+    pub(crate) timeout: &'static str,
     /// The `arch` upstream's mirror.
-    mirror: String,
+    pub(crate) mirror: String,
     /// More `[aur.builder]` lines.
-    builder_extra: String,
+    pub(crate) builder_extra: String,
 }
 
 impl World {
-    fn new() -> World {
+    pub(crate) fn new() -> World {
         World {
             aur: FakeAur::start(),
             hook: Webhook::start(),
@@ -47,11 +49,11 @@ impl World {
         }
     }
 
-    fn cache_dir(&self) -> PathBuf {
+    pub(crate) fn cache_dir(&self) -> PathBuf {
         self.work.path().join("cache")
     }
 
-    fn config(&self, packages: &[&str]) -> String {
+    pub(crate) fn config(&self, packages: &[&str]) -> String {
         let list: Vec<String> = packages.iter().map(|p| format!("\"{p}\"")).collect();
         format!(
             "[upstreams.arch]\nmirrors = [\"{}\"]\n\n\
@@ -71,7 +73,7 @@ impl World {
         )
     }
 
-    fn start(&mut self, packages: &[&str]) {
+    pub(crate) fn start(&mut self, packages: &[&str]) {
         let cfg = self.config(packages);
         self.server = Some(Pkgstash::start_in(
             self.work.path(),
@@ -82,29 +84,29 @@ impl World {
         ));
     }
 
-    fn server(&self) -> &Pkgstash {
+    pub(crate) fn server(&self) -> &Pkgstash {
         self.server.as_ref().expect("server running")
     }
 
-    fn repo(&self, name: &str) -> AurRepo {
+    pub(crate) fn repo(&self, name: &str) -> AurRepo {
         AurRepo::create(self.git_root.path(), name)
     }
 
     /// The custom repo's db (the build server publishes into `[repos.custom]`).
-    fn db_path(&self) -> PathBuf {
+    pub(crate) fn db_path(&self) -> PathBuf {
         self.work.path().join("repo/x86_64/custom.db.tar.gz")
     }
 
     /// The `Server =` line pacman installs the custom repo from: pkgstash itself.
-    fn pacman_server(&self) -> String {
+    pub(crate) fn pacman_server(&self) -> String {
         self.server().url("/custom/os/$arch")
     }
 
-    fn status(&self) -> Value {
+    pub(crate) fn status(&self) -> Value {
         self.server().status_json_or_null()
     }
 
-    fn api(&self, method: reqwest::Method, path: &str) -> (u16, Value) {
+    pub(crate) fn api(&self, method: reqwest::Method, path: &str) -> (u16, Value) {
         let resp = client()
             .request(method, self.server().url(&format!("/_pkgstash/api/{path}")))
             .bearer_auth(TOKEN)
@@ -115,7 +117,7 @@ impl World {
     }
 
     /// Run a `pkgstash` client command against the server.
-    fn cli(&self, args: &[&str]) -> std::process::Output {
+    pub(crate) fn cli(&self, args: &[&str]) -> std::process::Output {
         Command::new(bin())
             .arg("-c")
             .arg(&self.server().config_path)
@@ -128,14 +130,14 @@ impl World {
             .expect("run pkgstash")
     }
 
-    fn pending(&self) -> Vec<Value> {
+    pub(crate) fn pending(&self) -> Vec<Value> {
         match self.api(reqwest::Method::GET, "aur/pending").1 {
             Value::Array(v) => v,
             _ => Vec::new(),
         }
     }
 
-    fn wait_pending(&self, name: &str, rev: &str) -> Value {
+    pub(crate) fn wait_pending(&self, name: &str, rev: &str) -> Value {
         let mut found = None;
         wait_for(&format!("{name} {rev} pending"), PATIENCE, || {
             found = self
@@ -148,7 +150,7 @@ impl World {
     }
 
     /// The last build of `name` (from status.json), once it is for `version`.
-    fn wait_build(&self, name: &str, version: &str) -> Value {
+    pub(crate) fn wait_build(&self, name: &str, version: &str) -> Value {
         let mut found = None;
         wait_for(&format!("a build of {name} {version}"), PATIENCE, || {
             found = self.status()["aur"]["builds"].as_array().and_then(|b| {
@@ -162,7 +164,7 @@ impl World {
     }
 
     /// Versions the repo's db holds (via `bsdtar -t` of the db: `name-version/` entries).
-    fn repo_entries(&self) -> Vec<String> {
+    pub(crate) fn repo_entries(&self) -> Vec<String> {
         let db = self.db_path();
         if !db.is_file() {
             return Vec::new();
@@ -181,7 +183,7 @@ impl World {
         v
     }
 
-    fn logs(&self) -> Vec<PathBuf> {
+    pub(crate) fn logs(&self) -> Vec<PathBuf> {
         let dir = self.cache_dir().join(".state/aur/logs");
         let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
             .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
@@ -191,7 +193,7 @@ impl World {
     }
 
     /// Approve `name`'s first revision and wait for its build.
-    fn approve_first(&self, name: &str, rev: &str, version: &str) {
+    pub(crate) fn approve_first(&self, name: &str, rev: &str, version: &str) {
         let p = self.wait_pending(name, rev);
         assert!(p["approved_rev"].is_null(), "first review: {p}");
         let (st, a) = self.api(

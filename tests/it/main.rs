@@ -1,6 +1,7 @@
 //! Integration tests: one binary, one module per area. They start the real
 //! `pkgstash` binary and real upstream servers on 127.0.0.1.
 mod admin;
+mod admin_aur;
 mod admin_cache;
 mod admin_repos;
 mod answers;
