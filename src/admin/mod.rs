@@ -1,11 +1,12 @@
 //! The `/_pkgstash/` face: the route table and its registration ([`routes`]), the admin token
 //! check ([`auth`]), the status snapshot ([`status`]), and the handlers: the public status page
-//! and metrics ([`page`]), the cache's admin endpoints ([`cache`]), the custom repos' ([`repos`])
+//! and metrics ([`page`]), the load balancers' health check ([`health`]), the cache's admin endpoints ([`cache`]), the custom repos' ([`repos`])
 //! and the AUR build server's ([`aur`]).
 
 pub(crate) mod aur;
 pub(crate) mod auth;
 pub(crate) mod cache;
+pub(crate) mod health;
 pub(crate) mod page;
 pub(crate) mod repos;
 pub(crate) mod routes;

@@ -1,5 +1,5 @@
 //! The `/_pkgstash/` routes: the public web status page, `status.json` and Prometheus metrics
-//! ([`crate::admin::page`]), and the token-protected admin API under `/_pkgstash/api/` (JSON),
+//! ([`crate::admin::page`]), the health check ([`crate::admin::health`]), and the token-protected admin API under `/_pkgstash/api/` (JSON),
 //! whose one route table is [`API_ROUTES`]: both the registration ([`configure`]) and the
 //! `405 Method Not Allowed` answers with their `Allow` header (RFC 9110 §15.5.6) come from it.
 //!
@@ -12,7 +12,7 @@ use actix_web::dev::ResourceDef;
 use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse, Route};
 
-use crate::admin::{aur, cache, page, repos};
+use crate::admin::{aur, cache, health, page, repos};
 use crate::http::error::ApiError;
 
 // Wire names the CLI client imports from here.
@@ -104,6 +104,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/_pkgstash/", web::get().to(page::page))
         .route("/_pkgstash/status.json", web::get().to(page::public_status))
         .route("/_pkgstash/metrics", web::get().to(page::metrics))
+        .route("/_pkgstash/health", web::get().to(health::health))
+        .route("/_pkgstash/health", web::head().to(health::health))
         .service(
             web::scope(API)
                 .configure(|api| {
