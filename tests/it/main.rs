@@ -33,5 +33,6 @@ mod sandbox;
 mod storage;
 mod support;
 mod systemd;
+mod tiers;
 mod trixie;
 mod upstream;
