@@ -123,15 +123,9 @@ impl Metrics {
             inflight: gauge("inflight_downloads", "Downloads in flight"),
             cache_bytes: gauge("cache_bytes", "Bytes in the cache"),
             cache_files: gauge("cache_files", "Files in the cache"),
-            draining: gauge(
-                "draining",
-                "1 while shutting down: new requests refused, transfers finishing",
-            ),
+            draining: gauge("draining", DRAINING_HELP),
             connections: gauge("connections", "Open client connections"),
-            admin_blocked_clients: gauge(
-                "admin_blocked_clients",
-                "Client addresses blocked by the admin API's failed-attempt limit",
-            ),
+            admin_blocked_clients: gauge("admin_blocked_clients", BLOCKED_HELP),
             requests,
             registry,
         };
@@ -192,6 +186,11 @@ impl Metrics {
         String::from_utf8(buf).unwrap_or_default()
     }
 }
+
+/// Help of `pkgstash_draining`.
+const DRAINING_HELP: &str = "1 while shutting down: new requests refused, transfers finishing";
+/// Help of `pkgstash_admin_blocked_clients`.
+const BLOCKED_HELP: &str = "Client addresses blocked by the admin API's failed-attempt limit";
 
 /// Counters of a static definition with one label.
 fn counters(name: &str, help: &str, label: &str) -> IntCounterVec {
