@@ -18,7 +18,9 @@ Scenarios (see README "Benchmarks" and benches/RESULTS.md): 1 warm hit of one bi
 flight + startup time with 100,000 cached files, 6 real `pacman -Syw` of a 50-package repo,
 7 the brief's bar, as a user pays: 16 client processes released at once on one cold package
 behind a 20 MiB/s mirror (first byte within 25 ms of the release for every client, CPU of every
-proxy thread no more than an nginx that fetches the file once).
+proxy thread no more than an nginx that fetches the file once), 8 a pool of 3 pkgstash nodes
+behind HAProxy (the shipped config) against one node: 64 KiB hits per second and a herd
+(benches/pool.py).
 """
 
 from __future__ import annotations
@@ -994,13 +996,18 @@ end
                              note="" if kind == "warm" else
                              "direct = straight from the (unlimited) upstream nginx"))
 
+    # -- 8 ----------------------------------------------------------------------------
+    def s8_pool(self) -> None:
+        import pool  # benches/pool.py (it imports this module)
+        pool.s8_pool(self)
+
     # -- run ----------------------------------------------------------------------------
     def run(self) -> int:
         started = time.monotonic()
         self.setup()
         steps = [("1", self.s1_warm_hit), ("2", self.s2_small_hits), ("3", self.s3_cold_miss),
                  ("4", self.s4_herd), ("5", self.s5_tail_rss), ("5", self.s5_startup),
-                 ("6", self.s6_pacman), ("7", self.s7_brief_herd)]
+                 ("6", self.s6_pacman), ("7", self.s7_brief_herd), ("8", self.s8_pool)]
         only = set(self.args.only.split(",")) if self.args.only else None
         load_before = {}
         for sid, fn in steps:

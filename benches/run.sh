@@ -13,7 +13,8 @@
 # $PKGSTASH_BENCH_FIXTURES), db-scale figures, the herd measured from outside and the LAN
 # upgrade day (JSON: results-scale.json, results-scale-partial.json with --parts or a
 # --scale-factor); `scale.py --help` lists its options, which run.sh passes on.
-# Needs: cargo, nginx, wrk, python3 (>= 3.11), pacman + repo-add, bsdtar, zstd.
+# Needs: cargo, nginx, haproxy (scenario 8: the pool), wrk, python3 (>= 3.11), pacman +
+# repo-add, bsdtar, zstd.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -32,13 +33,14 @@ for a in "$@"; do
         --scale) scale=1 ;;
         --only|--only=*) only=1; pass+=("$a") ;;
         --parts|--parts=*|--scale-factor|--scale-factor=*) partial=1; pass+=("$a") ;;
-        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
         *) pass+=("$a") ;;
     esac
 done
 
 missing=()
-for t in cargo nginx wrk pacman repo-add bsdtar zstd head; do
+export PATH="$PATH:/usr/sbin:/sbin"
+for t in cargo nginx haproxy wrk pacman repo-add bsdtar zstd head; do
     command -v "$t" >/dev/null 2>&1 || missing+=("$t")
 done
 PY=""
@@ -51,7 +53,7 @@ done
 [ -n "$PY" ] || missing+=("python3>=3.11")
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "benches/run.sh: missing tools: ${missing[*]}" >&2
-    echo "  (Debian: apt-get install nginx-light wrk pacman-package-manager libarchive-tools zstd)" >&2
+    echo "  (Debian: apt-get install nginx-light haproxy wrk pacman-package-manager libarchive-tools zstd)" >&2
     exit 2
 fi
 

@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Install what the test suite needs (Debian/Ubuntu): the real pacman and repo-add, makepkg,
-# bsdtar, zstd, nginx, chromium with chromium-driver and python3-selenium (the browser test
-# drives Chromium with Debian's Selenium, run by /usr/bin/python3), debootstrap + bubblewrap
-# (the Debian 13 chroot with pacman 7 that the tests make under target/chroots), and for the
-# Docker tests (tests/docker) a Docker engine and docker-compose. Idempotent: does nothing when every tool is already there. The
+# bsdtar, zstd, nginx, haproxy (the pool tests' balancer), chromium with chromium-driver and
+# python3-selenium (the browser test drives Chromium with Debian's Selenium, run by
+# /usr/bin/python3), debootstrap + bubblewrap (the Debian 13 chroot with pacman 7 that the
+# tests make under target/chroots), and for the Docker tests (tests/docker) a Docker engine and
+# docker-compose. Idempotent: does nothing when every tool is already there. The
 # system nginx and dockerd that the packages may start are stopped again: tests run their own.
 set -euo pipefail
 
 APT_PACKAGES=(pacman-package-manager makepkg fakeroot libarchive-tools zstd xz-utils gzip
-  nginx-light curl chromium chromium-driver python3-selenium systemd git bubblewrap gnupg python3-pip
+  nginx-light haproxy curl chromium chromium-driver python3-selenium systemd git bubblewrap gnupg python3-pip
   debootstrap debian-archive-keyring docker.io docker-compose openssl)
-TOOLS=(pacman repo-add makepkg fakeroot bsdtar zstd xz gzip nginx curl chromium chromedriver systemd-analyze git bwrap gpg
+TOOLS=(pacman repo-add makepkg fakeroot bsdtar zstd xz gzip nginx haproxy curl chromium chromedriver systemd-analyze git bwrap gpg
   debootstrap dockerd docker docker-compose openssl)
 
 missing=()
@@ -53,7 +54,7 @@ export DEBIAN_FRONTEND=noninteractive
 had_dockerd=$(PATH="$PATH:/usr/sbin:/sbin" command -v dockerd || true)
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${APT_PACKAGES[@]}" >/dev/null
-services=(nginx)
+services=(nginx haproxy)
 [ -n "$had_dockerd" ] || services+=(docker)  # a dockerd that was already there stays up
 for service in "${services[@]}"; do
   $SUDO systemctl stop "$service" 2>/dev/null || $SUDO service "$service" stop 2>/dev/null || true

@@ -5,10 +5,11 @@
 //! `listening on http://ADDR` line per listener — the line test harnesses wait for.
 //!
 //! **Lifecycle.** The background tasks (scheduled refresh, the AUR check and build loops, the
-//! periodic save of the cache index, the sweep of idle open files) run until the server stops
-//! (SIGTERM/SIGINT: actix stops accepting, gives responses in progress [`SHUTDOWN_GRACE`]);
-//! then they are cancelled together (one [`CancellationToken`]) and awaited, and the cache
-//! index's last-served times are saved one last time before [`run`] returns.
+//! periodic save of the cache index, the sweep of idle open files) run until the drain begins
+//! (SIGTERM/SIGINT: new requests refused, the health check failing, transfers in progress
+//! given `shutdown_grace` to finish — [`shutdown`]); they are cancelled together (one
+//! [`CancellationToken`]); once the drain ends the server stops, the tasks are awaited, and
+//! the cache index's last-served times are saved one last time before [`run`] returns.
 
 use std::net::TcpListener;
 
@@ -21,8 +22,7 @@ use crate::admin::auth::AdminAuth;
 use crate::config::Config;
 use crate::state::AppState;
 
-/// How long a graceful shutdown waits for responses in progress.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+mod shutdown;
 
 /// How often the cache index's last-served times are saved while running (and once at stop).
 const INDEX_SAVE_INTERVAL: Duration = Duration::from_secs(300);
@@ -100,6 +100,9 @@ fn connection_service(
     let app_data = data.clone();
     let app = App::new()
         .wrap(actix_web::middleware::from_fn(
+            crate::http::drain::refuse_new_work,
+        ))
+        .wrap(actix_web::middleware::from_fn(
             crate::http::request_rules::apply,
         ))
         .wrap(crate::http::access_log::actix_logger())
@@ -126,6 +129,7 @@ fn connection_service(
                 let handler = handler.clone();
                 let data = data.clone();
                 async move {
+                    let _counted = data.drain.connection();
                     crate::http::conn::serve_connection(io, &data, |io, peer| {
                         handler.call((io, peer))
                     })
@@ -137,12 +141,16 @@ fn connection_service(
     })
 }
 
-/// Serve until SIGTERM/SIGINT (graceful: responses in progress get [`SHUTDOWN_GRACE`]).
+/// Serve until SIGTERM/SIGINT, then drain for at most `shutdown_grace` ([`shutdown`]).
 pub async fn run(state: AppState, listeners: Vec<TcpListener>) -> std::io::Result<()> {
+    let mut signals = shutdown::Signals::register()?;
     let data = web::Data::new(state);
     crate::jobs::warm_up::start(&data.jobs);
     let auth = web::Data::new(AdminAuth::new(data.cfg.token.clone()));
-    let mut builder = actix_server::Server::build().shutdown_timeout(SHUTDOWN_GRACE.as_secs());
+    // The signals are ours (the drain); actix stops when told, at once.
+    let mut builder = actix_server::Server::build()
+        .disable_signals()
+        .shutdown_timeout(0);
     let mut addrs = Vec::new();
     for l in listeners {
         let addr = l.local_addr()?;
@@ -172,7 +180,17 @@ pub async fn run(state: AppState, listeners: Vec<TcpListener>) -> std::io::Resul
     for a in addrs {
         log::info!("listening on http://{a}");
     }
-    let served = server.await;
+    let handle = server.handle();
+    let mut server = std::pin::pin!(server);
+    let served = tokio::select! {
+        served = &mut server => served,
+        () = shutdown::wait_and_drain(&data, &mut signals, &background.shutdown) => {
+            // The stop command is sent now; the server's future carries it out (awaiting the
+            // returned future before polling the server's would wait forever).
+            drop(handle.stop(false));
+            server.await
+        }
+    };
     background.stop().await;
     data.index.persist_off_worker().await;
     log::info!(

@@ -1,6 +1,9 @@
 //! Admin authentication: `Authorization: Bearer <token>` checked in constant time against
 //! `PKGSTASH_TOKEN`, and a per-client-IP limit on failed attempts (so the token cannot be
-//! guessed at network speed). The token itself is never logged or echoed.
+//! guessed at network speed). The client IP is [`crate::http::client_addr`]'s: behind a
+//! trusted load balancer, the address it forwards; anyone else's `X-Forwarded-For` is
+//! ignored, so it cannot move a client out of its own count. The token itself is never
+//! logged or echoed.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -47,7 +50,7 @@ impl AdminAuth {
         let Some(token) = &self.token else {
             return Err(ApiError::AdminDisabled);
         };
-        let ip = req.peer_addr().map(|a| a.ip());
+        let ip = crate::http::client_addr::of_request(req);
         let now = Instant::now();
         if let Some(ip) = ip {
             if self.blocked(ip, now) {
@@ -80,6 +83,16 @@ impl AdminAuth {
                 Err(ApiError::Unauthorized)
             }
         }
+    }
+
+    /// Client addresses blocked now.
+    pub fn blocked_clients(&self) -> usize {
+        let now = Instant::now();
+        self.failures
+            .lock()
+            .values()
+            .filter(|f| now.duration_since(f.since) < WINDOW && f.count >= MAX_FAILURES)
+            .count()
     }
 
     fn blocked(&self, ip: IpAddr, now: Instant) -> bool {

@@ -48,9 +48,17 @@ pub(super) async fn stats(
 }
 
 /// `GET /_pkgstash/metrics`: Prometheus metrics, the gauges updated now.
-pub(super) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+pub(super) async fn metrics(
+    state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
+) -> HttpResponse {
     let m = &state.metrics;
     m.inflight.set(state.registry.snapshot().len() as i64);
+    m.draining.set(i64::from(state.drain.is_draining()));
+    m.connections.set(state.drain.connections() as i64);
+    if let Some(auth) = req.app_data::<web::Data<crate::admin::auth::AdminAuth>>() {
+        m.admin_blocked_clients.set(auth.blocked_clients() as i64);
+    }
     let usage = state.index.usage();
     m.cache_bytes
         .set(usage.values().map(|u| u.bytes).sum::<u64>() as i64);

@@ -1,5 +1,6 @@
 //! The `/_pkgstash/` routes: the web interface's files ([`crate::admin::ui`]), the public
-//! `status.json`, `stats.json` and Prometheus metrics ([`crate::admin::page`]), and the token-protected admin API under `/_pkgstash/api/` (JSON),
+//! `status.json`, `stats.json` and Prometheus metrics ([`crate::admin::page`]), the health check
+//! ([`crate::admin::health`]), and the token-protected admin API under `/_pkgstash/api/` (JSON),
 //! whose one route table is [`API_ROUTES`]: both the registration ([`configure`]) and the
 //! `405 Method Not Allowed` answers with their `Allow` header (RFC 9110 §15.5.6) come from it.
 //!
@@ -12,7 +13,7 @@ use actix_web::dev::ResourceDef;
 use actix_web::http::Method;
 use actix_web::{guard, web, HttpRequest, HttpResponse, Route};
 
-use crate::admin::{aur, cache, cache_browser, page, repos, ui};
+use crate::admin::{aur, cache, cache_browser, health, page, repos, ui};
 use crate::http::error::ApiError;
 
 // Wire names the CLI client imports from here.
@@ -147,6 +148,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/_pkgstash/status.json", web::get().to(page::public_status))
         .route("/_pkgstash/stats.json", web::get().to(page::stats))
         .route("/_pkgstash/metrics", web::get().to(page::metrics))
+        .route("/_pkgstash/health", web::get().to(health::health))
+        .route("/_pkgstash/health", web::head().to(health::health))
         .service(
             web::scope(API)
                 .configure(|api| {

@@ -59,6 +59,23 @@ fn server_keys(c: &Config, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     writeln!(f, "fast_path = {}", c.fast_path)?;
     writeln!(
         f,
+        "shutdown_grace = \"{}\"",
+        format_duration(c.shutdown_grace)
+    )?;
+    writeln!(
+        f,
+        "trusted_proxies = {}",
+        toml_list(
+            c.trusted_proxies
+                .iter()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .iter()
+                .map(String::as_str)
+        )
+    )?;
+    writeln!(
+        f,
         "max_unknown_size = \"{}\"",
         format_size(c.max_unknown_size)
     )?;

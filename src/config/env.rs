@@ -8,8 +8,9 @@ use std::collections::HashMap;
 /// Keys whose value is a list (`*` = any one name, such as an upstream's): from the
 /// environment, `PKGSTASH__UPSTREAMS__ARCHLINUX__MIRRORS=https://a,https://b` is split at
 /// the commas. Other values are never split.
-const LIST_KEYS: [&str; 5] = [
+const LIST_KEYS: [&str; 6] = [
     "listen",
+    "trusted_proxies",
     "upstreams.*.mirrors",
     "repos.*.arch",
     "aur.packages",

@@ -32,7 +32,7 @@ use raw::RawConfig;
 
 pub use policy::{CleanupConfig, RefreshConfig};
 pub use repos::CustomRepoConfig;
-pub use server::{loopback_url, DEFAULT_MAX_UNKNOWN_SIZE};
+pub use server::{loopback_url, DEFAULT_MAX_UNKNOWN_SIZE, DEFAULT_SHUTDOWN_GRACE};
 pub use token::Token;
 pub use upstreams::UpstreamConfig;
 
@@ -83,6 +83,11 @@ pub struct Config {
     /// pkgstash's own HTTP/1.1 front end ([`crate::http::conn`]: framing, deadlines, `sendfile` for
     /// plain package requests); `false`: actix-web alone serves every connection.
     pub fast_path: bool,
+    /// After SIGTERM, how long transfers in progress (and downloads in flight) may go on while
+    /// new requests are refused (503) and the health check fails; `0s`: stop at once.
+    pub shutdown_grace: Duration,
+    /// Peers whose `X-Forwarded-For` names the client (load balancers); empty: none.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub upstreams: BTreeMap<String, UpstreamConfig>,
     pub refresh: RefreshConfig,
     pub cleanup: CleanupConfig,
@@ -179,6 +184,8 @@ impl Config {
             max_unknown_size: top.max_unknown_size,
             send_timeout: top.send_timeout,
             fast_path: top.fast_path,
+            shutdown_grace: top.shutdown_grace,
+            trusted_proxies: top.trusted_proxies,
             upstreams,
             refresh,
             cleanup,

@@ -19,6 +19,17 @@ pub(super) enum RawListen {
     Many(Vec<String>),
 }
 
+/// `trusted_proxies` may be one address or network, or a list.
+#[derive(Debug, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "config key `trusted_proxies`: expected \"ADDRESS[/PREFIX]\" or a list of them"
+)]
+pub(super) enum RawTrustedProxies {
+    One(String),
+    Many(Vec<String>),
+}
+
 /// The whole file: the top-level (server) keys, then one field per section.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -31,6 +42,8 @@ pub(super) struct RawConfig {
     pub max_unknown_size: Option<String>,
     pub send_timeout: Option<String>,
     pub fast_path: Option<bool>,
+    pub shutdown_grace: Option<String>,
+    pub trusted_proxies: Option<RawTrustedProxies>,
     #[serde(default)]
     pub upstreams: BTreeMap<String, RawUpstream>,
     #[serde(default)]

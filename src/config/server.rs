@@ -1,19 +1,25 @@
 //! The top-level keys: where the server listens (`listen`), where it caches (`cache_dir`),
-//! its timeouts (`db_max_age`, `upstream_timeout`, `send_timeout`), its limits (`min_rate`,
-//! `max_unknown_size`) and `fast_path`; and the one rule for reaching a listen address from
+//! its timeouts (`db_max_age`, `upstream_timeout`, `send_timeout`, `shutdown_grace`), its
+//! limits (`min_rate`, `max_unknown_size`), `fast_path`, which peers are trusted to say who
+//! the client is (`trusted_proxies`); and the one rule for reaching a listen address from
 //! this machine ([`loopback_url`]: a wildcard host becomes loopback).
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::raw::{RawConfig, RawListen};
+use super::raw::{RawConfig, RawListen, RawTrustedProxies};
 use super::units::{parse_duration, parse_positive_duration, parse_rate, parse_size};
 use super::{invalid, ConfigError};
 
 /// Default of `max_unknown_size`: above the largest Arch package (a few GiB), far below a
 /// filesystem an endless body would fill.
 pub const DEFAULT_MAX_UNKNOWN_SIZE: u64 = 8 << 30;
+
+/// Default of `shutdown_grace`: long enough for a large package on a slow line to finish,
+/// short of systemd's `TimeoutStopSec` in the shipped unit (3 min 30 s) and of compose's
+/// `stop_grace_period`.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(180);
 
 /// The validated top-level keys (fields of [`super::Config`] of the same names).
 pub(super) struct ServerKeys {
@@ -25,6 +31,8 @@ pub(super) struct ServerKeys {
     pub max_unknown_size: u64,
     pub send_timeout: Duration,
     pub fast_path: bool,
+    pub shutdown_grace: Duration,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// Validate the top-level keys, in the order they are documented.
@@ -62,6 +70,15 @@ pub(super) fn validate(raw: &RawConfig) -> Result<ServerKeys, ConfigError> {
         raw.send_timeout.as_deref(),
         Duration::from_secs(60),
     )?;
+    let shutdown_grace = match &raw.shutdown_grace {
+        Some(v) => parse_duration("shutdown_grace", v)?,
+        None => DEFAULT_SHUTDOWN_GRACE,
+    };
+    let trusted_proxies = trusted_proxies(match &raw.trusted_proxies {
+        None => &[],
+        Some(RawTrustedProxies::One(one)) => std::slice::from_ref(one),
+        Some(RawTrustedProxies::Many(many)) => many,
+    })?;
     Ok(ServerKeys {
         listen,
         cache_dir,
@@ -71,7 +88,30 @@ pub(super) fn validate(raw: &RawConfig) -> Result<ServerKeys, ConfigError> {
         max_unknown_size,
         send_timeout,
         fast_path: raw.fast_path.unwrap_or(true),
+        shutdown_grace,
+        trusted_proxies,
     })
+}
+
+/// `trusted_proxies`: addresses (`10.0.0.5`, `::1`) or CIDR networks (`10.0.0.0/24`,
+/// `fd00::/8`) of the load balancers allowed to say who the client is (`X-Forwarded-For`).
+/// A plain address is a network of one (`/32`, `/128`).
+fn trusted_proxies(raw: &[String]) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    raw.iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let s = s.trim();
+            s.parse::<ipnet::IpNet>()
+                .map(|n| n.trunc())
+                .or_else(|_| s.parse::<IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    invalid(
+                        format!("trusted_proxies[{i}]"),
+                        format!("`{s}` is not an IP address or a CIDR network like 10.0.0.0/24"),
+                    )
+                })
+        })
+        .collect()
 }
 
 /// `listen`: one `host:port` or a list of them (default `0.0.0.0:7878`), at least one.
@@ -143,6 +183,47 @@ mod tests {
         assert_eq!(loopback_url("[0:0::0]:7879"), "http://[::1]:7879");
         assert_eq!(loopback_url("localhost:8080"), "http://localhost:8080");
         assert_eq!(loopback_url("10.1.2.3:7878"), "http://10.1.2.3:7878");
+    }
+
+    #[test]
+    fn shutdown_grace_and_trusted_proxies() {
+        let c = load(MIN, &[]).expect("valid");
+        assert_eq!(c.shutdown_grace, DEFAULT_SHUTDOWN_GRACE);
+        assert!(c.trusted_proxies.is_empty());
+        let c = load(
+            &format!(
+                "shutdown_grace = \"0s\"\ntrusted_proxies = [\"10.0.0.5\", \"192.168.1.9/24\", \"fd00::/8\"]\n{MIN}"
+            ),
+            &[],
+        )
+        .expect("valid");
+        assert_eq!(c.shutdown_grace, Duration::ZERO);
+        let nets: Vec<String> = c.trusted_proxies.iter().map(|n| n.to_string()).collect();
+        assert_eq!(nets, ["10.0.0.5/32", "192.168.1.0/24", "fd00::/8"]);
+        let shown = c.to_string();
+        assert!(shown.contains("shutdown_grace = \"0s\""), "{shown}");
+        assert!(
+            shown.contains("trusted_proxies = [\"10.0.0.5/32\", \"192.168.1.0/24\", \"fd00::/8\"]"),
+            "{shown}"
+        );
+        let c = load(
+            MIN,
+            &[("PKGSTASH__TRUSTED_PROXIES", "127.0.0.1,10.1.0.0/16")],
+        )
+        .expect("env");
+        assert_eq!(c.trusted_proxies.len(), 2);
+        assert!(err_text(&format!("shutdown_grace = \"soon\"\n{MIN}")).contains("shutdown_grace"));
+        let e = err_text(&format!(
+            "trusted_proxies = [\"10.0.0.1\", \"lb.example\"]\n{MIN}"
+        ));
+        assert!(e.contains("trusted_proxies[1]"), "{e}");
+        assert!(
+            err_text(&format!("trusted_proxies = [\"10.0.0.0/33\"]\n{MIN}"))
+                .contains("trusted_proxies[0]")
+        );
+        let c = load(&format!("trusted_proxies = \"10.0.0.1\"\n{MIN}"), &[]).expect("one");
+        assert_eq!(c.trusted_proxies.len(), 1);
+        assert!(err_text(&format!("trusted_proxies = 7\n{MIN}")).contains("trusted_proxies"));
     }
 
     #[test]

@@ -2,11 +2,12 @@
 //! both paths of a connection — the actix side's [`actix_logger`] and the front end's
 //! [`log_line`] (requests answered with sendfile, cut-short ones included).
 //!
-//! Format: client, request line, status, body bytes sent, duration, result
+//! Format: client ([`crate::http::client_addr`]: the peer, or the address a trusted load
+//! balancer forwards), request line, status, body bytes sent, duration, result
 //! (hit/miss/joined/…; `-` for non-mirror routes). `RUST_LOG=info,pkgstash::access=warn`
 //! silences it.
 
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use actix_web::middleware::Logger;
@@ -16,13 +17,16 @@ pub const TARGET: &str = "pkgstash::access";
 
 /// The actix middleware writing the line when a response body ends.
 pub fn actix_logger() -> Logger {
-    Logger::new("%a \"%r\" %s %b %Dms %{x-cache-status}o").log_target(TARGET)
+    Logger::new("%{client}xi \"%r\" %s %b %Dms %{x-cache-status}o")
+        .custom_request_replace("client", crate::http::client_addr::log_field)
+        .log_target(TARGET)
 }
 
 /// One line in [`actix_logger`]'s format, for a request the front end answered itself.
-/// `request` is the quoted request line (or `-`); `sent` the body bytes that left.
+/// `client` is [`crate::http::client_addr`]'s; `request` the quoted request line (or `-`);
+/// `sent` the body bytes that left.
 pub fn log_line(
-    peer: Option<SocketAddr>,
+    client: Option<IpAddr>,
     request: &str,
     status: u16,
     sent: u64,
@@ -32,7 +36,8 @@ pub fn log_line(
     log::info!(
         target: TARGET,
         "{} {request} {status} {sent} {:.6}ms {result}",
-        peer.map(|p| p.ip().to_string())
+        client
+            .map(|ip| ip.to_string())
             .unwrap_or_else(|| "-".into()),
         took.as_secs_f64() * 1000.0,
     );

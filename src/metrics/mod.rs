@@ -79,6 +79,12 @@ pub struct Metrics {
     pub cache_files: IntGauge,
     /// The same request and byte counts, per minute over the last 24 hours.
     pub minutes: minutes::MinuteRing,
+    /// 1 from SIGTERM until the exit (new requests refused, health check failing), else 0.
+    pub draining: IntGauge,
+    /// Open client connections.
+    pub connections: IntGauge,
+    /// Client addresses the admin-auth limiter blocks now (too many failed attempts).
+    pub admin_blocked_clients: IntGauge,
 }
 
 impl Metrics {
@@ -93,35 +99,29 @@ impl Metrics {
             .iter()
             .map(|o| requests_vec.with_label_values(&[o.as_str()]))
             .collect();
-        let served = IntCounterVec::new(
-            Opts::new(
-                "served_bytes_total",
-                "Body bytes sent to clients, by source",
-            ),
-            &["source"],
-        )
-        .expect("static metric definition");
+        let served = counters(
+            "served_bytes_total",
+            "Body bytes sent to clients, by source",
+            "source",
+        );
         let m = Metrics {
             bytes_from_cache: served.with_label_values(&["cache"]),
             bytes_from_upstream: served.with_label_values(&["upstream"]),
-            upstream_bytes: IntCounterVec::new(
-                Opts::new("upstream_bytes_total", "Body bytes received from mirrors"),
-                &["upstream"],
-            )
-            .expect("static metric definition"),
-            mirror_failures: IntCounterVec::new(
-                Opts::new("mirror_failures_total", "Failed mirror attempts"),
-                &["upstream"],
-            )
-            .expect("static metric definition"),
-            local_errors: IntCounterVec::new(
-                Opts::new(
-                    "local_errors_total",
-                    "Downloads the cache could not store (local I/O errors)",
-                ),
-                &["kind"],
-            )
-            .expect("static metric definition"),
+            upstream_bytes: counters(
+                "upstream_bytes_total",
+                "Body bytes received from mirrors",
+                "upstream",
+            ),
+            mirror_failures: counters(
+                "mirror_failures_total",
+                "Failed mirror attempts",
+                "upstream",
+            ),
+            local_errors: counters(
+                "local_errors_total",
+                "Downloads the cache could not store (local I/O errors)",
+                "kind",
+            ),
             download_seconds: Histogram::with_opts(
                 HistogramOpts::new(
                     "download_duration_seconds",
@@ -130,12 +130,12 @@ impl Metrics {
                 .buckets(vec![0.05, 0.25, 1.0, 5.0, 15.0, 60.0, 300.0, 1800.0]),
             )
             .expect("static metric definition"),
-            inflight: IntGauge::new("inflight_downloads", "Downloads in flight")
-                .expect("static metric definition"),
-            cache_bytes: IntGauge::new("cache_bytes", "Bytes in the cache")
-                .expect("static metric definition"),
-            cache_files: IntGauge::new("cache_files", "Files in the cache")
-                .expect("static metric definition"),
+            inflight: gauge("inflight_downloads", "Downloads in flight"),
+            cache_bytes: gauge("cache_bytes", "Bytes in the cache"),
+            cache_files: gauge("cache_files", "Files in the cache"),
+            draining: gauge("draining", DRAINING_HELP),
+            connections: gauge("connections", "Open client connections"),
+            admin_blocked_clients: gauge("admin_blocked_clients", BLOCKED_HELP),
             requests,
             registry,
             minutes: minutes::MinuteRing::new(),
@@ -154,6 +154,9 @@ impl Metrics {
             Box::new(m.inflight.clone()),
             Box::new(m.cache_bytes.clone()),
             Box::new(m.cache_files.clone()),
+            Box::new(m.draining.clone()),
+            Box::new(m.connections.clone()),
+            Box::new(m.admin_blocked_clients.clone()),
         ] {
             if let Err(e) = m.registry.register(c) {
                 log::error!("cannot register metric: {e}");
@@ -212,6 +215,21 @@ impl Metrics {
         }
         String::from_utf8(buf).unwrap_or_default()
     }
+}
+
+/// Help of `pkgstash_draining`.
+const DRAINING_HELP: &str = "1 while shutting down: new requests refused, transfers finishing";
+/// Help of `pkgstash_admin_blocked_clients`.
+const BLOCKED_HELP: &str = "Client addresses blocked by the admin API's failed-attempt limit";
+
+/// Counters of a static definition with one label.
+fn counters(name: &str, help: &str, label: &str) -> IntCounterVec {
+    IntCounterVec::new(Opts::new(name, help), &[label]).expect("static metric definition")
+}
+
+/// A gauge of a static definition.
+fn gauge(name: &str, help: &str) -> IntGauge {
+    IntGauge::new(name, help).expect("static metric definition")
 }
 
 impl Default for Metrics {

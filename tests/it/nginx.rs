@@ -63,18 +63,31 @@ impl Nginx {
 
     /// Start with `server` as the server block's directives.
     fn start(server: &str) -> Nginx {
+        Self::start_http(|port, pd| {
+            format!(
+                "server {{\n        listen 127.0.0.1:{port};\n        access_log {pd}/access.log json;\n        {server}\n    }}"
+            )
+        })
+    }
+
+    /// Start with `http(port, prefix dir)` as the `http {}` block's own directives (after the
+    /// common ones: types, the `json` log format, temp paths, sendfile). It must listen on
+    /// `127.0.0.1:port`.
+    pub fn start_http(http: impl Fn(u16, &str) -> String) -> Nginx {
         // A port picked by the kernel can be taken by someone else before nginx binds it:
         // retry a few times.
         for _ in 0..5 {
-            if let Some(n) = Self::try_start(server, free_port()) {
+            let port = free_port();
+            let prefix = tempfile::tempdir().expect("tempdir");
+            let block = http(port, &prefix.path().display().to_string());
+            if let Some(n) = Self::try_start(prefix, &block, port) {
                 return n;
             }
         }
         panic!("nginx did not start");
     }
 
-    fn try_start(server: &str, port: u16) -> Option<Nginx> {
-        let prefix = tempfile::tempdir().expect("tempdir");
+    fn try_start(prefix: tempfile::TempDir, http: &str, port: u16) -> Option<Nginx> {
         let p = prefix.path();
         let pd = p.display();
         let user = if is_root() { "user root;" } else { "" };
@@ -96,11 +109,7 @@ http {{
     uwsgi_temp_path {pd}/uwsgi;
     scgi_temp_path {pd}/scgi;
     sendfile on;
-    server {{
-        listen 127.0.0.1:{port};
-        access_log {pd}/access.log json;
-        {server}
-    }}
+    {http}
 }}
 "#
         );

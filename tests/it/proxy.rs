@@ -451,9 +451,8 @@ fn last_served_times_survive_a_sigterm_restart() {
         .lines()
         // `served_at \t hits \t key` (hits since issue 19; the older two-column form loads too).
         .find_map(|l| {
-            let mut cols = l.split('\t');
-            let served_at = cols.next()?.parse().ok()?;
-            (cols.last()? == KEY).then_some(served_at)
+            let served_at = l.split('\t').next()?.parse().ok()?;
+            (l.rsplit('\t').next()? == KEY).then_some(served_at)
         })
         .unwrap_or_else(|| panic!("{KEY} not in the saved index:\n{saved}"));
     assert!(served_at >= started, "{served_at} < {started}");

@@ -191,3 +191,29 @@ fn disk_full_mid_body_of_unknown_length_is_not_retried_upstream() {
     assert_eq!(m.count(PKG), 1, "the same bytes are not fetched again");
     assert_blamed_on_disk(&p, "no_space");
 }
+
+/// The health check (`GET /_pkgstash/health`) fails while the cache cannot be written, and
+/// recovers with the disk.
+#[test]
+fn health_fails_while_the_cache_is_read_only() {
+    let m = FakeMirror::start();
+    let Some((_work, fs, p)) = on_tmpfs(&m, "8m") else {
+        return;
+    };
+    let health = || {
+        let resp = client()
+            .get(p.url("/_pkgstash/health"))
+            .send()
+            .expect("health");
+        (resp.status().as_u16(), resp.text().unwrap_or_default())
+    };
+    assert_eq!(health().0, 200);
+    fs.remount("ro");
+    // The probe's answer is kept 2 s.
+    wait_for("health 503", Duration::from_secs(5), || health().0 == 503);
+    let (_, body) = health();
+    assert!(body.contains("cache_not_writable"), "{body}");
+    assert!(body.contains("Read-only file system"), "{body}");
+    fs.remount("rw");
+    wait_for("health 200", Duration::from_secs(5), || health().0 == 200);
+}

@@ -222,6 +222,38 @@ impl Pkgstash {
         self._dir.take()
     }
 
+    /// Send `signal` (a `kill -s` name: `TERM`, `QUIT`) without waiting.
+    pub fn signal(&self, signal: &str) {
+        let _ = Command::new("kill")
+            .args(["-s", signal, &self.child.id().to_string()])
+            .status();
+    }
+
+    /// Has the process exited? Its exit code (`-1` for a signal) if so.
+    pub fn exited(&mut self) -> Option<i32> {
+        self.child
+            .try_wait()
+            .ok()
+            .flatten()
+            .map(|s| s.code().unwrap_or(-1))
+    }
+
+    /// Wait (at most `timeout`) for the process to exit: its exit code, `-1` for a signal.
+    pub fn wait_exit(&mut self, timeout: Duration) -> i32 {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(code) = self.exited() {
+                return code;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "pkgstash did not exit within {timeout:?}; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Send SIGTERM and wait for exit; returns the exit status code.
     pub fn terminate(mut self) -> Option<i32> {
         let _ = Command::new("kill")

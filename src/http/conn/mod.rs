@@ -23,6 +23,10 @@
 //! Requests answered here are counted in the metrics and written to the access log like the
 //! actix side's ([`crate::http::access_log`]), cut-short ones included, with the
 //! body bytes actually handed to the kernel.
+//!
+//! While the node drains ([`crate::http::drain`]), a new request for anything but
+//! `/_pkgstash/…` is answered `503` here, a response in progress ends its connection, and an
+//! idle connection closes at once.
 
 #[cfg(test)]
 mod actix_parity;
@@ -34,7 +38,7 @@ pub(crate) mod http1_body;
 use std::cell::RefCell;
 use std::fmt;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime};
@@ -103,64 +107,106 @@ where
         actix(io, peer)
     };
     if !state.cfg.fast_path {
-        if let Err(e) = whole(&sock).await {
-            log::debug!("connection ended with an error: {e}");
-        }
-        return;
+        return log_end(whole(&sock).await);
     }
+    let trusted = state.cfg.trusted_proxies.as_slice();
+    // A new connection's first request is answered while draining (503, or the health
+    // check); only connections that have served one close when idle.
+    let mut served_one = false;
     let close = loop {
-        let head = match next_head(&sock, &read).await {
+        let drain = served_one.then_some(&*state.drain);
+        served_one = true;
+        let head = match next_head(&sock, &read, drain).await {
             NextHead::Head(h) => h,
             NextHead::Closed => break Close::Now,
             NextHead::TimedOut => {
-                log_line(peer, "-", 408, 0, Duration::ZERO, "-");
-                let resp = format!(
-                    "HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\ndate: {}\r\n\r\n",
-                    httpdate::fmt_http_date(SystemTime::now())
-                );
-                let _ =
-                    crate::http::conn::fastpath::write_all(&sock, resp.as_bytes(), send_timeout)
-                        .await;
+                request_timeout(&sock, peer, send_timeout).await;
                 break Close::Linger;
             }
             NextHead::Refused => {
-                if let Err(e) = whole(&sock).await {
-                    log::debug!("connection ended with an error: {e}");
-                }
+                log_end(whole(&sock).await);
                 break Close::Linger;
             }
         };
-        if head.body == BodyKind::UntilClose {
-            if let Err(e) = whole(&sock).await {
-                log::debug!("connection ended with an error: {e}");
-            }
+        let client =
+            crate::http::client_addr::of_head(peer, &read.borrow().buf[..head.len], trusted);
+        if state.drain.is_draining() && crate::http::drain::refuses(&head.target) {
+            refuse(&sock, &head, client, send_timeout).await;
             break Close::Linger;
         }
-        if let Some(plain) = crate::http::conn::fastpath::plain(&head, state) {
+        if head.body == BodyKind::UntilClose {
+            log_end(whole(&sock).await);
+            break Close::Linger;
+        }
+        if let Some(mut plain) = crate::http::conn::fastpath::plain(&head, state) {
             let started = Instant::now();
+            plain.close |= state.drain.is_draining();
             if let Some(served) = crate::http::conn::fastpath::serve(&sock, state, &plain).await {
                 read.borrow_mut().buf.advance(head.len);
-                account(state, peer, &head, &served, started.elapsed());
+                account(state, client, &head, &served, started.elapsed());
                 if let Some(e) = &served.error {
                     // A body cut short: closing the connection is how the client learns it.
-                    log_cut_short(peer, &head, e);
+                    log_cut_short(client, &head, e);
                     break Close::Now;
                 }
-                if plain.close {
+                if plain.close || state.drain.is_draining() {
                     break Close::Linger;
                 }
                 continue;
             }
         }
-        if !dispatch(&actix, &sock, &read, &head, peer, send_timeout).await {
+        if !dispatch(&actix, &sock, &read, &head, peer, client, send_timeout).await
+            || state.drain.is_draining()
+        {
             break Close::Linger;
         }
     };
     finish(&sock, &read, close).await;
 }
 
-/// Read until the buffer starts with a complete head (or the connection ends).
-async fn next_head(sock: &TcpStream, read: &RefCell<ReadSide>) -> NextHead {
+/// How actix's part of a connection ended (an error is the client's business: debug).
+fn log_end<E: fmt::Display>(ended: Result<(), E>) {
+    if let Err(e) = ended {
+        log::debug!("connection ended with an error: {e}");
+    }
+}
+
+/// A head that did not complete in time: `408 Request Timeout`, logged.
+async fn request_timeout(sock: &TcpStream, peer: Option<SocketAddr>, send_timeout: Duration) {
+    log_line(peer.map(|p| p.ip()), "-", 408, 0, Duration::ZERO, "-");
+    let resp = format!(
+        "HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\ndate: {}\r\n\r\n",
+        httpdate::fmt_http_date(SystemTime::now())
+    );
+    let _ = crate::http::conn::fastpath::write_all(sock, resp.as_bytes(), send_timeout).await;
+}
+
+/// Answer `head` with [`crate::http::drain::REFUSAL`] (the node is draining) and log it.
+async fn refuse(sock: &TcpStream, head: &Head, client: Option<IpAddr>, send_timeout: Duration) {
+    let sent = crate::http::conn::fastpath::write_all(
+        sock,
+        crate::http::drain::REFUSAL.as_bytes(),
+        send_timeout,
+    )
+    .await;
+    let body = crate::http::drain::REFUSAL_BODY.len() as u64;
+    log_line(
+        client,
+        &format!("\"{}\"", head.request_line()),
+        503,
+        if sent.is_ok() { body } else { 0 },
+        Duration::ZERO,
+        "-",
+    );
+}
+
+/// Read until the buffer starts with a complete head (or the connection ends). With `drain`,
+/// an idle connection (no byte of a next head yet) closes when the node starts draining.
+async fn next_head(
+    sock: &TcpStream,
+    read: &RefCell<ReadSide>,
+    drain: Option<&crate::state::Drain>,
+) -> NextHead {
     let mut deadline: Option<Instant> = None;
     loop {
         let started = {
@@ -183,9 +229,17 @@ async fn next_head(sock: &TcpStream, read: &RefCell<ReadSide>) -> NextHead {
                 Err(_) => return NextHead::TimedOut,
             }
         } else {
-            match tokio::time::timeout(KEEP_ALIVE, sock.readable()).await {
-                Ok(r) => r,
-                Err(_) => return NextHead::Closed,
+            tokio::select! {
+                r = tokio::time::timeout(KEEP_ALIVE, sock.readable()) => match r {
+                    Ok(r) => r,
+                    Err(_) => return NextHead::Closed,
+                },
+                () = async {
+                    match drain {
+                        Some(d) => d.started().await,
+                        None => std::future::pending().await,
+                    }
+                } => return NextHead::Closed,
             }
         };
         if ready.is_err() {
@@ -210,6 +264,7 @@ async fn dispatch<F, Fut, E>(
     read: &Rc<RefCell<ReadSide>>,
     head: &Head,
     peer: Option<SocketAddr>,
+    client: Option<IpAddr>,
     send_timeout: Duration,
 ) -> bool
 where
@@ -236,7 +291,7 @@ where
     if ex.send_timed_out {
         log::info!(
             "{} \"{}\": {}: connection closed",
-            ip(peer),
+            ip(client),
             head.request_line(),
             crate::http::conn::handoff::send_timeout_error(send_timeout)
         );
@@ -262,16 +317,10 @@ where
 }
 
 /// Count and log a request answered here.
-fn account(
-    state: &AppState,
-    peer: Option<SocketAddr>,
-    head: &Head,
-    served: &Served,
-    took: Duration,
-) {
+fn account(state: &AppState, client: Option<IpAddr>, head: &Head, served: &Served, took: Duration) {
     state.metrics.request(served.outcome);
     log_line(
-        peer,
+        client,
         &format!("\"{}\"", head.request_line()),
         served.status,
         served.sent,
@@ -280,24 +329,25 @@ fn account(
     );
 }
 
-fn log_cut_short(peer: Option<SocketAddr>, head: &Head, e: &std::io::Error) {
+fn log_cut_short(client: Option<IpAddr>, head: &Head, e: &std::io::Error) {
     if e.kind() == std::io::ErrorKind::TimedOut {
         log::info!(
             "{} \"{}\": {e}: connection closed",
-            ip(peer),
+            ip(client),
             head.request_line()
         );
     } else {
         log::debug!(
             "{} \"{}\": connection closed: {e}",
-            ip(peer),
+            ip(client),
             head.request_line()
         );
     }
 }
 
-fn ip(peer: Option<SocketAddr>) -> String {
-    peer.map(|p| p.ip().to_string())
+fn ip(client: Option<IpAddr>) -> String {
+    client
+        .map(|ip| ip.to_string())
         .unwrap_or_else(|| "-".into())
 }
 
