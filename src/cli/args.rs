@@ -114,6 +114,9 @@ pub enum AurAction {
     Reject {
         /// Package name or package base
         name: String,
+        /// The revision reviewed (full git commit id): refused if the pending one differs
+        #[arg(long, value_name = "SHA")]
+        rev: Option<String>,
         #[command(flatten)]
         json: JsonFlag,
     },

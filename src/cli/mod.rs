@@ -54,7 +54,9 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             AurAction::Approve { name, rev, json } => {
                 api(&cfg, json.json, |c| aur::approve(c, &name, rev.as_deref()))
             }
-            AurAction::Reject { name, json } => api(&cfg, json.json, |c| aur::reject(c, &name)),
+            AurAction::Reject { name, rev, json } => {
+                api(&cfg, json.json, |c| aur::reject(c, &name, rev.as_deref()))
+            }
             AurAction::Check(j) => api(&cfg, j.json, aur::check),
         },
     }

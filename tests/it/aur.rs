@@ -398,8 +398,13 @@ fn aur_reject_and_cli_pending() {
     assert_success(&out, "pkgstash aur pending");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("rej-aur") && text.contains(&rev1), "{text}");
-    let (st, _) = w.api(reqwest::Method::POST, "aur/reject/rej-aur");
-    assert_eq!(st, 200);
+    // A revision other than the pending one is refused, and nothing is rejected.
+    let stale = "0".repeat(40);
+    let out = w.cli(&["aur", "reject", "rej-aur", "--rev", &stale]);
+    assert!(!out.status.success(), "a stale --rev is refused");
+    assert_eq!(w.pending().len(), 1, "still held");
+    let out = w.cli(&["aur", "reject", "rej-aur", "--rev", &rev1]);
+    assert_success(&out, "pkgstash aur reject --rev");
     std::thread::sleep(Duration::from_secs(3));
     assert!(
         w.pending().is_empty(),

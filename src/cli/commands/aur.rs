@@ -30,9 +30,16 @@ pub(in crate::cli) fn approve(
     Ok(Answer::new(tables::render_aur_approval(&a), raw))
 }
 
-/// `pkgstash aur reject NAME`.
-pub(in crate::cli) fn reject(client: &AdminClient, name: &str) -> Result<Answer, CliError> {
-    let path = format!("aur/reject/{}", segment(name));
+/// `pkgstash aur reject NAME [--rev SHA]`.
+pub(in crate::cli) fn reject(
+    client: &AdminClient,
+    name: &str,
+    rev: Option<&str>,
+) -> Result<Answer, CliError> {
+    let mut path = format!("aur/reject/{}", segment(name));
+    if let Some(rev) = rev {
+        path.push_str(&format!("?rev={}", segment(rev)));
+    }
     let (d, raw): (Done, _) = client.call_json(Method::POST, &path, QUICK)?;
     Ok(Answer::new(tables::render_aur_done(&d), raw))
 }
