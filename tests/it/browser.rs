@@ -168,7 +168,8 @@ fn browser_admin_interface_in_chromium_against_a_real_server() {
     // package are cached (the browser evicts the package), the dead mirror cools down.
     let sb = Sandbox::new(&[("core", &p.url("/arch/$repo/os/$arch"))], "Never");
     sb.ok(&["-Sy", "foo"]);
-    assert!(cache_dir.join(EVICT).is_file(), "foo is cached");
+    // Published (renamed into place) right after its last byte reached pacman.
+    p.wait_cached(EVICT);
     let status = p.status_json();
     let dead_url = status["mirrors"]
         .as_array()

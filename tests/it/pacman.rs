@@ -173,14 +173,9 @@ fn sync_and_download_every_package_byte_identical(client: Client) {
         assert!(got == want, "{repo}.db differs");
     }
     // And pkgstash kept them.
+    // (each is published right after its last byte reached pacman: waited for, briefly)
     for (repo, name) in &mirror.packages {
-        let cached = p
-            .cache_dir
-            .join("arch")
-            .join(repo)
-            .join("os/x86_64")
-            .join(name);
-        assert!(cached.is_file(), "{name} not cached by pkgstash");
+        p.wait_cached(&format!("arch/{repo}/os/x86_64/{name}"));
     }
 }
 
