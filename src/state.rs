@@ -50,6 +50,9 @@ impl AppState {
         let store = Arc::new(store);
         let pools = Arc::new(Pools::from_config(&cfg));
         let metrics = Arc::new(Metrics::new());
+        for name in cfg.upstreams.keys() {
+            metrics.add_upstream(name);
+        }
         let started = Instant::now();
         let index = Arc::new(CacheIndex::scan(store.root()));
         log::info!(

@@ -126,7 +126,7 @@ pub enum AurAction {
 
 #[derive(clap::Args, Debug, Clone, Copy)]
 pub struct JsonFlag {
-    /// Print the server's JSON answer instead of a table
+    /// Print JSON instead of a table (the server's answer; `verify`'s own report)
     #[arg(long)]
     pub json: bool,
 }

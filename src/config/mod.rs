@@ -48,6 +48,10 @@ pub enum ConfigError {
         path: PathBuf,
         cause: config::ConfigError,
     },
+    /// The file reads, but a `PKGSTASH__*` override makes the whole unreadable (an unknown
+    /// key, a value of the wrong type): the fault is named as the environment's.
+    #[error("config from the environment (PKGSTASH__* variables): {cause}")]
+    Env { cause: config::ConfigError },
     #[error("config key `{key}`: {reason}")]
     Invalid { key: String, reason: String },
     #[error(transparent)]
@@ -131,17 +135,26 @@ impl Config {
                 "file not found (or not a regular file)".into(),
             )));
         }
-        let raw: RawConfig = config::Config::builder()
-            .add_source(
-                config::File::from(path)
-                    .format(config::FileFormat::Toml)
-                    .required(true),
-            )
-            .add_source(env::overrides(env))
-            .build()
-            .map_err(load_err)?
-            .try_deserialize()
-            .map_err(load_err)?;
+        let file = || {
+            config::File::from(path)
+                .format(config::FileFormat::Toml)
+                .required(true)
+        };
+        let read = |builder: config::ConfigBuilder<config::builder::DefaultState>| {
+            builder.build()?.try_deserialize::<RawConfig>()
+        };
+        let raw = match read(
+            config::Config::builder()
+                .add_source(file())
+                .add_source(env::overrides(env)),
+        ) {
+            Ok(raw) => raw,
+            // Whose fault: the file's own, or an override's (the file alone reads)?
+            Err(cause) => match read(config::Config::builder().add_source(file())) {
+                Ok(_) => return Err(ConfigError::Env { cause }),
+                Err(_) => return Err(load_err(cause)),
+            },
+        };
         Self::validate(
             raw,
             Token::from_env(env),
@@ -271,6 +284,24 @@ mod tests {
         assert_eq!(c.cleanup.keep_versions, 3);
         assert!(c.refresh.prefetch);
         assert!(c.token.is_none());
+    }
+
+    #[test]
+    fn an_unknown_key_is_blamed_on_where_it_came_from() {
+        let from_env = load(MIN, &[("PKGSTASH__FOO", "1")])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            from_env.starts_with("config from the environment (PKGSTASH__* variables): ")
+                && from_env.contains("foo"),
+            "{from_env}"
+        );
+        let from_file = err_text(&format!("foo = 1\n{MIN}"));
+        assert!(
+            from_file.starts_with("cannot read config ") && from_file.contains("foo"),
+            "{from_file}"
+        );
     }
 
     #[test]

@@ -189,6 +189,12 @@ impl Metrics {
         self.minutes.bytes(minutes::Bytes::ServedInflight, n);
     }
 
+    /// Show `upstream`'s byte counter at 0 before its first byte (a series that appears only
+    /// later breaks `rate()` and alerts on its absence).
+    pub fn add_upstream(&self, upstream: &str) {
+        self.upstream_bytes.with_label_values(&[upstream]);
+    }
+
     /// Count `n` body bytes received from a mirror of `upstream`.
     pub fn fetched(&self, upstream: &str, n: u64) {
         self.upstream_bytes.with_label_values(&[upstream]).inc_by(n);
@@ -248,6 +254,7 @@ mod tests {
         m.request(Outcome::Hit);
         m.request(Outcome::Hit);
         m.request(Outcome::Joined);
+        m.add_upstream("other");
         m.upstream_bytes.with_label_values(&["arch"]).inc_by(10);
         let text = m.render();
         assert!(
@@ -260,6 +267,10 @@ mod tests {
         );
         assert!(
             text.contains("pkgstash_upstream_bytes_total{upstream=\"arch\"} 10"),
+            "{text}"
+        );
+        assert!(
+            text.contains("pkgstash_upstream_bytes_total{upstream=\"other\"} 0"),
             "{text}"
         );
         assert_eq!(m.requests_of(Outcome::Hit), 2);
