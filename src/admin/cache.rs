@@ -138,6 +138,14 @@ pub struct Evicted {
     pub bytes: u64,
 }
 
+/// The part of an `api/cache…` request's path after `/_pkgstash/api/cache` (`""` or `/…`),
+/// not yet checked: the listing and the evict parse it each their way.
+pub(super) fn cache_path(req: &HttpRequest) -> &str {
+    req.path()
+        .strip_prefix("/_pkgstash/api/cache")
+        .unwrap_or_default()
+}
+
 /// `DELETE cache/<upstream>/<path>`: evict one cached file. `404` when it is not cached, `409`
 /// while it is being downloaded.
 pub(super) async fn evict(
@@ -145,11 +153,7 @@ pub(super) async fn evict(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     crate::admin::auth::require(&req)?;
-    let raw = req
-        .path()
-        .strip_prefix("/_pkgstash/api/cache")
-        .unwrap_or_default();
-    let path = RepoPath::parse(raw)?;
+    let path = RepoPath::parse(cache_path(&req))?;
     if state.pools.get(path.upstream()).is_none() {
         return Err(ApiError::NotFound);
     }

@@ -146,10 +146,7 @@ pub(super) async fn list(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     crate::admin::auth::require(&req)?;
-    let raw = req
-        .path()
-        .strip_prefix("/_pkgstash/api/cache")
-        .unwrap_or_default();
+    let raw = crate::admin::cache::cache_path(&req);
     let raw = raw.strip_suffix('/').unwrap_or(raw);
     let (upstream, dir) = match raw[1.min(raw.len())..].split_once('/') {
         Some(_) => {
