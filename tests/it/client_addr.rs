@@ -6,7 +6,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::support::{arch_config, metric_sample, Pkgstash};
+use crate::support::{arch_config, metric_sample, wait_for, Pkgstash};
 use crate::upstream::{payload, FakeMirror};
 
 const TOKEN: &str = "t0ken-client-addr-71c3";
@@ -46,6 +46,9 @@ fn start() -> (FakeMirror, Pkgstash) {
 }
 
 /// Access-log lines of `client` for requests whose line starts with `request`.
+/// How long an access-log line may take to appear after its client has read the answer.
+const LOG_WAIT: Duration = Duration::from_secs(10);
+
 fn logged_for(p: &Pkgstash, client: &str, request: &str) -> usize {
     p.log()
         .lines()
@@ -92,15 +95,14 @@ fn forged_forwarded_for_from_an_untrusted_peer_changes_nothing() {
     // The log names the peer, on both paths (a package: the sendfile front end; the API: actix).
     assert_eq!(call(&p, &attacker, PKG_URL, "", "192.0.2.99"), 200);
     assert_eq!(call(&p, &attacker, PKG_URL, "", "192.0.2.99"), 200);
+    // (access-log lines are written when a transfer has ended: waited for, then read whole)
+    wait_for("both package GETs logged for the peer", LOG_WAIT, || {
+        logged_for(&p, "127.0.0.3", &format!("GET {PKG_URL}")) >= 2
+    });
+    wait_for("every admin call logged for the peer", LOG_WAIT, || {
+        logged_for(&p, "127.0.0.3", "GET /_pkgstash/api/status") >= 21
+    });
     let log = p.log();
-    assert!(
-        logged_for(&p, "127.0.0.3", &format!("GET {PKG_URL}")) >= 2,
-        "{log}"
-    );
-    assert!(
-        logged_for(&p, "127.0.0.3", "GET /_pkgstash/api/status") >= 21,
-        "{log}"
-    );
     assert!(
         !log.contains(" 192.0.2.") && !log.contains(" 198.51.100.1"),
         "{log}"
@@ -139,15 +141,15 @@ fn a_trusted_proxy_names_the_client() {
     );
     assert_eq!(call(&p, &balancer, PKG_URL, "", "192.0.2.7"), 200);
     assert_eq!(call(&p, &balancer, PKG_URL, "", "192.0.2.7"), 200);
+    // A request's access-log line is written when its transfer has ended, which may be just
+    // after the client has read the last byte: waited for.
+    wait_for("both package GETs logged for the client", LOG_WAIT, || {
+        logged_for(&p, "192.0.2.7", &format!("GET {PKG_URL}")) >= 2
+    });
+    wait_for("every admin call logged for the client", LOG_WAIT, || {
+        logged_for(&p, "192.0.2.7", "GET /_pkgstash/api/status") >= 21
+    });
     let log = p.log();
-    assert!(
-        logged_for(&p, "192.0.2.7", &format!("GET {PKG_URL}")) >= 2,
-        "{log}"
-    );
-    assert!(
-        logged_for(&p, "192.0.2.7", "GET /_pkgstash/api/status") >= 21,
-        "{log}"
-    );
     assert!(!log.contains(" 6.6.6.6"), "{log}");
     assert!(log.contains("from 192.0.2.7: wrong token"), "{log}");
 }
