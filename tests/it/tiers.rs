@@ -132,6 +132,13 @@ fn sync_revalidates_end_to_end_and_is_served_stale_with_the_top_mirror_down() {
     // asks nginx, each with its validators; nginx answers 304 and so does each tier.
     sb.ok(&["-Sy"]);
     let db = "/core/os/x86_64/core.db";
+    // (a log line is written when its answer has gone out: waited for)
+    wait_for("the site's 304 logged", Duration::from_secs(5), || {
+        logged(&site, &format!("/arch{db}"), 304) >= 1
+    });
+    wait_for("the region's 304 logged", Duration::from_secs(5), || {
+        logged(&region, &format!("/arch{db}"), 304) >= 1
+    });
     assert_eq!(
         logged(&site, &format!("/arch{db}"), 304),
         1,
