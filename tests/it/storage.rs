@@ -185,9 +185,15 @@ fn disk_full_mid_body_of_unknown_length_is_not_retried_upstream() {
         return;
     };
     let resp = client().get(p.url(PKG_URL)).send().expect("get");
-    // Headers went out with the first bytes; the body is then aborted, never ended cleanly.
-    assert_eq!(resp.status().as_u16(), 200);
-    assert!(resp.bytes().is_err(), "an aborted body");
+    // The client's answer starts once the first bytes are on disk: usually the head goes out
+    // and the body is then aborted, never ended cleanly. On a loaded machine the local mirror
+    // can fill the 1 MiB disk before the client's task sends that head: then the answer is
+    // the 507 a full disk gets before any byte. Never a clean short body either way.
+    match resp.status().as_u16() {
+        200 => assert!(resp.bytes().is_err(), "an aborted body"),
+        507 => assert_generic(&resp.text().expect("body"), &p),
+        other => panic!("{other}: neither an aborted 200 nor a 507"),
+    }
     assert_eq!(m.count(PKG), 1, "the same bytes are not fetched again");
     assert_blamed_on_disk(&p, "no_space");
 }
